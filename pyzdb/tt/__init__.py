@@ -1,0 +1,15 @@
+"""Tokyo Tyrant client over its original binary protocol: ``TokyoTyrant`` and the serializer constants.
+
+>>> from pyzdb.tt import TokyoTyrant
+>>> tt = TokyoTyrant('127.0.0.1', 1978)   # doctest: +SKIP
+"""
+from ..kt.serializers import KT_BINARY, KT_JSON, KT_MSGPACK, KT_NONE, SERIALIZERS
+from .client import TokyoTyrant
+from .protocol import MAXARGNUM, MAXARGSIZ, RDBMONOULOG
+
+TT_BINARY, TT_JSON, TT_MSGPACK, TT_NONE = KT_BINARY, KT_JSON, KT_MSGPACK, KT_NONE
+
+__all__ = [
+    "TokyoTyrant", "KT_BINARY", "KT_JSON", "KT_MSGPACK", "KT_NONE", "SERIALIZERS",
+    "TT_BINARY", "TT_JSON", "TT_MSGPACK", "TT_NONE", "MAXARGSIZ", "MAXARGNUM", "RDBMONOULOG",
+]
