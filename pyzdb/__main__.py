@@ -1,0 +1,4 @@
+"""``python -m pyzdb``: the command line."""
+from .cli import main
+
+main()

@@ -1,0 +1,135 @@
+"""The broker: two request queues (read-write and read-only), each a ROUTER front and a DEALER back.
+
+Clients connect to the fronts; servers connect to the backs. ``pyzdb broker``
+runs it alone; ``pyzdb serve`` runs it on threads beside a read-write server.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import zmq
+
+from .wire import DEFAULT_MAX_MESSAGE
+
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 3000
+
+
+@dataclass
+class BrokerConfig:
+    """The broker's addresses; ``rw_back_inproc`` adds an in-process back end for a server on a thread."""
+
+    rw_front: str = "tcp://127.0.0.1:5559"
+    rw_back: str = "tcp://127.0.0.1:5560"
+    ro_front: str = "tcp://127.0.0.1:5561"
+    ro_back: str = "tcp://127.0.0.1:5562"
+    rw_back_inproc: str | None = None
+    max_message: int = DEFAULT_MAX_MESSAGE
+
+
+class Queue:
+    """One request queue: a ROUTER front, a DEALER back, and zmq's proxy between them on a thread.
+
+    Sockets are bound in ``start()`` on the caller's thread, so a taken
+    address raises there; ``stop()`` ends the proxy through its control socket.
+    """
+
+    def __init__(self, name: str, front: str, backs: list[str], max_message: int,
+                 context: zmq.Context | None = None) -> None:
+        self.name, self.front_addr, self.back_addrs = name, front, backs
+        self.max_message = max_message
+        self.context = context or zmq.Context.instance()
+        self.thread: threading.Thread | None = None
+        self.control_addr = f"inproc://pyzdb-broker-{name}-{id(self)}"
+
+    def start(self) -> None:
+        """Bind both sides and start forwarding."""
+        front, back = self.context.socket(zmq.ROUTER), self.context.socket(zmq.DEALER)
+        # a peer that sends more than a message's limit (plus envelope) is cut off by zmq itself
+        front.setsockopt(zmq.MAXMSGSIZE, self.max_message + 65536)
+        for sock in (front, back):
+            sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+            sock.setsockopt(zmq.LINGER, 0)
+        try:
+            front.bind(self.front_addr)
+            for addr in self.back_addrs:
+                back.bind(addr)
+        except zmq.ZMQError:
+            front.close()
+            back.close()
+            raise
+        control = self.context.socket(zmq.PAIR)
+        control.bind(self.control_addr)
+        self.thread = threading.Thread(target=self._run, args=(front, back, control),
+                                       name=f"pyzdb-broker-{self.name}", daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _run(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket) -> None:
+        try:
+            zmq.proxy_steerable(front, back, None, control)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            for sock in (front, back, control):
+                sock.close()
+
+    def stop(self) -> None:
+        """End the proxy and close its sockets."""
+        if self.thread is None:
+            return
+        with self.context.socket(zmq.PAIR) as command:
+            command.connect(self.control_addr)
+            command.send(b"TERMINATE")
+        self.thread.join(5)
+        self.thread = None
+
+
+class Broker:
+    """Both request queues, each on its own thread.
+
+    >>> broker = Broker(BrokerConfig()); broker.start(); broker.join()   # doctest: +SKIP
+    """
+
+    def __init__(self, config: BrokerConfig, context: zmq.Context | None = None) -> None:
+        self.config = config
+        rw_backs = [config.rw_back] + ([config.rw_back_inproc] if config.rw_back_inproc else [])
+        self.queues = [Queue("rw", config.rw_front, rw_backs, config.max_message, context)]
+        if config.ro_front:
+            self.queues.append(Queue("ro", config.ro_front, [config.ro_back], config.max_message, context))
+
+    def start(self) -> None:
+        """Bind every socket and start forwarding; raises zmq.ZMQError if an address is taken."""
+        started = []
+        try:
+            for queue in self.queues:
+                queue.start()
+                started.append(queue)
+        except zmq.ZMQError:
+            for queue in started:
+                queue.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop both queues."""
+        for queue in self.queues:
+            queue.stop()
+
+    def join(self) -> None:
+        """Block until the queues end (in practice: until the process is stopped)."""
+        for queue in self.queues:
+            while queue.thread is not None and queue.thread.is_alive():
+                queue.thread.join(0.5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m pyzdb.broker``: the same as ``pyzdb broker``."""
+    import sys
+    from .cli import main as cli_main
+    cli_main(["broker", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    main()

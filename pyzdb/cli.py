@@ -1,0 +1,93 @@
+"""``pyzdb serve | broker | server | shell | dump | load | status | check``: the command line."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from . import wire
+from .broker import Broker, BrokerConfig
+from .history import DEFAULT_DEPTH
+from .store import DURABILITIES
+
+DEFAULTS = {"rw_front": "tcp://127.0.0.1:5559", "rw_back": "tcp://127.0.0.1:5560",
+            "ro_front": "tcp://127.0.0.1:5561", "ro_back": "tcp://127.0.0.1:5562",
+            "feed": "tcp://127.0.0.1:5563"}
+
+
+def _broker_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("broker addresses")
+    group.add_argument("--rw-front", default=DEFAULTS["rw_front"], help="clients' read-write queue (default %(default)s)")
+    group.add_argument("--rw-back", default=DEFAULTS["rw_back"], help="read-write server side (default %(default)s)")
+    group.add_argument("--ro-front", default=DEFAULTS["ro_front"], help="clients' read-only queue (default %(default)s)")
+    group.add_argument("--ro-back", default=DEFAULTS["ro_back"], help="read-only servers' side (default %(default)s)")
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("storage and limits")
+    group.add_argument("--data", default="pyzdb-data", help="data directory for the embedded store and files (default ./%(default)s)")
+    group.add_argument("--store", help="store URL: sqlite:///path.db, memory://, kt://host:port[/db], tt://host:port "
+                                       "(default sqlite in --data)")
+    group.add_argument("--durability", choices=DURABILITIES, default="always",
+                       help="always: fsync before every reply; batch: group commit; none: no fsync (default %(default)s)")
+    group.add_argument("--batch-ms", type=float, default=2.0, help="group-commit window for --durability batch (ms)")
+    group.add_argument("--feed", default=DEFAULTS["feed"], help="change feed the RW server publishes (default %(default)s)")
+    group.add_argument("--max-message", type=int, default=wire.DEFAULT_MAX_MESSAGE, help="largest request or reply in bytes")
+    group.add_argument("--lock-lease", type=float, default=5.0, help="seconds a silent lock holder keeps the lock")
+    group.add_argument("--lock-wait", type=float, default=20.0, help="seconds a request waits for another's lock")
+    group.add_argument("--history-depth", type=int, default=DEFAULT_DEPTH, help="undo steps kept")
+    group.add_argument("--chunk-size", type=int, default=1 << 20, help="checkpoint chunk size in bytes")
+    group.add_argument("--checkpoint-records", type=int, default=20_000, help="checkpoint after this many log records")
+    group.add_argument("--checkpoint-seconds", type=float, default=300.0, help="checkpoint after this long with writes")
+    group.add_argument("--files-root", action="append", default=[], help="directory File references may be read from (repeatable; default DATA/files)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every checkpoint and fault")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="pyzdb", description="A shared nested document tree for Python programs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="broker and read-write server in one process (the quick start)")
+    _broker_options(serve)
+    _server_options(serve)
+    broker = sub.add_parser("broker", help="the two request queues alone")
+    _broker_options(broker)
+    server = sub.add_parser("server", help="a read-write server (or --ro: a read-only one) behind a broker")
+    server.add_argument("--ro", action="store_true", help="serve reads only, following the read-write server's log")
+    server.add_argument("--back", help="broker back end to connect to (default: RW 5560, or RO 5562 with --ro)")
+    _server_options(server)
+    shell = sub.add_parser("shell", help="an interactive prompt with `db` bound")
+    shell.add_argument("uris", nargs="*", help="RW_URI [RO_URI ...] (default tcp://127.0.0.1:5559)")
+    for name, text in (("dump", "write the whole tree to FILE"), ("load", "replace top-level keys from FILE")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("file")
+        cmd.add_argument("--uri", default=DEFAULTS["rw_front"])
+        cmd.add_argument("--format", choices=("jsonl", "msgpack"), help="default: from the file name (.jsonl or .msgpack)")
+    status = sub.add_parser("status", help="sequence number, log, checkpoint, store of the running service")
+    status.add_argument("--uri", default=DEFAULTS["rw_front"])
+    check = sub.add_parser("check", help="verify a store's journal offline")
+    check.add_argument("--data", default="pyzdb-data")
+    check.add_argument("--store")
+    return parser
+
+
+def store_url(args: argparse.Namespace) -> str:
+    """The store URL the options name (sqlite in the data directory by default)."""
+    return args.store or f"sqlite:///{os.path.abspath(os.path.join(args.data, 'pyzdb.db'))}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one ``pyzdb`` subcommand."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from . import commands
+    handler = getattr(commands, "cmd_" + args.command)
+    sys.exit(handler(args) or 0)
+
+
+if __name__ == "__main__":
+    main()

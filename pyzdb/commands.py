@@ -1,0 +1,159 @@
+"""What each ``pyzdb`` subcommand does, once its arguments are parsed."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+from .broker import Broker, BrokerConfig
+from .cli import store_url
+from .database import Database
+from .errors import Error
+from .journal import Journal
+from .server import ReadWriteServer, ServerConfig
+from .store import open_store
+
+
+def _progress(label: str):
+    shown = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - shown[0] >= 1.0 or done == total:
+            shown[0] = now
+            print(f"{label}: {done}/{total} ({100 * done // max(total, 1)}%)", file=sys.stderr, flush=True)
+    return report
+
+
+def open_database(args: argparse.Namespace) -> Database:
+    """Open the store the options name and recover the tree from its journal."""
+    store = open_store(store_url(args), durability=args.durability)
+    roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
+    db = Database(Journal(store, chunk_size=args.chunk_size), history_depth=args.history_depth,
+                  lock_lease=args.lock_lease, file_roots=roots)
+    started = time.monotonic()
+    seq = db.open(_progress("loading checkpoint chunks"))
+    print(f"pyzdb: {store.url} at seq {seq}, {len(db.engine.tree)} top-level keys, "
+          f"loaded in {time.monotonic() - started:.2f} s", file=sys.stderr, flush=True)
+    return db
+
+
+def _server_config(args: argparse.Namespace, back: str) -> ServerConfig:
+    return ServerConfig(back=back, feed=args.feed or None, durability=args.durability, batch_ms=args.batch_ms,
+                        max_message=args.max_message, lock_wait=args.lock_wait,
+                        checkpoint_records=args.checkpoint_records, checkpoint_seconds=args.checkpoint_seconds)
+
+
+def _run_until_signal(server) -> None:
+    def stop(signum, frame):
+        server.stop()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.serve_forever()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Broker and read-write server in one process; the server talks to the broker in-process."""
+    try:
+        db = open_database(args)
+    except Error as exc:
+        print(f"pyzdb serve: {exc}", file=sys.stderr)
+        return 2
+    inproc = "inproc://pyzdb-rw-back"
+    broker = Broker(BrokerConfig(args.rw_front, args.rw_back, args.ro_front, args.ro_back, inproc, args.max_message))
+    broker.start()
+    server = ReadWriteServer(db, _server_config(args, inproc))
+    print(f"pyzdb serving: read-write {args.rw_front}, read-only {args.ro_front}, store {db.journal.store.url}",
+          file=sys.stderr, flush=True)
+    try:
+        _run_until_signal(server)
+    finally:
+        broker.stop()
+        db.journal.store.close()
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    """The two request queues alone."""
+    broker = Broker(BrokerConfig(args.rw_front, args.rw_back, args.ro_front, args.ro_back))
+    broker.start()
+    print(f"pyzdb broker: clients {args.rw_front} (rw) {args.ro_front} (ro); servers {args.rw_back} (rw) "
+          f"{args.ro_back} (ro)", file=sys.stderr, flush=True)
+
+    def stop(signum, frame):
+        broker.stop()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    broker.join()
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    """A read-write server, or with --ro a read-only one, connected to a broker's back end."""
+    if args.ro:
+        from .replica import run_replica
+        return run_replica(args)
+    try:
+        db = open_database(args)
+    except Error as exc:
+        print(f"pyzdb server: {exc}", file=sys.stderr)
+        return 2
+    back = args.back or "tcp://127.0.0.1:5560"
+    server = ReadWriteServer(db, _server_config(args, back))
+    print(f"pyzdb server (read-write) on {back}, store {db.journal.store.url}", file=sys.stderr, flush=True)
+    try:
+        _run_until_signal(server)
+    finally:
+        db.journal.store.close()
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    """An interactive prompt with ``db`` bound."""
+    from .shell import run_shell
+    return run_shell(args.uris)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the running service's status."""
+    from .client import client
+    db, _ = client(args.uri, timeout=5)
+    try:
+        for key, value in db.status().items():
+            print(f"{key:20} {value}")
+    except Error as exc:
+        print(f"pyzdb status: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    """Write the tree to a file, one top-level key at a time."""
+    from .dump import dump
+    return dump(args.uri, args.file, args.format)
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """Set top-level keys from a dump file."""
+    from .dump import load
+    return load(args.uri, args.file, args.format)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Verify a store offline: meta, every checkpoint chunk, every log record, and their replay."""
+    store = open_store(store_url(args))
+    db = Database(Journal(store))
+    try:
+        seq = db.open()
+    except Error as exc:
+        print(f"pyzdb check: FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    meta = db.journal.meta
+    print(f"pyzdb check: OK: {store.url}: checkpoint generation {meta.get('gen', 0)} at seq {meta.get('seq', 0)} "
+          f"({meta.get('chunks', 0)} chunks, {meta.get('size', 0)} bytes), log up to seq {seq}, "
+          f"{len(db.engine.tree)} top-level keys")
+    return 0

@@ -1,0 +1,133 @@
+"""The client's connection: request ids, the Lazy Pirate retry loop, read/write routing, reply decoding."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import msgpack
+import zmq
+
+from . import wire
+from .errors import MessageTooLarge, ProtocolError, ServiceUnavailable
+from .files import ext_hook
+
+DEFAULT_RW = "tcp://127.0.0.1:5559"
+
+
+class Endpoint:
+    """A DEALER socket to one queue of one or more brokers, reopened after a timeout (Lazy Pirate)."""
+
+    def __init__(self, context: zmq.Context, uris: list[str], curve: dict | None = None) -> None:
+        self.context, self.uris, self.curve = context, uris, curve or {}
+        self.socket: zmq.Socket = self._open()
+
+    def _open(self) -> zmq.Socket:
+        sock = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        for option, value in self.curve.items():
+            sock.setsockopt(option, value)
+        for uri in self.uris:
+            sock.connect(uri)
+        return sock
+
+    def reopen(self) -> None:
+        """Drop the socket and whatever it queued; connect a fresh one."""
+        self.socket.close()
+        self.socket = self._open()
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.socket.close()
+
+
+class Connection:
+    """Sends queries and returns results, retrying until ``timeout`` seconds have passed.
+
+    Every write carries this client's id and a fresh request id, so a write
+    that is sent again after a timeout is applied once. Reads go to the
+    read-only queue when one is given (and no lock is held).
+
+    >>> conn = Connection('tcp://127.0.0.1:5559'); conn.request({'op': 'ping'})   # doctest: +SKIP
+    'pong'
+    """
+
+    def __init__(self, rw_uri: str = DEFAULT_RW, ro_uris: list[str] | tuple = (), *, timeout: float = 30.0,
+                 attempt_timeout: float = 1.0, max_message: int = wire.DEFAULT_MAX_MESSAGE,
+                 context: zmq.Context | None = None, curve: dict | None = None,
+                 consistency: str = "read-your-writes") -> None:
+        self.context = context or zmq.Context.instance()
+        self.rw_uri, self.ro_uris = rw_uri, list(ro_uris)
+        self.timeout, self.attempt_timeout, self.max_message = timeout, attempt_timeout, max_message
+        self.consistency = consistency
+        self.client_id = os.urandom(16)
+        self.request_id = 0
+        self.last_seq = 0
+        self.locked = False
+        self._owner = threading.get_ident()
+        self.rw = Endpoint(self.context, [rw_uri], curve)
+        self.ro = Endpoint(self.context, self.ro_uris, curve) if self.ro_uris else None
+
+    @property
+    def socket(self) -> zmq.Socket:
+        """The read-write socket (as the original API's ``db, socket = client()`` returned)."""
+        return self.rw.socket
+
+    def read(self, query: dict) -> Any:
+        """Run a read: on a replica when there is one and no lock is held."""
+        if self.ro is not None and not self.locked:
+            if self.consistency == "read-your-writes" and self.last_seq:
+                query = {**query, "min_seq": self.last_seq}
+            try:
+                return self._call(self.ro, query, self.attempt_timeout * 3)
+            except ServiceUnavailable:
+                pass  # no replica answered: the read-write server can answer any read
+        return self._call(self.rw, query, self.timeout)
+
+    def write(self, query: dict) -> Any:
+        """Run a write (or a lock/undo/control operation) on the read-write server."""
+        return self._call(self.rw, query, self.timeout)
+
+    request = write
+
+    def _call(self, endpoint: Endpoint, query: dict, timeout: float) -> Any:
+        self.request_id += 1
+        rid = self.request_id
+        payload = wire.encode_request(self.client_id, rid, query)
+        if len(payload) > self.max_message:
+            raise MessageTooLarge(f"request of {len(payload)} bytes is over the limit of {self.max_message} bytes")
+        deadline = time.monotonic() + timeout
+        attempt = self.attempt_timeout
+        while True:
+            endpoint.socket.send_multipart([b"", payload])
+            reply = self._wait(endpoint, rid, min(attempt, max(deadline - time.monotonic(), 0.001)))
+            if reply is not None:
+                self.last_seq = max(self.last_seq, reply.get("seq") or 0)
+                return wire.raise_for_reply(reply)
+            if time.monotonic() >= deadline:
+                raise ServiceUnavailable(f"no answer from {', '.join(endpoint.uris)} within {timeout:g} s "
+                                         f"(is `pyzdb serve` running?)")
+            endpoint.reopen()
+            attempt = min(attempt * 2, 5.0)
+
+    def _wait(self, endpoint: Endpoint, rid: int, seconds: float) -> dict | None:
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not endpoint.socket.poll(int(left * 1000) + 1):
+                return None
+            frames = endpoint.socket.recv_multipart()
+            try:
+                reply = msgpack.unpackb(frames[-1], raw=False, strict_map_key=False, ext_hook=ext_hook)
+            except Exception as exc:
+                raise ProtocolError(f"the server sent a reply that is not msgpack: {exc}") from None
+            if isinstance(reply, dict) and reply.get("rid") in (rid, None):
+                return reply
+            # a late answer to an earlier attempt: skip it
+
+    def close(self) -> None:
+        """Close the sockets."""
+        self.rw.close()
+        if self.ro is not None:
+            self.ro.close()

@@ -1,0 +1,263 @@
+"""The read-write state machine: engine + undo history + exactly-once table + lock, committed through the journal.
+
+``Database.handle`` answers one request or defers it (another client holds
+the lock); ``Database.commit`` makes every write since the last commit
+durable in one journal append, or rolls them all back. It knows no sockets.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import files, query as q
+from .engine import Engine
+from .errors import Error, LockError, LockLost, UndoError
+from .history import DEFAULT_DEPTH, History
+from .journal import Journal
+from .wire import error_reply, ok_reply, pack
+
+DEFER = object()
+MAX_CLIENTS_REMEMBERED = 100_000
+
+
+@dataclass
+class Savepoint:
+    """What is needed to roll back every write since it was taken."""
+
+    undo: list
+    redo: list
+    entries: list = field(default_factory=list)   # [entry, ops that revert it]
+    locked: bool = False                           # a lock session: commits as one record
+
+
+@dataclass
+class Lock:
+    """One client's exclusive access, with a lease that its requests renew."""
+
+    holder: bytes
+    expires: float
+
+
+class Database:
+    """The tree a read-write server serves, and the rules for changing it.
+
+    >>> db = Database(Journal(open_store('memory://'))); db.open()      # doctest: +SKIP
+    >>> db.handle(b'c1', 1, {'op': 'set', 'path': ['x'], 'value': 3}); db.commit()  # doctest: +SKIP
+    """
+
+    def __init__(self, journal: Journal, *, history_depth: int = DEFAULT_DEPTH, lock_lease: float = 5.0,
+                 file_roots: list[str] | None = None) -> None:
+        self.journal = journal
+        self.engine = Engine()
+        self.history = History(history_depth)
+        self.replies: OrderedDict[bytes, list] = OrderedDict()   # cid -> [rid, reply] of its last write
+        self.lock: Lock | None = None
+        self.lock_lease = lock_lease
+        self.lost_locks: OrderedDict[bytes, float] = OrderedDict()
+        self.file_roots = file_roots or []
+        self.savepoint: Savepoint | None = None
+        self.pending: list[list] = []      # entries of the writes not yet committed
+
+    # --- start-up ------------------------------------------------------------------
+    def open(self, progress=None) -> int:
+        """Recover the tree, history and exactly-once table from the journal; return the seq."""
+        state, records = self.journal.recover(progress)
+        if state is not None:
+            self.engine.tree = state["tree"]
+            self.history.restore(state["history"])
+            self.replies = OrderedDict((bytes(k), v) for k, v in state["replies"])
+        for entries in records:
+            for entry in entries:
+                self.replay(entry)
+        return self.journal.seq
+
+    def replay(self, entry: dict) -> None:
+        """Apply one logged entry exactly as it was applied when it was first committed."""
+        kind = entry["k"]
+        if kind == "w":
+            inverse = self.engine.apply(entry["ops"])
+            self.history.record(entry["ops"], inverse)
+        elif kind == "u":
+            self.history.undo(self.engine)
+        elif kind == "r":
+            self.history.redo(self.engine)
+        self._remember(entry)
+
+    def snapshot(self) -> tuple[bytes, int, int]:
+        """The committed state as bytes, with the seq and crc of the record it follows."""
+        state = {"tree": self.engine.tree, "history": self.history.state(),
+                 "replies": [[cid, value] for cid, value in self.replies.items()]}
+        return pack(state), self.journal.seq, self.journal.last_crc
+
+    # --- requests ----------------------------------------------------------------
+    def handle(self, cid: bytes, rid: int, query: dict, now: float | None = None) -> Any:
+        """Answer one request with a reply map, or return DEFER while another client holds the lock."""
+        now = time.monotonic() if now is None else now
+        try:
+            q.validate(query)
+            op = query["op"]
+            if self.lock and self.lock.holder != cid and op not in ("ping", "status"):
+                return DEFER
+            if self.lock and self.lock.holder == cid:
+                self.lock.expires = now + self.lock_lease
+            if op in q.CONTROL_OPS:
+                return ok_reply(rid, self._control(cid, rid, query, now), self.journal.seq)
+            if not self.engine.is_write(query):
+                return ok_reply(rid, self.engine.execute(query).result, self.journal.seq)
+            return self._write(cid, rid, query)
+        except Error as exc:
+            return error_reply(rid, exc, self.journal.seq)
+
+    def _write(self, cid: bytes, rid: int, query: dict) -> dict:
+        seen = self.replies.get(cid)
+        if seen is not None and seen[0] == rid:
+            return seen[1]
+        if cid in self.lost_locks:
+            del self.lost_locks[cid]
+            raise LockLost("the lock's lease ended before this request; the writes made under it were rolled back")
+        self._begin()
+        outcome = self.engine.execute(query)
+        if not outcome.is_write:
+            return ok_reply(rid, outcome.result, self.journal.seq)
+        self.history.record(outcome.forward, outcome.inverse)
+        reply = ok_reply(rid, outcome.result, self.next_seq())
+        self._add_entry({"k": "w", "ops": outcome.forward, "inv": outcome.inverse, "cid": cid, "rid": rid,
+                         "res": outcome.result}, outcome.inverse)
+        return reply
+
+    def _undo_redo(self, cid: bytes, rid: int, kind: str) -> Any:
+        seen = self.replies.get(cid)
+        if seen is not None and seen[0] == rid:
+            return seen[1]["ok"]
+        self._begin()
+        if kind == "u":
+            applied = self.history.undo(self.engine)
+            revert = self.history.redo_stack[-1][0]
+        else:
+            applied = self.history.redo(self.engine)
+            revert = self.history.undo_stack[-1][1]
+        self._add_entry({"k": kind, "ops": applied, "cid": cid, "rid": rid, "res": None}, revert)
+        return None
+
+    def next_seq(self) -> int:
+        """The seq the next write will be committed under."""
+        if self.savepoint is not None and self.savepoint.locked:
+            return self.journal.seq + 1
+        return self.journal.seq + len(self.pending) + 1
+
+    def _begin(self) -> None:
+        if self.savepoint is None:
+            self.savepoint = Savepoint(list(self.history.undo_stack), list(self.history.redo_stack))
+
+    def _add_entry(self, entry: dict, inverse: list | None) -> None:
+        self.savepoint.entries.append([entry, inverse])
+        self.pending.append(entry)
+        self._remember(entry)
+
+    def _remember(self, entry: dict) -> None:
+        cid = entry.get("cid")
+        if cid is None:
+            return
+        self.replies[cid] = [entry["rid"], ok_reply(entry["rid"], entry.get("res"), self.journal.seq)]
+        self.replies.move_to_end(cid)
+        while len(self.replies) > MAX_CLIENTS_REMEMBERED:
+            self.replies.popitem(last=False)
+
+    # --- control operations ----------------------------------------------------------
+    def _control(self, cid: bytes, rid: int, query: dict, now: float) -> Any:
+        op = query["op"]
+        if op == "ping":
+            return "pong"
+        if op == "status":
+            return self.status()
+        if op in ("undo", "redo"):
+            return self._undo_redo(cid, rid, op[0])
+        if op == "file_read":
+            value = self.engine.resolve(q.check_path(query.get("path", [])))
+            return files.read_chunk(value, self.file_roots, query.get("offset", 0), query.get("size", 0))
+        return self._lock_op(cid, op, now)
+
+    def _lock_op(self, cid: bytes, op: str, now: float) -> Any:
+        if op == "sync":
+            return self.journal.seq
+        if op in ("lock", "renew"):
+            if self.lock is None and op == "renew":
+                raise self._lost_or(cid, LockError("renew: this client holds no lock"))
+            if self.lock is None:
+                self.commit()       # others' writes before the lock are not part of its session
+                self.lost_locks.pop(cid, None)
+                self.lock = Lock(cid, now + self.lock_lease)
+                self._begin()
+                self.savepoint.locked = True
+            return {"lease": self.lock_lease}
+        if self.lock is None:                       # unlock or abort
+            raise self._lost_or(cid, LockError(f"{op}: this client holds no lock"))
+        self.lock = None
+        if op == "abort":
+            self.rollback()
+        else:
+            self.commit()
+        return None
+
+    def _lost_or(self, cid: bytes, error: Error) -> Error:
+        if self.lost_locks.pop(cid, None) is not None:
+            return LockLost("the lock's lease ended before this request; the writes made under it were rolled back")
+        return error
+
+    def expire_lock(self, now: float | None = None) -> bool:
+        """End a lock whose lease has run out, rolling back its writes; True if one ended."""
+        now = time.monotonic() if now is None else now
+        if self.lock is None or self.lock.expires > now:
+            return False
+        self.lost_locks[self.lock.holder] = now
+        while len(self.lost_locks) > 10_000:
+            self.lost_locks.popitem(last=False)
+        self.lock = None
+        self.rollback()
+        return True
+
+    # --- commit ------------------------------------------------------------------
+    def commit(self) -> bool:
+        """Make the pending writes durable as one journal record each, or one for a lock session.
+
+        Nothing is committed while a lock is held (its writes commit at unlock).
+        On a store failure every pending write is rolled back and the error raised.
+        """
+        if self.lock is not None or not self.pending:
+            if self.lock is None:
+                self.savepoint = None
+            return False
+        batch = [self.pending] if self.savepoint.locked else [[entry] for entry in self.pending]
+        try:
+            self.journal.append(batch)
+        except Error:
+            self.rollback()
+            raise
+        self.pending, self.savepoint = [], None
+        return True
+
+    def rollback(self) -> None:
+        """Undo every write since the savepoint, in reverse, and restore the history as it was."""
+        point = self.savepoint
+        if point is None:
+            return
+        for entry, revert in reversed(point.entries):
+            self.engine.apply(revert)
+            cid = entry.get("cid")
+            if cid is not None and self.replies.get(cid, [None])[0] == entry["rid"]:
+                del self.replies[cid]
+        self.history.undo_stack.clear()
+        self.history.undo_stack.extend(point.undo)
+        self.history.redo_stack[:] = point.redo
+        self.pending, self.savepoint = [], None
+
+    def status(self) -> dict:
+        """Sequence number, log length, checkpoint and lock facts for ``pyzdb status``."""
+        meta = self.journal.meta
+        return {"role": "rw", "seq": self.journal.seq, "log_records": self.journal.log_records,
+                "checkpoint_seq": meta.get("seq", 0), "checkpoint_time": meta.get("time"),
+                "checkpoint_bytes": meta.get("size", 0), "store": self.journal.store.url,
+                "locked": self.lock is not None, "undo_depth": len(self.history.undo_stack),
+                "redo_depth": len(self.history.redo_stack), "top_level_keys": len(self.engine.tree)}

@@ -1,0 +1,122 @@
+"""The one exception hierarchy of pyzdb: every error a caller can catch, by meaning.
+
+Errors cross the wire by class name (see ``wire.error_reply``); the client
+raises the same class again, looked up in ``BY_NAME`` (never by getattr on a
+name from the network).
+"""
+from __future__ import annotations
+
+
+class Error(Exception):
+    """Base class of every pyzdb error."""
+
+
+# --- requests and values -------------------------------------------------------
+class ProtocolError(Error):
+    """A message is not a valid pyzdb message (garbage bytes, bad envelope, bad version)."""
+
+
+class MessageTooLarge(ProtocolError):
+    """A message or a reply is over the configured size limit."""
+
+
+class QueryError(Error, ValueError):
+    """A query is malformed: unknown op, bad path step, too deep, too many operations."""
+
+
+class MethodNotAllowed(Error, AttributeError):
+    """A method is not in the allow-list for the type it is called on."""
+
+
+class PathKeyError(Error, KeyError):
+    """A dict key on a path does not exist."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else ""
+
+
+class PathIndexError(Error, IndexError):
+    """A list index on a path is out of range."""
+
+
+class ValueTypeError(Error, TypeError):
+    """A value or an operand has a type the operation cannot take."""
+
+
+class InvalidValue(Error, ValueError):
+    """A value-level failure: list.remove/index of a missing item, a slice of the wrong size."""
+
+
+class ReadOnlyError(Error):
+    """A write was sent to a read-only server or by a read-only key."""
+
+
+class UndoError(Error):
+    """There is nothing to undo or to redo."""
+
+
+class FileAccessError(Error, OSError):
+    """A File reference cannot be read on the server."""
+
+
+# --- locks ---------------------------------------------------------------------
+class LockError(Error):
+    """A lock operation is not valid now (unlock without lock, lock twice)."""
+
+
+class LockTimeout(LockError, TimeoutError):
+    """A request waited longer than the lock-wait timeout for another client's lock."""
+
+
+class LockLost(LockError):
+    """The lock's lease ended before this request; the writes made under it were rolled back."""
+
+
+# --- connection ------------------------------------------------------------------
+class ServiceUnavailable(Error, ConnectionError):
+    """The client gave up: no server answered within the retry timeout."""
+
+
+class AuthError(Error):
+    """Authentication or authorisation failed (CURVE keys, roles)."""
+
+
+# --- storage ---------------------------------------------------------------------
+class StoreError(Error):
+    """A key-value store failed."""
+
+
+class StoreConnectionError(StoreError, ConnectionError):
+    """The store server cannot be reached, or closed the connection."""
+
+
+class StoreTimeout(StoreConnectionError, TimeoutError):
+    """The store server did not answer in time."""
+
+
+class StoreProtocolError(StoreError):
+    """The store server answered with an error or with bytes that break its protocol."""
+
+
+class RecordTooLarge(StoreError, ValueError):
+    """A key or value is over the store's record limit; refused before sending."""
+
+
+class CorruptStore(StoreError):
+    """The journal's records in a store are missing, foreign or do not decode."""
+
+
+class InternalError(Error):
+    """An unexpected failure inside the server; the request had no effect."""
+
+
+BY_NAME: dict[str, type[Error]] = {
+    cls.__name__: cls
+    for cls in [
+        Error, ProtocolError, MessageTooLarge, QueryError, MethodNotAllowed,
+        PathKeyError, PathIndexError, ValueTypeError, InvalidValue, ReadOnlyError,
+        UndoError, FileAccessError, LockError, LockTimeout, LockLost, ServiceUnavailable,
+        AuthError, StoreError, StoreConnectionError, StoreTimeout, StoreProtocolError,
+        RecordTooLarge, CorruptStore, InternalError,
+    ]
+}

@@ -1,0 +1,199 @@
+"""The read-write server's zmq loop: receive, dispatch to the database, commit, reply; hold requests while locked.
+
+Run it with ``pyzdb server`` (or ``python -m pyzdb.server``); ``pyzdb serve``
+runs it in one process with the broker.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from . import wire
+from .checkpoint import Checkpointer
+from .database import DEFER, Database
+from .errors import Error, LockTimeout, ProtocolError
+
+log = logging.getLogger("pyzdb.server")
+MAX_DRAIN = 1000
+
+
+@dataclass
+class ServerConfig:
+    """Addresses and limits of a read-write server."""
+
+    back: str = "tcp://127.0.0.1:5560"
+    feed: str | None = "tcp://127.0.0.1:5563"
+    durability: str = "always"
+    batch_ms: float = 2.0
+    max_message: int = wire.DEFAULT_MAX_MESSAGE
+    lock_wait: float = 20.0
+    checkpoint_records: int = 20_000
+    checkpoint_bytes: int = 64 << 20
+    checkpoint_seconds: float = 300.0
+    curve: dict = field(default_factory=dict)
+
+
+@dataclass
+class Waiting:
+    """A request held while another client holds the lock."""
+
+    route: list
+    cid: bytes
+    rid: int
+    query: dict
+    deadline: float
+
+
+def split_frames(frames: list[bytes]) -> tuple[list[bytes], bytes]:
+    """(route frames up to and including the empty delimiter, payload)."""
+    if len(frames) < 2:
+        raise ProtocolError("message has no routing envelope")
+    return frames[:-1], frames[-1]
+
+
+class ReadWriteServer:
+    """Serves one ``Database`` on a DEALER socket connected to the broker's RW back end.
+
+    >>> server = ReadWriteServer(db, ServerConfig(back='tcp://127.0.0.1:5560'))  # doctest: +SKIP
+    >>> server.serve_forever()                                                   # doctest: +SKIP
+    """
+
+    def __init__(self, db: Database, config: ServerConfig, context: zmq.Context | None = None) -> None:
+        self.db = db
+        self.config = config
+        self.context = context or zmq.Context.instance()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 1000)
+        self.socket.connect(config.back)
+        self.feed = None
+        if config.feed:
+            self.feed = self.context.socket(zmq.PUB)
+            self.feed.bind(config.feed)
+        self.waiting: list[Waiting] = []
+        self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
+        self.stopping = threading.Event()
+        self.published = db.journal.seq
+
+    def serve_forever(self) -> None:
+        """Run until ``stop()``; every fault in a request becomes an error reply, never a crash."""
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        try:
+            while not self.stopping.is_set():
+                if poller.poll(self._timeout_ms()):
+                    batch = self._drain()
+                    if self.config.durability == "batch" and batch:
+                        time.sleep(self.config.batch_ms / 1000)
+                        batch += self._drain()
+                    self._process(batch)
+                self._tick()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Ask the loop to end after its current step."""
+        self.stopping.set()
+
+    def close(self) -> None:
+        """Finish a running checkpoint and close the sockets."""
+        self.checkpointer.wait()
+        self.socket.close()
+        if self.feed is not None:
+            self.feed.close()
+
+    def _timeout_ms(self) -> int:
+        now, wake = time.monotonic(), 500.0
+        if self.db.lock is not None:
+            wake = min(wake, (self.db.lock.expires - now) * 1000)
+        if self.waiting:
+            wake = min(wake, (min(w.deadline for w in self.waiting) - now) * 1000)
+        return max(0, int(wake) + 1)
+
+    def _drain(self) -> list[list[bytes]]:
+        batch = []
+        while len(batch) < MAX_DRAIN:
+            try:
+                batch.append(self.socket.recv_multipart(zmq.NOBLOCK, copy=True))
+            except zmq.Again:
+                break
+        return batch
+
+    def _process(self, batch: list[list[bytes]]) -> None:
+        replies: list[tuple[list, dict]] = []
+        locked_before = self.db.lock is not None
+        for frames in batch:
+            self._handle(frames, replies)
+        if locked_before and self.db.lock is None:
+            self._release_waiting(replies)
+        self._commit_and_send(replies)
+
+    def _handle(self, frames: list[bytes], replies: list) -> None:
+        try:
+            route, payload = split_frames(frames)
+        except ProtocolError:
+            return  # nothing to route a reply to
+        try:
+            cid, rid, query = wire.decode_request(payload, self.config.max_message)
+        except Error as exc:
+            replies.append((route, wire.error_reply(wire.peek_ids(payload)[1], exc, self.db.journal.seq)))
+            return
+        self._answer(route, cid, rid, query, replies)
+
+    def _answer(self, route: list, cid: bytes, rid: int, query: dict, replies: list) -> None:
+        for waiting in self.waiting:
+            if waiting.cid == cid and waiting.rid == rid:
+                waiting.route = route   # a retry of a held request: answer the newest route
+                return
+        reply = self.db.handle(cid, rid, query)
+        if reply is DEFER:
+            self.waiting.append(Waiting(route, cid, rid, query, time.monotonic() + self.config.lock_wait))
+        else:
+            replies.append((route, reply))
+
+    def _release_waiting(self, replies: list) -> None:
+        """Hand held requests to the database again, in arrival order, until one is held again."""
+        while self.waiting and self.db.lock is None:
+            waiting = self.waiting.pop(0)
+            self._answer(waiting.route, waiting.cid, waiting.rid, waiting.query, replies)
+
+    def _commit_and_send(self, replies: list) -> None:
+        try:
+            self.db.commit()
+        except Error as exc:
+            log.error("commit failed, writes rolled back: %s", exc)
+            replies = [(route, wire.error_reply(reply.get("rid"), exc, self.db.journal.seq)) for route, reply in replies]
+        for route, reply in replies:
+            self.socket.send_multipart(route + [wire.encode_reply(reply, self.config.max_message)])
+        if self.feed is not None and self.db.journal.seq != self.published:
+            self.published = self.db.journal.seq
+            self.feed.send_multipart([b"seq", self.published.to_bytes(8, "big")])
+        if self.db.lock is None and not self.db.pending:
+            self.checkpointer.maybe_start()
+
+    def _tick(self) -> None:
+        """Timers: the lock's lease, lock-wait timeouts."""
+        replies: list = []
+        if self.db.expire_lock():
+            log.warning("a lock's lease ran out; its writes were rolled back")
+            self._release_waiting(replies)
+        now = time.monotonic()
+        for waiting in [w for w in self.waiting if w.deadline <= now]:
+            self.waiting.remove(waiting)
+            error = LockTimeout(f"waited {self.config.lock_wait:g} s for another client's lock")
+            replies.append((waiting.route, wire.error_reply(waiting.rid, error, self.db.journal.seq)))
+        if replies or self.db.lock is None:
+            self._commit_and_send(replies)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m pyzdb.server``: the same as ``pyzdb server``."""
+    from .cli import main as cli_main
+    cli_main(["server", *(argv if argv is not None else __import__("sys").argv[1:])])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The key-value store contract every backend satisfies: bulk get, set and remove of bytes."""
+from __future__ import annotations
+
+import abc
+from typing import Iterable, Mapping
+
+
+class Store(abc.ABC):
+    """A tiny key-value store: the least Kyoto Tycoon's binary protocol offers.
+
+    Keys and values are bytes. There is no key listing and no transaction across
+    keys; ``set_bulk`` need not be atomic across its keys.
+
+    >>> s = open_store('memory://')            # doctest: +SKIP
+    >>> s.set_bulk({b'k': b'v'}); s.get_bulk([b'k', b'x'])
+    {b'k': b'v'}
+    """
+
+    url: str = ""
+
+    @abc.abstractmethod
+    def get_bulk(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        """Return the stored value of each key that exists; missing keys are left out."""
+
+    @abc.abstractmethod
+    def set_bulk(self, items: Mapping[bytes, bytes]) -> None:
+        """Store every key/value pair; durable to the backend's configured level on return."""
+
+    @abc.abstractmethod
+    def remove_bulk(self, keys: Iterable[bytes]) -> None:
+        """Remove every key; missing keys are ignored."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and files; the store is unusable afterwards."""
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
