@@ -15,7 +15,7 @@ from .store import DURABILITIES
 
 DEFAULTS = {"rw_front": "tcp://127.0.0.1:5559", "rw_back": "tcp://127.0.0.1:5560",
             "ro_front": "tcp://127.0.0.1:5561", "ro_back": "tcp://127.0.0.1:5562",
-            "feed": "tcp://127.0.0.1:5563"}
+            "feed": "tcp://127.0.0.1:5563", "health": "tcp://127.0.0.1:5564"}
 
 
 def _broker_options(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,9 @@ def _broker_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rw-back", default=DEFAULTS["rw_back"], help="read-write server side (default %(default)s)")
     group.add_argument("--ro-front", default=DEFAULTS["ro_front"], help="clients' read-only queue (default %(default)s)")
     group.add_argument("--ro-back", default=DEFAULTS["ro_back"], help="read-only servers' side (default %(default)s)")
+    group.add_argument("--health", default=DEFAULTS["health"], help="servers' heartbeats and `pyzdb status` (default %(default)s)")
+    group.add_argument("--curve", metavar="KEYS_DIR", help="require CURVE: server key pair and allowed client keys "
+                                                           "from this directory (see `pyzdb keygen`)")
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     server = sub.add_parser("server", help="a read-write server (or --ro: a read-only one) behind a broker")
     server.add_argument("--ro", action="store_true", help="serve reads only, following the read-write server's log")
     server.add_argument("--back", help="broker back end to connect to (default: RW 5560, or RO 5562 with --ro)")
+    server.add_argument("--health", default=DEFAULTS["health"], help="broker's heartbeat socket (default %(default)s; '' for none)")
     _server_options(server)
     shell = sub.add_parser("shell", help="an interactive prompt with `db` bound")
     shell.add_argument("uris", nargs="*", help="RW_URI [RO_URI ...] (default tcp://127.0.0.1:5559)")
@@ -66,8 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("file")
         cmd.add_argument("--uri", default=DEFAULTS["rw_front"])
         cmd.add_argument("--format", choices=("jsonl", "msgpack"), help="default: from the file name (.jsonl or .msgpack)")
-    status = sub.add_parser("status", help="sequence number, log, checkpoint, store of the running service")
+    status = sub.add_parser("status", help="which servers are alive; seq, log, checkpoint, store of the read-write server")
     status.add_argument("--uri", default=DEFAULTS["rw_front"])
+    status.add_argument("--health", default=DEFAULTS["health"], help="the broker's heartbeat socket")
+    status.add_argument("--curve-server-key", help="server public key file (when the broker requires CURVE)")
+    status.add_argument("--curve-keypair", help="this client's .key_secret file")
+    keygen = sub.add_parser("keygen", help="CURVE keys: a server key pair and client key pairs with their roles")
+    keygen.add_argument("dir", help="key directory (server.key, clients/rw, clients/ro, private/)")
+    keygen.add_argument("--rw", action="append", default=[], metavar="NAME", help="a read-write client key (repeatable)")
+    keygen.add_argument("--ro", action="append", default=[], metavar="NAME", help="a read-only client key (repeatable)")
     check = sub.add_parser("check", help="verify a store's journal offline")
     check.add_argument("--data", default="pyzdb-data")
     check.add_argument("--store")

@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 
+from .auth import create_keys, is_loopback
 from .broker import Broker, BrokerConfig
 from .cli import store_url
 from .database import Database
@@ -43,7 +44,19 @@ def open_database(args: argparse.Namespace) -> Database:
 def _server_config(args: argparse.Namespace, back: str) -> ServerConfig:
     return ServerConfig(back=back, feed=args.feed or None, durability=args.durability, batch_ms=args.batch_ms,
                         max_message=args.max_message, lock_wait=args.lock_wait,
-                        checkpoint_records=args.checkpoint_records, checkpoint_seconds=args.checkpoint_seconds)
+                        checkpoint_records=args.checkpoint_records, checkpoint_seconds=args.checkpoint_seconds,
+                        health=getattr(args, "health", None) or None)
+
+
+def _broker_config(args: argparse.Namespace, inproc: str | None = None) -> BrokerConfig:
+    addresses = [args.rw_front, args.rw_back, args.ro_front, args.ro_back, args.health]
+    exposed = [a for a in addresses if a and not is_loopback(a)]
+    if exposed and not args.curve:
+        print("\n*** pyzdb WARNING: binding " + ", ".join(exposed) + " beyond loopback WITHOUT CURVE: anyone who"
+              " can reach it can read and change every value. Use --curve KEYS_DIR (see `pyzdb keygen`). ***\n",
+              file=sys.stderr, flush=True)
+    return BrokerConfig(args.rw_front, args.rw_back, args.ro_front, args.ro_back, inproc, args.max_message,
+                        health=args.health or None, curve_dir=args.curve)
 
 
 def _run_until_signal(server) -> None:
@@ -62,7 +75,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"pyzdb serve: {exc}", file=sys.stderr)
         return 2
     inproc = "inproc://pyzdb-rw-back"
-    broker = Broker(BrokerConfig(args.rw_front, args.rw_back, args.ro_front, args.ro_back, inproc, args.max_message))
+    broker = Broker(_broker_config(args, inproc))
     broker.start()
     server = ReadWriteServer(db, _server_config(args, inproc))
     print(f"pyzdb serving: read-write {args.rw_front}, read-only {args.ro_front}, store {db.journal.store.url}",
@@ -77,7 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_broker(args: argparse.Namespace) -> int:
     """The two request queues alone."""
-    broker = Broker(BrokerConfig(args.rw_front, args.rw_back, args.ro_front, args.ro_back))
+    broker = Broker(_broker_config(args))
     broker.start()
     print(f"pyzdb broker: clients {args.rw_front} (rw) {args.ro_front} (ro); servers {args.rw_back} (rw) "
           f"{args.ro_back} (ro)", file=sys.stderr, flush=True)
@@ -117,15 +130,35 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the running service's status."""
+    """Print which servers the broker hears from, then the read-write server's status."""
     from .client import client
-    db, _ = client(args.uri, timeout=5)
+    from .health import query_status, summary
+    health = query_status(args.health, timeout=2) if args.health else None
+    print("\n".join(summary(health)) if health else f"broker: no answer on {args.health}")
+    curve = {"curve_server_key": args.curve_server_key, "curve_keypair": args.curve_keypair} if args.curve_keypair else {}
+    db, _ = client(args.uri, timeout=5, **curve)
     try:
         for key, value in db.status().items():
             print(f"{key:20} {value}")
     except Error as exc:
         print(f"pyzdb status: {exc}", file=sys.stderr)
         return 1
+    finally:
+        db._conn.close()
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Create the server key pair (kept if present) and one key pair per --rw/--ro name."""
+    try:
+        paths = create_keys(args.dir, args.rw, args.ro)
+    except Error as exc:
+        print(f"pyzdb keygen: {exc}", file=sys.stderr)
+        return 2
+    print(f"server public key: {paths.pop('server')} (give it to clients); key pair: "
+          f"{os.path.join(args.dir, 'server.key_secret')} (keep it on the broker's host)")
+    for name, path in paths.items():
+        print(f"client {name}: {path} (give it to that client only)")
     return 0
 
 

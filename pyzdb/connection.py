@@ -10,7 +10,8 @@ import msgpack
 import zmq
 
 from . import wire
-from .errors import MessageTooLarge, ProtocolError, ServiceUnavailable
+from .auth import client_options
+from .errors import AuthError, MessageTooLarge, ProtocolError, ServiceUnavailable
 from .files import ext_hook
 
 DEFAULT_RW = "tcp://127.0.0.1:5559"
@@ -56,18 +57,38 @@ class Connection:
     def __init__(self, rw_uri: str = DEFAULT_RW, ro_uris: list[str] | tuple = (), *, timeout: float = 30.0,
                  attempt_timeout: float = 1.0, max_message: int = wire.DEFAULT_MAX_MESSAGE,
                  context: zmq.Context | None = None, curve: dict | None = None,
-                 consistency: str = "read-your-writes") -> None:
+                 consistency: str = "read-your-writes", curve_server_key: bytes | str | None = None,
+                 curve_keypair: tuple | str | None = None) -> None:
         self.context = context or zmq.Context.instance()
+        if curve_server_key is not None or curve_keypair is not None:
+            if curve_server_key is None or curve_keypair is None:
+                raise AuthError("CURVE needs both curve_server_key and curve_keypair")
+            curve = {**(curve or {}), **client_options(curve_server_key, curve_keypair)}
+        self.curve = curve
         self.rw_uri, self.ro_uris = rw_uri, list(ro_uris)
         self.timeout, self.attempt_timeout, self.max_message = timeout, attempt_timeout, max_message
         self.consistency = consistency
         self.client_id = os.urandom(16)
         self.request_id = 0
         self.last_seq = 0
-        self.locked = False
+        self.lease: float = 5.0
+        self._keeper: LeaseKeeper | None = None
         self._owner = threading.get_ident()
         self.rw = Endpoint(self.context, [rw_uri], curve)
         self.ro = Endpoint(self.context, self.ro_uris, curve) if self.ro_uris else None
+
+    @property
+    def locked(self) -> bool:
+        """True while this client holds the lock; setting it starts or stops the lease keeper."""
+        return self._keeper is not None
+
+    @locked.setter
+    def locked(self, value: bool) -> None:
+        if value and self._keeper is None:
+            self._keeper = LeaseKeeper(self)
+        elif not value and self._keeper is not None:
+            self._keeper.stop()
+            self._keeper = None
 
     @property
     def socket(self) -> zmq.Socket:
@@ -87,13 +108,18 @@ class Connection:
 
     def write(self, query: dict) -> Any:
         """Run a write (or a lock/undo/control operation) on the read-write server."""
-        return self._call(self.rw, query, self.timeout)
+        result = self._call(self.rw, query, self.timeout)
+        if query.get("op") == "lock" and isinstance(result, dict):
+            self.lease = float(result.get("lease") or self.lease)
+        return result
 
     request = write
 
     def _call(self, endpoint: Endpoint, query: dict, timeout: float) -> Any:
         self.request_id += 1
         rid = self.request_id
+        if self._keeper is not None and query.get("op") != "lock":
+            query = {**query, "locked": True}   # the server answers LockLost if the lock is gone
         payload = wire.encode_request(self.client_id, rid, query)
         if len(payload) > self.max_message:
             raise MessageTooLarge(f"request of {len(payload)} bytes is over the limit of {self.max_message} bytes")
@@ -127,7 +153,43 @@ class Connection:
             # a late answer to an earlier attempt: skip it
 
     def close(self) -> None:
-        """Close the sockets."""
+        """Close the sockets (and stop renewing a lock)."""
+        self.locked = False
         self.rw.close()
         if self.ro is not None:
             self.ro.close()
+
+
+class LeaseKeeper:
+    """While a lock is held: a thread with its own socket sends ``renew`` (same client id) every lease/3.
+
+    So a holder that is busy (not sending) keeps the lock, and a holder whose
+    process dies or freezes loses it when the lease runs out.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="pyzdb-lease", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        endpoint = Endpoint(self.conn.context, [self.conn.rw_uri], self.conn.curve)
+        payload = wire.encode_request(self.conn.client_id, 0, {"op": "renew"})
+        try:
+            while not self.stopping.wait(self.conn.lease / 3):
+                endpoint.socket.send_multipart([b"", payload])
+                if not endpoint.socket.poll(int(self.conn.lease * 1000 / 3)):
+                    endpoint.reopen()       # no answer: try a fresh connection next time
+                    continue
+                reply = msgpack.unpackb(endpoint.socket.recv_multipart()[-1], raw=False)
+                if isinstance(reply, dict) and "err" in reply:
+                    return                  # the lock is gone; the holder learns it at its next request
+        except (zmq.ZMQError, ValueError, msgpack.UnpackException):
+            pass
+        finally:
+            endpoint.close()
+
+    def stop(self) -> None:
+        """Stop renewing; the thread ends after its current renew round trip, if any."""
+        self.stopping.set()

@@ -13,12 +13,14 @@ from typing import Any
 
 from . import files, query as q
 from .engine import Engine
-from .errors import Error, LockError, LockLost, UndoError
+from .errors import Error, LockError, LockLost, ReadOnlyError, UndoError
 from .history import DEFAULT_DEPTH, History
 from .journal import Journal
 from .wire import error_reply, ok_reply, pack
 
 DEFER = object()
+FREE_OPS = frozenset({"ping", "status", "renew"})        # never held behind another client's lock
+WRITE_CONTROL_OPS = frozenset({"undo", "redo", "lock", "unlock", "abort", "renew"})
 MAX_CLIENTS_REMEMBERED = 100_000
 
 
@@ -92,16 +94,32 @@ class Database:
         return pack(state), self.journal.seq, self.journal.last_crc
 
     # --- requests ----------------------------------------------------------------
-    def handle(self, cid: bytes, rid: int, query: dict, now: float | None = None) -> Any:
-        """Answer one request with a reply map, or return DEFER while another client holds the lock."""
+    def handle(self, cid: bytes, rid: int, query: dict, now: float | None = None, *, read_only: bool = False) -> Any:
+        """Answer one request with a reply map, or return DEFER while another client holds the lock.
+
+        A query flagged ``"locked": True`` was sent by a client that believes it
+        holds the lock; if it does not (lease ended, server restarted) the
+        answer is LockLost, never a write applied outside the lock session.
+        ``read_only`` (a read-only CURVE key) refuses every write with ReadOnlyError.
+        """
         now = time.monotonic() if now is None else now
         try:
+            in_session = query.pop("locked", False) if isinstance(query, dict) else False
             q.validate(query)
             op = query["op"]
-            if self.lock and self.lock.holder != cid and op not in ("ping", "status"):
+            seen = self.replies.get(cid)
+            if seen is not None and seen[0] == rid:
+                return seen[1]      # a retry of a write already applied: its first reply again
+            holds = self.lock is not None and self.lock.holder == cid
+            if in_session and not holds and op != "lock":
+                raise self._lost_or(cid, LockLost("this client's lock ended (lease ran out or the server restarted);"
+                                                  " the writes made under it were rolled back"))
+            if self.lock and not holds and op not in FREE_OPS:
                 return DEFER
-            if self.lock and self.lock.holder == cid:
+            if holds:
                 self.lock.expires = now + self.lock_lease
+            if read_only and (op in WRITE_CONTROL_OPS or (op not in q.CONTROL_OPS and self.engine.is_write(query))):
+                raise ReadOnlyError(f"{op}: this client's key is read-only")
             if op in q.CONTROL_OPS:
                 return ok_reply(rid, self._control(cid, rid, query, now), self.journal.seq)
             if not self.engine.is_write(query):
@@ -152,15 +170,17 @@ class Database:
             self.savepoint = Savepoint(list(self.history.undo_stack), list(self.history.redo_stack))
 
     def _add_entry(self, entry: dict, inverse: list | None) -> None:
+        seq = self.next_seq()
         self.savepoint.entries.append([entry, inverse])
         self.pending.append(entry)
-        self._remember(entry)
+        self._remember(entry, seq)
 
-    def _remember(self, entry: dict) -> None:
+    def _remember(self, entry: dict, seq: int | None = None) -> None:
         cid = entry.get("cid")
         if cid is None:
             return
-        self.replies[cid] = [entry["rid"], ok_reply(entry["rid"], entry.get("res"), self.journal.seq)]
+        seq = self.journal.seq if seq is None else seq
+        self.replies[cid] = [entry["rid"], ok_reply(entry["rid"], entry.get("res"), seq)]
         self.replies.move_to_end(cid)
         while len(self.replies) > MAX_CLIENTS_REMEMBERED:
             self.replies.popitem(last=False)
@@ -177,9 +197,9 @@ class Database:
         if op == "file_read":
             value = self.engine.resolve(q.check_path(query.get("path", [])))
             return files.read_chunk(value, self.file_roots, query.get("offset", 0), query.get("size", 0))
-        return self._lock_op(cid, op, now)
+        return self._lock_op(cid, rid, op, now)
 
-    def _lock_op(self, cid: bytes, op: str, now: float) -> Any:
+    def _lock_op(self, cid: bytes, rid: int, op: str, now: float) -> Any:
         if op == "sync":
             return self.journal.seq
         if op in ("lock", "renew"):
@@ -197,8 +217,9 @@ class Database:
         self.lock = None
         if op == "abort":
             self.rollback()
-        else:
-            self.commit()
+        self._begin()   # the end of the session is logged with it, so a retried unlock is answered once
+        self._add_entry({"k": "l", "ops": [], "cid": cid, "rid": rid, "res": None}, [])
+        self.commit()
         return None
 
     def _lost_or(self, cid: bytes, error: Error) -> Error:

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 import zmq
 
 from . import wire
+from .auth import ROLE_FRAMES
 from .checkpoint import Checkpointer
 from .database import DEFER, Database
 from .errors import Error, LockTimeout, ProtocolError
+from .health import Beacon, set_heartbeats
 
 log = logging.getLogger("pyzdb.server")
 MAX_DRAIN = 1000
@@ -35,6 +37,7 @@ class ServerConfig:
     checkpoint_bytes: int = 64 << 20
     checkpoint_seconds: float = 300.0
     curve: dict = field(default_factory=dict)
+    health: str | None = None     # the broker's heartbeat socket
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Waiting:
     rid: int
     query: dict
     deadline: float
+    read_only: bool = False
 
 
 def split_frames(frames: list[bytes]) -> tuple[list[bytes], bytes]:
@@ -53,6 +57,11 @@ def split_frames(frames: list[bytes]) -> tuple[list[bytes], bytes]:
     if len(frames) < 2:
         raise ProtocolError("message has no routing envelope")
     return frames[:-1], frames[-1]
+
+
+def is_read_only(route: list[bytes]) -> bool:
+    """True when a CURVE broker stamped the request as sent by a read-only key (the frame before the payload)."""
+    return route[-1] == ROLE_FRAMES["ro"]
 
 
 class ReadWriteServer:
@@ -68,7 +77,9 @@ class ReadWriteServer:
         self.context = context or zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 1000)
+        set_heartbeats(self.socket)
         self.socket.connect(config.back)
+        self.beacon = Beacon(self.context, config.health, self._beat_info) if config.health else None
         self.feed = None
         if config.feed:
             self.feed = self.context.socket(zmq.PUB)
@@ -102,11 +113,17 @@ class ReadWriteServer:
         """Finish a running checkpoint and close the sockets."""
         self.checkpointer.wait()
         self.socket.close()
+        if self.beacon is not None:
+            self.beacon.close()
         if self.feed is not None:
             self.feed.close()
 
+    def _beat_info(self) -> dict:
+        return {"role": "rw", "back": self.config.back, "seq": self.db.journal.seq,
+                "locked": self.db.lock is not None, "waiting": len(self.waiting)}
+
     def _timeout_ms(self) -> int:
-        now, wake = time.monotonic(), 500.0
+        now, wake = time.monotonic(), 250.0 if self.beacon is not None else 500.0
         if self.db.lock is not None:
             wake = min(wake, (self.db.lock.expires - now) * 1000)
         if self.waiting:
@@ -141,16 +158,16 @@ class ReadWriteServer:
         except Error as exc:
             replies.append((route, wire.error_reply(wire.peek_ids(payload)[1], exc, self.db.journal.seq)))
             return
-        self._answer(route, cid, rid, query, replies)
+        self._answer(route, cid, rid, query, replies, is_read_only(route))
 
-    def _answer(self, route: list, cid: bytes, rid: int, query: dict, replies: list) -> None:
+    def _answer(self, route: list, cid: bytes, rid: int, query: dict, replies: list, read_only: bool = False) -> None:
         for waiting in self.waiting:
             if waiting.cid == cid and waiting.rid == rid:
                 waiting.route = route   # a retry of a held request: answer the newest route
                 return
-        reply = self.db.handle(cid, rid, query)
+        reply = self.db.handle(cid, rid, query, read_only=read_only)
         if reply is DEFER:
-            self.waiting.append(Waiting(route, cid, rid, query, time.monotonic() + self.config.lock_wait))
+            self.waiting.append(Waiting(route, cid, rid, query, time.monotonic() + self.config.lock_wait, read_only))
         else:
             replies.append((route, reply))
 
@@ -158,7 +175,7 @@ class ReadWriteServer:
         """Hand held requests to the database again, in arrival order, until one is held again."""
         while self.waiting and self.db.lock is None:
             waiting = self.waiting.pop(0)
-            self._answer(waiting.route, waiting.cid, waiting.rid, waiting.query, replies)
+            self._answer(waiting.route, waiting.cid, waiting.rid, waiting.query, replies, waiting.read_only)
 
     def _commit_and_send(self, replies: list) -> None:
         try:
@@ -177,6 +194,8 @@ class ReadWriteServer:
     def _tick(self) -> None:
         """Timers: the lock's lease, lock-wait timeouts."""
         replies: list = []
+        if self.beacon is not None:
+            self.beacon.tick()
         if self.db.expire_lock():
             log.warning("a lock's lease ran out; its writes were rolled back")
             self._release_waiting(replies)

@@ -64,15 +64,16 @@ class EmbeddedService:
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pyzdb-test-")
         self.store = store
         self.extra_args = list(extra_args)
-        ports = free_ports(5)
-        self.rw_uri, self.rw_back, self.ro_uri, self.ro_back, self.feed = (f"tcp://127.0.0.1:{p}" for p in ports)
+        ports = free_ports(6)
+        self.rw_uri, self.rw_back, self.ro_uri, self.ro_back, self.feed, self.health = (
+            f"tcp://127.0.0.1:{p}" for p in ports)
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(self.data_dir, "serve.log")
 
     def args(self) -> list[str]:
         """The command line of ``pyzdb serve`` for this service."""
         args = ["serve", "--data", self.data_dir, "--rw-front", self.rw_uri, "--rw-back", self.rw_back,
-                "--ro-front", self.ro_uri, "--ro-back", self.ro_back, "--feed", self.feed]
+                "--ro-front", self.ro_uri, "--ro-back", self.ro_back, "--feed", self.feed, "--health", self.health]
         if self.store:
             args += ["--store", self.store]
         return args + self.extra_args
