@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 
+from . import wire
 from .auth import create_keys, is_loopback
 from .broker import Broker, BrokerConfig
 from .cli import store_url
@@ -55,7 +56,8 @@ def _broker_config(args: argparse.Namespace, inproc: str | None = None) -> Broke
         print("\n*** pyzdb WARNING: binding " + ", ".join(exposed) + " beyond loopback WITHOUT CURVE: anyone who"
               " can reach it can read and change every value. Use --curve KEYS_DIR (see `pyzdb keygen`). ***\n",
               file=sys.stderr, flush=True)
-    return BrokerConfig(args.rw_front, args.rw_back, args.ro_front, args.ro_back, inproc, args.max_message,
+    return BrokerConfig(args.rw_front, args.rw_back, args.ro_front, args.ro_back, inproc,
+                        getattr(args, "max_message", wire.DEFAULT_MAX_MESSAGE),
                         health=args.health or None, curve_dir=args.curve)
 
 
