@@ -1,0 +1,245 @@
+"""Chaos: writer processes run while the RW server, the broker (and RO servers, when this tree has them)
+are killed with -9 and restarted at random; every acknowledged write must be in the tree exactly once.
+
+Also the health side: a dead server leaves the broker's status and rotation within a second or two.
+"""
+import importlib.util
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import pytest
+
+from pyzdb.connection import Connection
+from pyzdb.health import query_status
+from pyzdb.testing import free_ports, start_process, stop_process
+
+WRITER = textwrap.dedent("""
+    import json, sys, time
+    from pyzdb.client import client
+    from pyzdb.errors import LockError
+    rw, ro, name, seconds, seed = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+    import random; rnd = random.Random(seed)
+    db, _ = client(rw, *([ro] if ro else []), timeout=120, attempt_timeout=0.3)
+    acked = {"count": 0, "items": [], "sessions": 0, "lost_sessions": 0, "mismatch": []}
+    deadline, i = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        i += 1
+        kind = rnd.random()
+        if kind < 0.45:
+            new = db['counters'][name].increment()
+            acked["count"] += 1
+            if new != acked["count"]:
+                acked["mismatch"].append([i, new, acked["count"]])
+        elif kind < 0.9:
+            db['lists'][name].append(i)
+            acked["items"].append(i)
+        else:
+            try:
+                with db.lock():
+                    db['lists'][name].append(-i)
+                    db['sessions'][name] += 1
+                acked["items"].append(-i)
+                acked["sessions"] += 1
+            except LockError:
+                acked["lost_sessions"] += 1   # rolled back as a whole: nothing of it may be in the tree
+        if ro and kind > 0.8:
+            len(db['lists'][name])          # a read, on a replica when there is one
+    print(json.dumps(acked), flush=True)
+""")
+
+
+def replicas_available() -> bool:
+    """True when this tree has read-only servers (``pyzdb server --ro``); the chaos then kills them too."""
+    return importlib.util.find_spec("pyzdb.replica") is not None
+
+
+class Cluster:
+    """A broker, a RW server and (when available) RO servers as separate processes, each restartable by name."""
+
+    def __init__(self, data_dir: str, replicas: int) -> None:
+        self.data_dir = data_dir
+        ports = free_ports(6)
+        self.rw_front, self.rw_back, self.ro_front, self.ro_back, self.feed, self.health = (
+            f"tcp://127.0.0.1:{p}" for p in ports)
+        self.args = {
+            "broker": ["broker", "--rw-front", self.rw_front, "--rw-back", self.rw_back, "--ro-front", self.ro_front,
+                       "--ro-back", self.ro_back, "--health", self.health],
+            "rw": ["server", "--back", self.rw_back, "--data", data_dir, "--feed", self.feed, "--health", self.health,
+                   "--lock-lease", "3", "--lock-wait", "60", "--checkpoint-records", "300"],
+        }
+        for n in range(replicas):
+            self.args[f"ro{n}"] = ["server", "--ro", "--back", self.ro_back, "--data", data_dir, "--feed", self.feed,
+                                   "--health", self.health]
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str) -> None:
+        """Start one member (again), on the same ports and data."""
+        self.procs[name] = start_process(self.args[name], os.path.join(self.data_dir, f"{name}.log"))
+
+    def kill(self, name: str) -> None:
+        """kill -9 one member."""
+        stop_process(self.procs.get(name), signal.SIGKILL)
+
+    def start_all(self) -> None:
+        for name in self.args:
+            self.start(name)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            stop_process(proc)
+
+    def log(self, name: str) -> str:
+        with open(os.path.join(self.data_dir, f"{name}.log"), errors="replace") as handle:
+            return handle.read()[-3000:]
+
+
+def run_chaos(tmp_path, writers: int, seconds: float, seed: int) -> dict:
+    """Run writers under random kill -9 of every member; return what the writers saw and the final tree."""
+    rnd = random.Random(seed)
+    cluster = Cluster(str(tmp_path), replicas=1 if replicas_available() else 0)
+    cluster.start_all()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    names = [f"w{n}" for n in range(writers)]
+    try:
+        setup = Connection(cluster.rw_front, timeout=30)
+        from pyzdb.client import Proxy
+        db = Proxy(setup)
+        db["counters"], db["lists"], db["sessions"] = {}, {n: [] for n in names}, {n: 0 for n in names}
+        procs = [subprocess.Popen([sys.executable, "-c", WRITER, cluster.rw_front,
+                                   cluster.ro_front if replicas_available() else "", name, str(seconds), str(seed + k)],
+                                  stdout=subprocess.PIPE, env=env, start_new_session=True)
+                 for k, name in enumerate(names)]
+        kills = chaos_loop(cluster, rnd, seconds)
+        results = {}
+        for name, proc in zip(names, procs):
+            out, _ = proc.communicate(timeout=seconds + 120)
+            assert proc.returncode == 0, f"writer {name} failed; rw log:\n{cluster.log('rw')}"
+            results[name] = json.loads(out.decode().strip().splitlines()[-1])
+        tree = {key: db[key]._run() for key in ("counters", "lists", "sessions")}
+        setup.close()
+        return {"results": results, "tree": tree, "kills": kills}
+    finally:
+        cluster.stop_all()
+
+
+def chaos_loop(cluster: Cluster, rnd: random.Random, seconds: float) -> dict:
+    """Until ``seconds`` pass: wait a random moment, kill -9 a random member, restart it after a random pause."""
+    kills = {name: 0 for name in cluster.args}
+    deadline = time.monotonic() + seconds
+    time.sleep(1.0)
+    while time.monotonic() < deadline - 0.5:
+        name = rnd.choice(list(cluster.args))
+        cluster.kill(name)
+        kills[name] += 1
+        time.sleep(rnd.uniform(0.0, 0.4))
+        cluster.start(name)
+        time.sleep(rnd.uniform(0.3, 1.5))
+    return kills
+
+
+def check(outcome: dict) -> None:
+    """Every acknowledged write is in the tree once; nothing unacknowledged or rolled back is."""
+    tree = outcome["tree"]
+    for name, acked in outcome["results"].items():
+        assert acked["mismatch"] == [], f"{name}: increment results skipped or repeated: {acked['mismatch'][:5]}"
+        assert tree["counters"].get(name, 0) == acked["count"], name
+        assert tree["lists"][name] == acked["items"], name
+        assert tree["sessions"][name] == acked["sessions"], name
+
+
+def test_chaos_short_loses_nothing_and_applies_nothing_twice(tmp_path):
+    outcome = run_chaos(tmp_path, writers=3, seconds=14, seed=int(os.environ.get("CHAOS_SEED", "7")))
+    check(outcome)
+    assert sum(outcome["kills"].values()) >= 6
+    assert sum(r["count"] + len(r["items"]) for r in outcome["results"].values()) > 100
+    print("chaos short:", json.dumps({"kills": outcome["kills"], "acked": {
+        n: [r["count"], len(r["items"]), r["sessions"], r["lost_sessions"]] for n, r in outcome["results"].items()}}))
+
+
+@pytest.mark.slow
+def test_chaos_long_loses_nothing_and_applies_nothing_twice(tmp_path):
+    outcome = run_chaos(tmp_path, writers=6, seconds=float(os.environ.get("CHAOS_SECONDS", "120")), seed=11)
+    check(outcome)
+    print("chaos long:", json.dumps({"kills": outcome["kills"], "acked": {
+        n: [r["count"], len(r["items"]), r["sessions"], r["lost_sessions"]] for n, r in outcome["results"].items()}}))
+
+
+# --- health ---------------------------------------------------------------------------------
+def wait_for(predicate, seconds: float) -> float:
+    """Poll until ``predicate()``; return the time it took (fails after ``seconds``)."""
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < seconds, "condition not reached in time"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def rw_alive(health: str) -> bool | None:
+    status = query_status(health, timeout=1) or {}
+    rows = [s for s in status.get("servers", []) if s.get("role") == "rw"]
+    return any(s["alive"] for s in rows) if rows else None
+
+
+def test_status_drops_a_killed_server_within_two_seconds_and_sees_its_return(tmp_path):
+    cluster = Cluster(str(tmp_path), replicas=0)
+    cluster.start_all()
+    try:
+        wait_for(lambda: rw_alive(cluster.health), 15)
+        out = subprocess.run([sys.executable, "-m", "pyzdb", "status", "--uri", cluster.rw_front,
+                              "--health", cluster.health], capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert " rw " in out.stdout and "alive" in out.stdout and "seq" in out.stdout, out.stdout + out.stderr
+        cluster.kill("rw")
+        assert wait_for(lambda: rw_alive(cluster.health) is False, 5) < 2.0
+        cluster.start("rw")
+        wait_for(lambda: rw_alive(cluster.health), 15)
+    finally:
+        cluster.stop_all()
+
+
+FAKE_SERVER = textwrap.dedent("""
+    import sys, msgpack, zmq
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.connect(sys.argv[1])
+    while True:
+        frames = sock.recv_multipart()
+        request = msgpack.unpackb(frames[-1], raw=False)
+        reply = {"rid": request["rid"], "ok": sys.argv[2], "seq": 0}
+        sock.send_multipart(frames[:-1] + [msgpack.packb(reply)])
+""")
+
+
+def test_a_frozen_server_leaves_the_rotation_and_requests_never_wait_longer_than_a_retry(tmp_path):
+    """Two servers on the RO queue; one freezes (SIGSTOP); requests keep being answered within one retry."""
+    cluster = Cluster(str(tmp_path), replicas=0)
+    cluster.start("broker")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    fakes = [subprocess.Popen([sys.executable, "-c", FAKE_SERVER, cluster.ro_back, f"s{n}"], env=env,
+                              start_new_session=True) for n in range(2)]
+    conn = Connection(cluster.ro_front, timeout=10, attempt_timeout=0.3)
+    try:
+        wait_for(lambda: {conn.write({"op": "ping"}) for _ in range(6)} == {"s0", "s1"}, 15)
+        os.kill(fakes[0].pid, signal.SIGSTOP)
+        frozen_at, slow, answered_by = time.monotonic(), [], []
+        while time.monotonic() - frozen_at < 4:
+            started = time.monotonic()
+            answered_by.append(conn.write({"op": "ping"}))
+            took = time.monotonic() - started
+            if took > 0.1:
+                slow.append((round(started - frozen_at, 2), round(took, 2)))
+        assert set(answered_by) == {"s1"}
+        assert all(took < 0.3 * 2 + 0.2 for _, took in slow), slow      # never more than one retry
+        assert all(at < 2.0 for at, _ in slow), slow                    # and none once zmq dropped it
+    finally:
+        conn.close()
+        for fake in fakes:
+            os.kill(fake.pid, signal.SIGKILL)
+            fake.wait()
+        cluster.stop_all()
