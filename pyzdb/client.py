@@ -14,7 +14,7 @@ import zmq
 
 from . import query as q
 from .connection import DEFAULT_RW, Connection
-from .errors import QueryError
+from .errors import MessageTooLarge, QueryError
 from .files import File
 from .values import to_storable
 
@@ -80,13 +80,19 @@ class Proxy:
         return self._conn.read({"op": "contains", "path": self._path, "value": to_storable(value)})
 
     def __iter__(self) -> Iterator[Any]:
-        start = 0
+        start, size = 0, PAGE
         while True:
-            page = self._conn.read({"op": "iter", "path": self._path, "start": start, "limit": PAGE})
+            try:
+                page = self._conn.read({"op": "iter", "path": self._path, "start": start, "limit": size})
+            except MessageTooLarge:
+                if size == 1:
+                    raise           # one item alone is over the reply limit
+                size = max(1, size // 8)
+                continue            # large items: ask for smaller pages
             yield from page
-            if len(page) < PAGE:
+            if len(page) < size:
                 return
-            start += PAGE
+            start += size
 
     def type(self) -> str:
         """The name of the stored value's type ('dict', 'list', 'int', 'File', ...)."""

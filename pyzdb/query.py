@@ -132,18 +132,18 @@ def validate(query: Any, depth: int = 0) -> dict:
         return query
     if op not in OPS:
         raise QueryError(f"unknown operation {op!r}")
-    check_path(query.get("path", []))
+    landing = len(check_path(query.setdefault("path", [])))   # values nest from here: depth adds up
     for field in OPS[op][1]:
         if field not in query:
             raise QueryError(f"operation {op!r} needs the field {field!r}")
     for field in ("value", "expected"):
         if field in query:
-            check_value(query[field])
+            check_value(query[field], landing)
     if op == "call":
         _check_call(query)
     elif op == "batch":
         _check_batch(query, depth)
-    elif op in ("set", "del") and not query.get("path"):
+    elif op in ("set", "del", "iadd", "cas") and not query.get("path"):
         raise QueryError(f"{op} needs a key: the root of the tree itself cannot be replaced or deleted")
     return query
 
@@ -156,11 +156,11 @@ def _check_call(query: dict) -> None:
     if not isinstance(args, list) or not isinstance(kwargs, dict) or len(args) > 8:
         raise QueryError(f"{method}() takes a list 'args' (at most 8) and a map 'kwargs'")
     for item in args:
-        check_value(item)
+        check_value(item, len(query["path"]) + 1)
     for key, item in kwargs.items():
         if not isinstance(key, str):
             raise QueryError(f"{method}() keyword names must be strings")
-        check_value(item)
+        check_value(item, len(query["path"]) + 1)
 
 
 def _check_batch(query: dict, depth: int) -> None:

@@ -158,7 +158,11 @@ class ReadWriteServer:
         except Error as exc:
             replies.append((route, wire.error_reply(wire.peek_ids(payload)[1], exc, self.db.journal.seq)))
             return
-        self._answer(route, cid, rid, query, replies, is_read_only(route))
+        try:
+            self._answer(route, cid, rid, query, replies, is_read_only(route))
+        except Exception as exc:    # a bug must cost one request, never the server (the fuzz tests look for these)
+            log.exception("unexpected failure on a request")
+            replies.append((route, wire.error_reply(rid, exc, self.db.journal.seq)))
 
     def _answer(self, route: list, cid: bytes, rid: int, query: dict, replies: list, read_only: bool = False) -> None:
         for waiting in self.waiting:
@@ -184,7 +188,11 @@ class ReadWriteServer:
             log.error("commit failed, writes rolled back: %s", exc)
             replies = [(route, wire.error_reply(reply.get("rid"), exc, self.db.journal.seq)) for route, reply in replies]
         for route, reply in replies:
-            self.socket.send_multipart(route + [wire.encode_reply(reply, self.config.max_message)])
+            try:
+                data = wire.encode_reply(reply, self.config.max_message)
+            except Error as exc:    # a result that cannot be encoded is refused by name
+                data = wire.encode_reply(wire.error_reply(reply.get("rid"), exc, self.db.journal.seq))
+            self.socket.send_multipart(route + [data])
         if self.feed is not None and self.db.journal.seq != self.published:
             self.published = self.db.journal.seq
             self.feed.send_multipart([b"seq", self.published.to_bytes(8, "big")])
