@@ -138,7 +138,7 @@ class RoleAuthenticator(ThreadAuthenticator):
     def start(self) -> None:
         """Start the ZAP thread and install the key check for every domain."""
         super().start()
-        self.configure_curve_callback("*", self)
+        self.configure_curve_callback(ZAP_DOMAIN, self)
 
     def role(self, z85_key: bytes) -> str | None:
         """'ro', 'rw' or None (unknown key) for a client's z85 public key; the directories are read now."""
