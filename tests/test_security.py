@@ -107,12 +107,8 @@ def test_a_read_only_client_cannot_forge_its_role_frame(keys, curve_service):
 @pytest.mark.parametrize("who", ["unknown key", "no curve", "wrong server key"])
 def test_unknown_keys_and_plain_clients_cannot_connect(keys, curve_service, who):
     if who == "unknown key":
-        db = connect(keys, curve_service, "mallory", timeout=1.5) if os.path.exists(
-            os.path.join(keys, "private", "mallory.key_secret")) else None
-        if db is None:
-            db, _ = client(curve_service, timeout=1.5, attempt_timeout=0.5,
-                           curve_server_key=os.path.join(keys, "server.key"),
-                           curve_keypair=os.path.join(keys, "mallory.key_secret"))
+        db, _ = client(curve_service, timeout=1.5, attempt_timeout=0.5, curve_server_key=os.path.join(keys, "server.key"),
+                       curve_keypair=os.path.join(keys, "mallory.key_secret"))
     elif who == "no curve":
         db, _ = client(curve_service, timeout=1.5, attempt_timeout=0.5)
     else:
