@@ -23,13 +23,13 @@ import struct
 import sys
 import threading
 import time
+from typing import Iterator
 
 LIMIT_KT = 1 << 28
 LIMIT_TT = 256 << 20
 XT_MAX = (1 << 40) - 1
 B_NOP, B_REPL, B_SCRIPT, B_SET, B_REMOVE, B_GET, B_ERROR = 0xB0, 0xB1, 0xB4, 0xB8, 0xB9, 0xBA, 0xBF
 OP_SET, OP_REMOVE, OP_CLEAR = 0xA1, 0xA2, 0xA5
-_STRUCTS: dict[str, struct.Struct] = {}
 
 
 class Hangup(Exception):
@@ -50,8 +50,7 @@ class Peer:
         return data
 
     def unpack(self, fmt: str) -> tuple:
-        st = _STRUCTS.get(fmt) or _STRUCTS.setdefault(fmt, struct.Struct(fmt))
-        return st.unpack(self.read(st.size))
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))
 
     def send(self, *parts: bytes) -> None:
         self.sock.sendall(b"".join(parts))
@@ -246,7 +245,7 @@ class TTData:
     def __init__(self) -> None:
         self.map: dict[bytes, bytes] = {}
         self.lock = threading.Lock()
-        self.iter_keys: list[bytes] = []
+        self.iter_keys: Iterator[bytes] = iter(())
         self.started = time.time()
 
 
@@ -299,17 +298,12 @@ def tt_mget(cmd: int, peer: Peer, data: TTData) -> None:
 
 def tt_iter(cmd: int, peer: Peer, data: TTData) -> None:
     with data.lock:
-        if cmd == 0x50:
-            data.iter_keys = list(data.map)
+        if cmd == 0x50:  # iterinit
+            data.iter_keys = iter(list(data.map))
             peer.send(b"\x00")
             return
-        while data.iter_keys and data.iter_keys[0] not in data.map:
-            data.iter_keys.pop(0)
-        if not data.iter_keys:
-            peer.send(b"\x01")
-            return
-        key = data.iter_keys.pop(0)
-    peer.send(struct.pack(">BI", 0, len(key)), key)
+        key = next((k for k in data.iter_keys if k in data.map), None)
+    peer.send(b"\x01" if key is None else struct.pack(">BI", 0, len(key)) + key)
 
 
 def tt_fwmkeys(cmd: int, peer: Peer, data: TTData) -> None:
@@ -362,22 +356,26 @@ def tt_whole(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def run_misc(name: bytes, args: list[bytes], data: TTData) -> list[bytes] | None:
-    """The misc functions of an on-memory hash database that tests use."""
-    pairs = list(zip(args[::2], args[1::2]))
-    if name in (b"put", b"putlist") and len(args) % 2 == 0 and (name == b"putlist" or args):
-        data.map.update(pairs)
-        return []
-    if name == b"outlist" or (name == b"out" and len(args) == 1 and args[0] in data.map):
+    """The misc functions of an on-memory hash database (None: failure), as ttserver 1.1.41 answers them."""
+    table = data.map
+    if name == b"put" and len(args) >= 2:
+        table[args[0]] = args[1]
+    elif name == b"putlist":
+        table.update(zip(args[::2], args[1::2]))  # an odd last argument is ignored
+    elif name == b"out" and args and args[0] in table:
+        del table[args[0]]
+    elif name == b"get" and args and args[0] in table:
+        return [table[args[0]]]
+    elif name == b"outlist":
         for key in args:
-            data.map.pop(key, None)
-        return []
-    if name == b"getlist" or (name == b"get" and len(args) == 1 and args[0] in data.map):
-        found = [(k, data.map[k]) for k in args if k in data.map]
-        return [x for kv in found for x in kv][1 if name == b"get" else 0:]
-    if name == b"vanish":
-        data.map.clear()
-        return []
-    return None
+            table.pop(key, None)
+    elif name == b"getlist":
+        return [x for key in args if key in table for x in (key, table[key])]
+    elif name == b"vanish":
+        table.clear()
+    elif name not in (b"sync", b"optimize"):
+        return None
+    return []
 
 
 def tt_misc(cmd: int, peer: Peer, data: TTData) -> None:
@@ -401,34 +399,30 @@ TT_COMMANDS = {0x10: tt_put, 0x11: tt_put, 0x12: tt_put, 0x18: tt_put, 0x20: tt_
 
 
 # --- serving -----------------------------------------------------------------------------
-class KTHandler(socketserver.BaseRequestHandler):
-    """One Kyoto Tycoon connection: binary requests until one fails or the client leaves."""
+def kt_session(peer: Peer, data: KTData) -> None:
+    """Binary requests until one fails (failed bulk op, unknown magic byte) or the client leaves."""
+    while (command := KT_COMMANDS.get(peer.read(1)[0])) and command(peer, data):
+        pass
+
+
+def tt_session(peer: Peer, data: TTData) -> None:
+    """``C8 cmd`` requests until a protocol violation or the client leaves."""
+    while True:
+        magic, cmd = peer.read(2)
+        command = TT_COMMANDS.get(cmd) if magic == 0xC8 else None
+        if command is None:
+            return
+        command(cmd, peer, data)
+
+
+class Handler(socketserver.BaseRequestHandler):
+    """One connection, served by its server's session function; closed when that returns."""
 
     def handle(self) -> None:
-        peer = Peer(self.request)
         try:
-            while True:
-                command = KT_COMMANDS.get(peer.read(1)[0])
-                if command is None or not command(peer, self.server.data):
-                    return  # unknown magic or failed bulk op: close
+            self.server.session(Peer(self.request), self.server.data)
         except (Hangup, OSError):
-            return
-
-
-class TTHandler(socketserver.BaseRequestHandler):
-    """One Tokyo Tyrant connection: ``C8 cmd`` requests until a violation or the client leaves."""
-
-    def handle(self) -> None:
-        peer = Peer(self.request)
-        try:
-            while True:
-                magic, cmd = peer.read(1)[0], peer.read(1)[0]
-                command = TT_COMMANDS.get(cmd) if magic == 0xC8 else None
-                if command is None:
-                    return
-                command(cmd, peer, self.server.data)
-        except (Hangup, OSError):
-            return
+            pass
 
 
 class Server(socketserver.ThreadingTCPServer):
@@ -437,16 +431,16 @@ class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port: int, handler: type, data: object) -> None:
-        super().__init__(("127.0.0.1", port), handler)
-        self.data = data
+    def __init__(self, port: int, session, data: object) -> None:
+        super().__init__(("127.0.0.1", port), Handler)
+        self.session, self.data = session, data
 
 
 def serve(kt_port: int = 0, tt_port: int = 0, *, kt_dbs: int = 2, kt_sid: int = 1,
           keepalive: float = 0.1) -> tuple[Server, Server]:
     """Start both servers on threads; return them (``server_address[1]`` is the port)."""
-    servers = (Server(kt_port, KTHandler, KTData(kt_dbs, kt_sid, keepalive)),
-               Server(tt_port, TTHandler, TTData()))
+    servers = (Server(kt_port, kt_session, KTData(kt_dbs, kt_sid, keepalive)),
+               Server(tt_port, tt_session, TTData()))
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     return servers
