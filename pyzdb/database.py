@@ -13,9 +13,9 @@ from typing import Any
 
 from . import files, query as q
 from .engine import Engine
-from .errors import Error, LockError, LockLost, UndoError
+from .errors import CorruptStore, Error, LockError, LockLost, UndoError
 from .history import DEFAULT_DEPTH, History
-from .journal import Journal
+from .journal import Journal, log_key
 from .wire import error_reply, ok_reply, pack
 
 DEFER = object()
@@ -61,16 +61,30 @@ class Database:
         self.pending: list[list] = []      # entries of the writes not yet committed
 
     # --- start-up ------------------------------------------------------------------
-    def open(self, progress=None) -> int:
-        """Recover the tree, history and exactly-once table from the journal; return the seq."""
+    def open(self, progress=None, *, clean: bool = True) -> int:
+        """Recover the tree, history and exactly-once table from the journal; return the seq.
+
+        With ``clean`` (the writer), what earlier runs left behind is removed
+        afterwards; ``pyzdb check`` opens with ``clean=False`` and changes nothing.
+        """
         state, records = self.journal.recover(progress)
         if state is not None:
-            self.engine.tree = state["tree"]
-            self.history.restore(state["history"])
-            self.replies = OrderedDict((bytes(k), v) for k, v in state["replies"])
-        for entries in records:
-            for entry in entries:
-                self.replay(entry)
+            try:
+                self.engine.tree = state["tree"]
+                self.history.restore(state["history"])
+                self.replies = OrderedDict((bytes(k), v) for k, v in state["replies"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CorruptStore(f"checkpoint of generation {self.journal.meta['gen']} is not a pyzdb state: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        first = self.journal.meta.get("seq", 0) + 1
+        for offset, entries in enumerate(records):
+            try:
+                for entry in entries:
+                    self.replay(entry)
+            except (Error, KeyError, TypeError) as exc:
+                raise CorruptStore(f"log record {log_key(first + offset).decode()} does not replay: {exc}") from None
+        if clean:
+            self.journal.clean_up()
         return self.journal.seq
 
     def replay(self, entry: dict) -> None:
