@@ -146,7 +146,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     store = open_store(store_url(args))
     db = Database(Journal(store))
     try:
-        seq = db.open()
+        seq = db.open(clean=False)
     except Error as exc:
         print(f"pyzdb check: FAILED: {exc}", file=sys.stderr)
         return 1
