@@ -419,6 +419,7 @@ class Handler(socketserver.BaseRequestHandler):
     """One connection, served by its server's session function; closed when that returns."""
 
     def handle(self) -> None:
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self.server.session(Peer(self.request), self.server.data)
         except (Hangup, OSError):
