@@ -85,16 +85,20 @@ class KTHttp:
         return parse_tsv(data, reply.getheader("Content-Type", ""))
 
     def set_bulk(self, items: Mapping[bytes, bytes]) -> None:
+        """POST /rpc/set_bulk."""
         self._rpc("set_bulk", ((b"_" + k, v) for k, v in items.items()))
 
     def get_bulk(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        """POST /rpc/get_bulk."""
         out = self._rpc("get_bulk", ((b"_" + k, b"") for k in keys))
         return {k[1:]: v for k, v in out.items() if k.startswith(b"_")}
 
     def remove_bulk(self, keys: list[bytes]) -> None:
+        """POST /rpc/remove_bulk."""
         self._rpc("remove_bulk", ((b"_" + k, b"") for k in keys))
 
     def close(self) -> None:
+        """Close the HTTP connection."""
         self.conn.close()
 
 
@@ -132,6 +136,7 @@ def backends(tmp: str) -> tuple[dict[str, str], object | None, str]:
 
 
 def open_bench_store(name: str, url: str):
+    """Open a store of the table; ``sqlite-nosync`` is sqlite with durability 'none'."""
     return open_store(url, durability="none" if name == "sqlite-nosync" else "always")
 
 

@@ -44,15 +44,18 @@ class Peer:
         self.rfile = sock.makefile("rb")
 
     def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes, or Hangup."""
         data = self.rfile.read(n) if n else b""
         if len(data) != n:
             raise Hangup()
         return data
 
     def unpack(self, fmt: str) -> tuple:
+        """Read and unpack one struct."""
         return struct.unpack(fmt, self.read(struct.calcsize(fmt)))
 
     def send(self, *parts: bytes) -> None:
+        """Send the parts as one write."""
         self.sock.sendall(b"".join(parts))
 
 
@@ -79,6 +82,7 @@ class KTData:
 
     @staticmethod
     def clock() -> int:
+        """The update log's clock: unix milliseconds x 10^6."""
         return int(time.time() * 1000) * 1_000_000
 
     def _log(self, db: int, body: bytes) -> None:
@@ -88,6 +92,7 @@ class KTData:
         self.cond.notify_all()
 
     def set(self, db: int, key: bytes, value: bytes, xt: int) -> None:
+        """Store with xt as ktserver reads it: negative absolute, else seconds from now."""
         now = int(time.time())
         xt = -xt if xt < 0 else min(xt, (1 << 62)) + now
         xt = min(xt, XT_MAX)
@@ -95,23 +100,27 @@ class KTData:
         self._log(db, bytes([OP_SET]) + varint(len(key)) + varint(len(value) + 5) + key + xt.to_bytes(5, "big") + value)
 
     def get(self, db: int, key: bytes) -> tuple[bytes, int] | None:
+        """The (value, xt) of a live record."""
         rec = self.dbs[db].get(key)
         if rec is None or int(time.time()) > rec[1]:
             return None
         return rec
 
     def remove(self, db: int, key: bytes) -> bool:
+        """Remove; True if a live record existed."""
         existed = self.get(db, key) is not None
         self.dbs[db].pop(key, None)
         self._log(db, bytes([OP_REMOVE]) + varint(len(key)) + key)
         return existed
 
     def clear(self, db: int) -> None:
+        """Remove every record of a database."""
         self.dbs[db].clear()
         self._log(db, bytes([OP_CLEAR]))
 
 
 def kt_set_bulk(peer: Peer, data: KTData) -> bool:
+    """B8 set_bulk: store records; BF and close on an oversized record."""
     flags, n = peer.unpack(">II")
     stored, ok = 0, True
     for _ in range(n):
@@ -144,6 +153,7 @@ def _read_keys(peer: Peer, n: int) -> list[tuple[int, bytes]] | None:
 
 
 def kt_remove_bulk(peer: Peer, data: KTData) -> bool:
+    """B9 remove_bulk: count only keys that existed; every remove is logged."""
     flags, n = peer.unpack(">II")
     keys = _read_keys(peer, n)
     removed = 0
@@ -155,6 +165,7 @@ def kt_remove_bulk(peer: Peer, data: KTData) -> bool:
 
 
 def kt_get_bulk(peer: Peer, data: KTData) -> bool:
+    """BA get_bulk: hits in request order, missing and expired keys left out."""
     _flags, n = peer.unpack(">II")
     keys = _read_keys(peer, n)
     if keys is None:
@@ -171,9 +182,11 @@ def kt_get_bulk(peer: Peer, data: KTData) -> bool:
 
 
 def run_script(name: bytes, pairs: dict[bytes, bytes], data: KTData) -> dict[bytes, bytes] | None:
-    """The built-in scripts: echo (its input back), clear (database 0), fail (always fails)."""
+    """The built-in scripts: echo (its input back), count and clear (database 0); others fail."""
     if name == b"echo":
         return pairs
+    if name == b"count":
+        return {b"count": str(len(data.dbs[0])).encode()}
     if name == b"clear":
         with data.cond:
             data.clear(0)
@@ -182,6 +195,7 @@ def run_script(name: bytes, pairs: dict[bytes, bytes], data: KTData) -> dict[byt
 
 
 def kt_play_script(peer: Peer, data: KTData) -> bool:
+    """B4 play_script: output pairs sorted by key; BF but no close when the script fails."""
     flags, nsiz, n = peer.unpack(">III")
     if nsiz > LIMIT_KT:
         return False
@@ -204,6 +218,7 @@ def kt_play_script(peer: Peer, data: KTData) -> bool:
 
 
 def kt_replication(peer: Peer, data: KTData) -> bool:
+    """B1 replication: frames newer than ts, filtered by sid; B0 keep-alive answered by B1."""
     flags, ts, sid = peer.unpack(">IQH")
     white, rts, miss = flags & 1, 0, 0
     peer.send(bytes([B_REPL]))
@@ -257,6 +272,7 @@ def _size(peer: Peer, fmt: str = ">i") -> int:
 
 
 def tt_put(cmd: int, peer: Peer, data: TTData) -> None:
+    """put 10 / putkeep 11 / putcat 12 / putnr 18 (no reply)."""
     ksiz, vsiz = _size(peer), _size(peer)
     key, value = peer.read(ksiz), peer.read(vsiz)
     code = 0
@@ -272,6 +288,7 @@ def tt_put(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def tt_key(cmd: int, peer: Peer, data: TTData) -> None:
+    """out 20 / get 30 / vsiz 38: code 1 for a missing key."""
     key = peer.read(_size(peer))
     with data.lock:
         value = data.map.get(key)
@@ -286,6 +303,7 @@ def tt_key(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def tt_mget(cmd: int, peer: Peer, data: TTData) -> None:
+    """mget 31: hits in request order."""
     n = peer.unpack(">i")[0]
     if n < 0 or n > 1 << 20:
         raise Hangup()
@@ -297,6 +315,7 @@ def tt_mget(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def tt_iter(cmd: int, peer: Peer, data: TTData) -> None:
+    """iterinit 50 / iternext 51 over the iterator shared by every connection."""
     with data.lock:
         if cmd == 0x50:  # iterinit
             data.iter_keys = iter(list(data.map))
@@ -307,6 +326,7 @@ def tt_iter(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def tt_fwmkeys(cmd: int, peer: Peer, data: TTData) -> None:
+    """fwmkeys 58: keys with a prefix (sorted here; a real hash db gives any order)."""
     psiz, limit = _size(peer), peer.unpack(">i")[0]
     prefix = peer.read(psiz)
     with data.lock:
@@ -316,6 +336,7 @@ def tt_fwmkeys(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def tt_add(cmd: int, peer: Peer, data: TTData) -> None:
+    """addint 60 / adddouble 61 on 4-byte / 8-byte little-endian records; code 1 on another size."""
     ksiz = _size(peer)
     if cmd == 0x60:
         num, width, native = peer.unpack(">i")[0], 4, "<i"
@@ -340,6 +361,7 @@ def tt_add(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def tt_whole(cmd: int, peer: Peer, data: TTData) -> None:
+    """vanish 72, rnum 80, size 81, stat 88."""
     with data.lock:
         if cmd == 0x72:
             data.map.clear()
@@ -379,6 +401,7 @@ def run_misc(name: bytes, args: list[bytes], data: TTData) -> list[bytes] | None
 
 
 def tt_misc(cmd: int, peer: Peer, data: TTData) -> None:
+    """misc 90: code 1 and a zero count on failure."""
     nsiz, _opts, n = peer.unpack(">iii")
     if nsiz < 0 or nsiz >= 256 or n < 0 or n > 1 << 20:
         raise Hangup()
@@ -419,6 +442,7 @@ class Handler(socketserver.BaseRequestHandler):
     """One connection, served by its server's session function; closed when that returns."""
 
     def handle(self) -> None:
+        """Serve until the session ends, then close."""
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self.server.session(Peer(self.request), self.server.data)

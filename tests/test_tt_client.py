@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from kttt_fixtures import prefix, protocol_server, start_protocol_server, tt_server  # noqa: F401
+from kttt_fixtures import (prefix, protocol_server, raw_connection, recv_all,  # noqa: F401
+                           start_protocol_server, tt_server)
 from pyzdb.errors import RecordTooLarge, StoreConnectionError, StoreProtocolError
 from pyzdb.netpool import Connection, Pool, batches
 from pyzdb.tt import KT_MSGPACK, MAXARGSIZ, TokyoTyrant
@@ -16,22 +17,10 @@ from pyzdb.tt import protocol as p
 
 @pytest.fixture
 def tt(tt_server):
+    """A client of each server variant, closed after the test."""
     client = TokyoTyrant(tt_server.host, tt_server.port, timeout=5.0)
     yield client
     client.close()
-
-
-def raw(address, payload: bytes) -> socket.socket:
-    sock = socket.create_connection((address.host, address.port), timeout=3.0)
-    sock.sendall(payload)
-    return sock
-
-
-def recv_all(sock: socket.socket) -> bytes:
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    return data
 
 
 def test_put_get_out_and_missing_keys(tt, prefix):
@@ -54,7 +43,7 @@ def test_putkeep_keeps_the_old_value_and_putcat_appends(tt, prefix):
 def test_putnr_sends_no_reply_on_the_wire(tt_server, prefix):
     putnr = p.encode_kv(p.TTCMDPUTNR, prefix + b"nr", b"v")
     get = p.encode_key(p.TTCMDGET, prefix + b"nr")
-    with raw(tt_server, putnr + get) as sock:
+    with raw_connection(tt_server, putnr + get) as sock:
         assert sock.recv(6, socket.MSG_WAITALL) == b"\x00" + struct.pack(">I", 1) + b"v"  # the get's reply only
     with TokyoTyrant(tt_server.host, tt_server.port) as client:
         client.putnr(prefix + b"nr2", b"w")
@@ -118,7 +107,7 @@ def test_misc_functions_and_their_failure_code(tt, prefix):
 
 
 def test_misc_failure_on_the_wire_is_code_one_then_a_zero_count(tt_server):
-    with raw(tt_server, p.encode_misc(b"nosuchfunction", [])) as sock:
+    with raw_connection(tt_server, p.encode_misc(b"nosuchfunction", [])) as sock:
         assert sock.recv(5, socket.MSG_WAITALL) == b"\x01\x00\x00\x00\x00"
 
 
@@ -151,7 +140,7 @@ def test_msgpack_serializer_round_trips(tt_server, prefix):
 @pytest.mark.parametrize("payload", [b"\xc8\x77", b"\xc8\x30\xff\xff\xff\xff", b"\xc8\x10\x00\x00\x00\x01\x80\x00\x00\x00"],
                          ids=["unknown-command", "negative-key-size", "value-size-too-large"])
 def test_protocol_violations_close_the_connection_without_reply(tt_server, payload):
-    with raw(tt_server, payload) as sock:
+    with raw_connection(tt_server, payload) as sock:
         assert recv_all(sock) == b""
 
 
