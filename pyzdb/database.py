@@ -48,8 +48,9 @@ class Database:
     """
 
     def __init__(self, journal: Journal, *, history_depth: int = DEFAULT_DEPTH, lock_lease: float = 5.0,
-                 file_roots: list[str] | None = None) -> None:
+                 file_roots: list[str] | None = None, durability: str = "always") -> None:
         self.journal = journal
+        self.durability = durability
         self.engine = Engine()
         self.history = History(history_depth)
         self.replies: OrderedDict[bytes, list] = OrderedDict()   # cid -> [rid, reply] of its last write
@@ -268,10 +269,14 @@ class Database:
         self.pending, self.savepoint = [], None
 
     def status(self) -> dict:
-        """Sequence number, log length, checkpoint and lock facts for ``pyzdb status``."""
-        meta = self.journal.meta
-        return {"role": "rw", "seq": self.journal.seq, "log_records": self.journal.log_records,
-                "checkpoint_seq": meta.get("seq", 0), "checkpoint_time": meta.get("time"),
-                "checkpoint_bytes": meta.get("size", 0), "store": self.journal.store.url,
+        """Sequence number, log length, checkpoint, store, durability, sizes and lock facts for ``pyzdb status``."""
+        journal, meta = self.journal, self.journal.meta
+        store = journal.store
+        return {"role": "rw", "seq": journal.seq, "log_records": journal.log_records, "log_bytes": journal.log_bytes,
+                "checkpoint_gen": meta.get("gen", 0), "checkpoint_seq": meta.get("seq", 0),
+                "checkpoint_time": meta.get("time"), "checkpoint_bytes": meta.get("size", 0),
+                "checkpoint_chunks": meta.get("chunks", 0), "store": store.url, "durability": self.durability,
+                "store_bytes": store.byte_size() if hasattr(store, "byte_size") else None,
+                "store_used_bytes": store.used_bytes() if hasattr(store, "used_bytes") else None,
                 "locked": self.lock is not None, "undo_depth": len(self.history.undo_stack),
                 "redo_depth": len(self.history.redo_stack), "top_level_keys": len(self.engine.tree)}
