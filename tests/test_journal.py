@@ -1,7 +1,10 @@
 """The journal on a store: append and recover, checkpoint generations, crash leftovers, corruption, restarts."""
 import os
+import shutil
 import subprocess
 import sys
+import threading
+import time
 import zlib
 
 import msgpack
@@ -320,3 +323,187 @@ def test_undo_depth_is_bounded_and_stays_bounded_after_a_restart():
     assert again.engine.tree == {"l": [0, 1, 2, 3]}
     reply = again.handle(b"c2", 9, {"op": "undo"})
     assert reply["err"][0] == UndoError.__name__
+
+
+# --- durability modes -------------------------------------------------------------------
+class CountingStore(MemoryStore):
+    """Records each ``set_bulk`` of log records (one fsync'ed group): when it was stored and which keys it wrote."""
+
+    def __init__(self):
+        super().__init__()
+        self.groups = []          # (time stored, [top-level key each record set])
+
+    def set_bulk(self, items):
+        super().set_bulk(items)
+        logged = [msgpack.unpackb(v)[2][0]["ops"][0]["path"][0] for k, v in items.items() if k.startswith(b"log/")]
+        if logged:
+            self.groups.append((time.perf_counter(), logged))
+
+
+@pytest.fixture
+def batch_server():
+    """An in-process broker + read-write server with --durability batch --batch-ms 150 on a counting store."""
+    from pyzdb.broker import Broker, BrokerConfig
+    from pyzdb.server import ReadWriteServer, ServerConfig
+    from pyzdb.testing import free_ports
+    store = CountingStore()
+    db = Database(Journal(store))
+    db.open()
+    front, back = f"tcp://127.0.0.1:{free_ports(1)[0]}", f"inproc://test-batch-{id(store)}"
+    broker = Broker(BrokerConfig(rw_front=front, rw_back=back, ro_front=None))
+    broker.start()
+    server = ReadWriteServer(db, ServerConfig(back=back, feed=None, durability="batch", batch_ms=150))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield front, store
+    server.stop()
+    thread.join(10)
+    broker.stop()
+
+
+def test_batch_durability_groups_concurrent_writes_and_replies_wait_for_their_group(batch_server):
+    from pyzdb.client import client
+    front, store = batch_server
+    clients = [client(front, timeout=10)[0] for _ in range(6)]
+    for db in clients:
+        db.ping()
+    barrier, replied = threading.Barrier(len(clients)), {}
+
+    def one_write(number, db):
+        barrier.wait()
+        db[f"k{number}"] = number
+        replied[f"k{number}"] = time.perf_counter()
+
+    threads = [threading.Thread(target=one_write, args=pair) for pair in enumerate(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    for db in clients:
+        db._conn.close()
+    stored = {key: when for when, keys in store.groups for key in keys}
+    assert sorted(stored) == sorted(replied), store.groups
+    assert len(store.groups) <= 3, f"6 concurrent writes took {len(store.groups)} groups: {store.groups}"
+    assert any(len(keys) > 1 for _, keys in store.groups), "no two writes shared a group"
+    assert all(replied[key] >= stored[key] for key in replied), "a reply was sent before its group was stored"
+    assert elapsed < 3 * 0.150 + 0.5, f"the group commit took {elapsed:.2f} s for a window of 0.15 s"
+
+
+def test_sqlite_durability_sets_the_sync_level(tmp_path):
+    from pyzdb.store.sqlite import SqliteStore
+    levels = {}
+    for mode in ("always", "batch", "none"):
+        store = SqliteStore(str(tmp_path / f"{mode}.db"), durability=mode)
+        levels[mode] = store._db.execute("PRAGMA synchronous").fetchone()[0]
+        store.close()
+    assert levels == {"always": 2, "batch": 2, "none": 0}
+
+
+SYNC_SCRIPT = """
+import sys
+from pyzdb.store.sqlite import SqliteStore
+store = SqliteStore(sys.argv[1], durability=sys.argv[2])
+for i in range(30):
+    store.set_bulk({b"log/%d" % i: b"x" * 100})
+store.close()
+"""
+
+
+def count_syncs(tmp_path, mode):
+    out = tmp_path / f"strace.{mode}"
+    result = subprocess.run(["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o", str(out), sys.executable,
+                             "-c", SYNC_SCRIPT, str(tmp_path / f"{mode}.db"), mode], capture_output=True, text=True,
+                            timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if result.returncode != 0:
+        pytest.skip(f"strace cannot run here: {result.stderr[-200:]}")
+    return sum(1 for line in out.read_text().splitlines() if "sync(" in line)
+
+
+def test_none_durability_never_calls_fsync_and_always_does_per_write(tmp_path):
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    assert count_syncs(tmp_path, "none") == 0
+    assert count_syncs(tmp_path, "always") >= 30
+
+
+# --- checkpoints by themselves; the store stays bounded ------------------------------------
+def steady_writes(db, checkpointer, count, sizes, store):
+    for i in range(count):
+        write(db, b"c1", i + 1, set_q("x", i))
+        checkpointer.maybe_start()
+        if i % 100 == 99:
+            checkpointer.wait()
+            sizes.append((store.key_count(), store.byte_size()))
+
+
+def test_store_size_stabilises_under_steady_writes():
+    from pyzdb.checkpoint import Checkpointer
+    store = MemoryStore()
+    db = open_db(store, history_depth=20, chunk_size=256)
+    checkpointer = Checkpointer(db, every_records=50, every_bytes=1 << 30, every_seconds=3600)
+    sizes = []
+    steady_writes(db, checkpointer, 3000, sizes, store)
+    checkpointer.wait()
+    assert db.journal.meta["gen"] >= 50
+    early, late = sizes[2:8], sizes[-10:]
+    assert max(k for k, _ in late) <= max(k for k, _ in early) + 5, sizes
+    assert max(b for _, b in late) <= 1.2 * max(b for _, b in early), sizes
+    assert open_db(store).engine.tree == {"x": 2999}
+
+
+def test_a_checkpoint_is_due_by_bytes_and_by_time():
+    from pyzdb.checkpoint import Checkpointer
+    db = open_db(MemoryStore())
+    by_bytes = Checkpointer(db, every_records=10 ** 9, every_bytes=2000, every_seconds=3600)
+    write(db, b"c1", 1, set_q("x", "y" * 500))
+    assert not by_bytes.due()
+    for rid in range(2, 6):
+        write(db, b"c1", rid, set_q("x", "y" * 500))
+    assert by_bytes.due() and by_bytes.maybe_start()
+    by_bytes.wait()
+    assert db.journal.log_records == 0 and db.journal.log_bytes == 0 and not by_bytes.due()
+    by_time = Checkpointer(db, every_records=10 ** 9, every_bytes=1 << 30, every_seconds=0.2)
+    write(db, b"c1", 10, set_q("x", 1))
+    assert not by_time.due()
+    time.sleep(0.25)
+    assert by_time.maybe_start()
+    by_time.wait()
+    assert db.journal.meta["seq"] == db.journal.seq
+
+
+def sqlite_usage(path):
+    import sqlite3
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        keys = con.execute("SELECT count(*) FROM kv").fetchone()[0]
+        logs = con.execute("SELECT count(*) FROM kv WHERE k >= x'6c6f672f' AND k < x'6c6f6730'").fetchone()[0]
+        pages = con.execute("PRAGMA page_count").fetchone()[0] - con.execute("PRAGMA freelist_count").fetchone()[0]
+    finally:
+        con.close()
+    return keys, logs, pages
+
+
+def test_a_running_service_checkpoints_by_itself_and_its_sqlite_store_stays_bounded(tmp_path):
+    from pyzdb.testing import EmbeddedService
+    service = EmbeddedService("--checkpoint-records", "100", "--durability", "none", "--checkpoint-seconds", "0.5", "--history-depth", "50",
+                              "--chunk-size", "4096", data_dir=str(tmp_path / "data"))
+    service.start()
+    try:
+        db = service.client()
+        path = os.path.join(service.data_dir, "pyzdb.db")
+        usage = []
+        for i in range(1500):
+            db["x"] = {"i": i, "pad": "p" * 200}
+            if i % 150 == 149:
+                usage.append(sqlite_usage(path))
+        assert max(logs for _, logs, _ in usage) <= 200, usage
+        assert max(pages for _, _, pages in usage[-4:]) <= 2 * max(pages for _, _, pages in usage[:3]) + 10, usage
+        db["y"] = 1                              # a lone write is checkpointed by time
+        time.sleep(1.5)
+        status = db.status()
+        assert status["checkpoint_seq"] == status["seq"] and status["log_records"] == 0, status
+        db._conn.close()
+    finally:
+        service.close()
