@@ -26,6 +26,7 @@ PENDING_KEY = b"ckpt/pending"
 META_FIELDS = {"gen": int, "seq": int, "crc": int, "chunks": int, "crcs": list}
 DEFAULT_CHUNK_SIZE = 1 << 20
 READ_BATCH = 512
+WRITE_GROUP_BYTES = 1 << 20
 
 
 def log_key(seq: int) -> bytes:
@@ -187,8 +188,14 @@ class Journal:
         gen = old["gen"] + 1
         chunks = [state_bytes[i:i + self.chunk_size] for i in range(0, len(state_bytes), self.chunk_size)] or [b""]
         self.store.set_bulk({PENDING_KEY: b"%d" % gen})
-        for start in range(0, len(chunks), 16):
-            self.store.set_bulk({chunk_key(gen, i): chunks[i] for i in range(start, min(start + 16, len(chunks)))})
+        group: dict[bytes, bytes] = {}
+        size = 0
+        for i, chunk in enumerate(chunks):   # about 1 MiB per store write, so log appends interleave
+            group[chunk_key(gen, i)] = chunk
+            size += len(chunk)
+            if size >= WRITE_GROUP_BYTES or i == len(chunks) - 1:
+                self.store.set_bulk(group)
+                group, size = {}, 0
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "gen": gen, "seq": seq, "crc": crc,
                 "chunks": len(chunks), "crcs": [zlib.crc32(c) for c in chunks], "size": len(state_bytes),
                 "time": time.time(), "prev_gen": old["gen"], "prev_chunks": old["chunks"],
@@ -207,10 +214,13 @@ class Journal:
         meta = self.meta
         if not meta or meta.get("removed_to") == meta["seq"]:
             return
-        keys = [chunk_key(meta["prev_gen"], i) for i in range(meta["prev_chunks"])]
-        keys += [log_key(s) for s in range(meta["prev_seq"] + 1, meta["seq"] + 1)]
-        for start in range(0, len(keys), 4096):
-            self.store.remove_bulk(keys[start:start + 4096])
+        # small groups: each store write holds the store's lock, and appends wait for it
+        chunks = [chunk_key(meta["prev_gen"], i) for i in range(meta["prev_chunks"])]
+        step = max(1, WRITE_GROUP_BYTES // max(self.chunk_size, 1))
+        for start in range(0, len(chunks), step):
+            self.store.remove_bulk(chunks[start:start + step])
+        for start in range(meta["prev_seq"] + 1, meta["seq"] + 1, 1024):
+            self.store.remove_bulk([log_key(s) for s in range(start, min(start + 1024, meta["seq"] + 1))])
         meta["removed_to"] = meta["seq"]
         try:
             self.store.set_bulk({META_KEY: msgpack.packb(meta, use_bin_type=True)})

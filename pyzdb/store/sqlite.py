@@ -34,7 +34,8 @@ class SqliteStore(Store):
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute(f"PRAGMA synchronous={_SYNC[durability]}")
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+            # a rowid table: deleting small records beside MiB-sized chunks is ~80x faster than WITHOUT ROWID
+            self._db.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open sqlite store {path!r}: {exc}") from exc
 
