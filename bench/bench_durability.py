@@ -7,6 +7,22 @@ loses nothing, a power cut may lose the newest writes). Each client is its
 own process doing ``db['counter<n>'] += 1`` in a loop for --seconds.
 
     python bench/bench_durability.py [--seconds 3] [--clients 1 4] [--batch-ms 2]
+
+Measured 2026-11-23 (2 cores, ext4 on a virtual disk where one fsync'ed
+sqlite commit costs ~0.3 ms, --batch-ms 2):
+
+    durability   clients    writes/s   median ms
+    always             1       1,730        0.49
+    always             4       2,426        1.23
+    batch              1       1,477        0.47
+    batch              4         862        3.65
+    none               1       1,941        0.42
+    none               4       4,051        0.81
+
+Here fsync is cheap, so ``always`` already shares one fsync among writes
+that arrive together and ``batch``'s wait of 2 ms costs more than it saves;
+``batch`` pays off where an fsync costs more than the window (spinning disks,
+network block devices). ``none`` roughly doubles throughput with 4 clients.
 """
 from __future__ import annotations
 

@@ -6,6 +6,12 @@ chunks plus a tail of log records), then loaded twice: in-process
 answer. The server's progress lines are shown.
 
     python bench/bench_load.py [--items 1000000] [--log-records 2000] [--chunk-size 1048576]
+
+Measured 2026-11-23 (2 cores): 10**6 top-level keys (14.8 MB checkpoint, 15
+chunks, + 2000 log records) load in 0.9 s in-process, 1.2 s from starting
+``pyzdb serve`` to its first answer (~0.85-1.1 M keys/s); a list of 10**6
+items (4.9 MB) in 0.15 s / 0.3 s. With --chunk-size 1024 (14,412 chunks)
+the server prints progress lines and loads in 1.3 s.
 """
 from __future__ import annotations
 

@@ -9,6 +9,11 @@ each, interleaved, and prints the medians and their ratio (target < 1.5).
 With a small --checkpoint-records, checkpoints run during the measurement:
 the medians stay put; p99/max show the snapshot (one msgpack encode of the
 tree on the serving thread, the chunk writes run on a thread).
+
+Measured 2026-11-23: ratio 1.00-1.01 with
+durability none and always (10 items vs 10**6: ~330-430 us both). With a
+checkpoint every 500 records: medians unchanged, p99 ~3-4 ms, max ~20-100 ms
+(the snapshot's msgpack encode of ~10**6 items on the serving thread).
 """
 from __future__ import annotations
 
