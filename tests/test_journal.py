@@ -132,38 +132,37 @@ def test_checkpoint_switches_generation_and_removes_the_old_one():
     assert again.journal.seq == db.journal.seq and again.journal.meta["gen"] == 2
 
 
-def test_crash_before_meta_keeps_the_old_generation_and_removes_the_new_chunks():
+def interrupted_checkpoint(**failure):
+    """A store whose second checkpoint failed part way, as a crash would leave it; and the tree it holds."""
     store = FailingStore()
     db = open_db(store)
     fill(db, 10)
     checkpoint(db)
     fill(db, 30, first_rid=100)
-    store.fail_set = lambda items: META_KEY in items
+    for name, value in failure.items():
+        setattr(store, name, value)
     with pytest.raises(StoreError):
         checkpoint(db)
+    store.fail_set, store.fail_remove = None, False
+    return store, db.engine.tree
+
+
+def test_crash_before_meta_keeps_the_old_generation_and_removes_the_new_chunks():
+    store, tree = interrupted_checkpoint(fail_set=lambda items: META_KEY in items)
     assert any(k.startswith(b"ckpt/2/") for k in store._data)
-    store.fail_set = None
     again = open_db(store)
-    assert again.engine.tree == db.engine.tree
-    assert again.journal.meta["gen"] == 1
+    assert again.engine.tree == tree and again.journal.meta["gen"] == 1
     assert not any(k.startswith(b"ckpt/2/") for k in store._data)
     assert PENDING_KEY not in store._data
 
 
 def test_crash_after_meta_removes_the_leftovers_at_the_next_start():
-    store = FailingStore()
-    db = open_db(store)
-    fill(db, 10)
-    checkpoint(db)
-    fill(db, 10, first_rid=100)
-    store.fail_remove = True
-    with pytest.raises(StoreError):
-        checkpoint(db)
+    store, tree = interrupted_checkpoint(fail_remove=True)
     assert any(k.startswith(b"ckpt/1/") for k in store._data)
-    store.fail_remove = False
     again = open_db(store)
-    assert again.engine.tree == db.engine.tree and again.journal.meta["gen"] == 2
+    assert again.engine.tree == tree and again.journal.meta["gen"] == 2
     assert not any(k.startswith((b"ckpt/1/", b"log/")) for k in store._data)
+    assert PENDING_KEY not in store._data
 
 
 # --- the crc chain ------------------------------------------------------------------
@@ -498,7 +497,7 @@ def test_a_running_service_checkpoints_by_itself_and_its_sqlite_store_stays_boun
             db["x"] = {"i": i, "pad": "p" * 200}
             if i % 150 == 149:
                 usage.append(sqlite_usage(path))
-        assert max(logs for _, logs, _ in usage) <= 200, usage
+        assert max(logs for _, logs, _ in usage) <= 300, usage
         assert max(pages for _, _, pages in usage[-4:]) <= 2 * max(pages for _, _, pages in usage[:3]) + 10, usage
         db["y"] = 1                              # a lone write is checkpointed by time
         time.sleep(1.5)
