@@ -94,10 +94,14 @@ class Database:
         if kind == "w":
             inverse = self.engine.apply(entry["ops"])
             self.history.record(entry["ops"], inverse)
-        elif kind == "u":
-            self.history.undo(self.engine)
-        elif kind == "r":
-            self.history.redo(self.engine)
+        elif kind in ("u", "r"):
+            # the record holds the operations the undo/redo applied: apply those, so a restart with a
+            # smaller --history-depth (fewer entries on the stack) replays exactly the same tree
+            self.engine.apply(entry["ops"])
+            source, target = ((self.history.undo_stack, self.history.redo_stack) if kind == "u"
+                              else (self.history.redo_stack, self.history.undo_stack))
+            if source:
+                target.append(source.pop())
         self._remember(entry)
 
     def snapshot(self) -> tuple[bytes, int, int]:

@@ -506,3 +506,14 @@ def test_a_running_service_checkpoints_by_itself_and_its_sqlite_store_stays_boun
         db._conn.close()
     finally:
         service.close()
+
+
+def test_a_restart_with_a_smaller_history_depth_still_replays_every_undo():
+    store = MemoryStore()
+    db = open_db(store, history_depth=10)
+    fill(db, 8)
+    for rid in range(7):
+        write(db, b"c2", rid + 1, {"op": "undo"})
+    again = open_db(store, history_depth=3)
+    assert again.engine.tree == db.engine.tree == {"l": [0]}
+    assert len(again.history.undo_stack) <= 3
