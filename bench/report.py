@@ -55,31 +55,41 @@ def targets(results: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict, systems: list[str], clients_list: list[int], path: str, title: str) -> None:
-    """Grouped bars of ops/s per operation (log scale), one bar group per client count, ratio to redis on top."""
+def plot(results: dict, systems: list[str], clients_list: list[int], path: str, title: str,
+         notes: list[str] | None = None) -> None:
+    """Bars of ops/s (log scale) per operation and client count, ratio to redis-py on each bar; a legend panel."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(OPS), figsize=(4 * len(OPS), 5), sharey=True)
-    width = 0.8 / max(len(systems), 1)
-    colors = plt.get_cmap("tab10")
-    for ax, op in zip(axes, OPS):
-        for s, system in enumerate(systems):
-            xs = [c + (s - (len(systems) - 1) / 2) * width for c in range(len(clients_list))]
-            ys = [_rate(results, system, op, n) for n in clients_list]
-            bars = ax.bar(xs, [y or float("nan") for y in ys], width, label=system, color=colors(s))
-            for bar, n, y in zip(bars, clients_list, ys):
-                base = _rate(results, BASELINE, op, n)
-                if y and base and system != BASELINE:
-                    ax.annotate(f"{y / base:.2g}x", (bar.get_x() + bar.get_width() / 2, y), ha="center",
-                                va="bottom", fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(clients_list)), [f"{n} client{'s' * (n > 1)}" for n in clients_list])
-        ax.set_title(op + (" (100 gets/msg)" if op == "batch" else ""))
-        ax.grid(axis="y", which="both", alpha=0.3)
-    axes[0].set_ylabel("operations per second (log)")
-    axes[-1].legend(loc="upper right", fontsize=8)
-    fig.suptitle(title + "  —  labels: ratio to redis-py in the same run")
+    fig, grid = plt.subplots(2, 3, figsize=(15, 8.5))
+    colors = {system: plt.get_cmap("tab10")(i) for i, system in enumerate(systems)}
+    for ax, op in zip(grid.flat, OPS):
+        _panel(ax, results, [s for s in systems if any((s, op, n) in results for n in clients_list)],
+               op, clients_list, colors)
+    legend = grid.flat[-1]
+    legend.axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[s]) for s in systems]
+    legend.legend(handles, systems, loc="upper left", fontsize=10, frameon=False)
+    legend.text(0, 0.45, "\n".join(notes or []), fontsize=7.5, va="top", wrap=True, transform=legend.transAxes)
+    fig.suptitle(title + " — number on a bar: ratio to redis-py in the same run")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _panel(ax, results: dict, systems: list[str], op: str, clients_list: list[int], colors: dict) -> None:
+    width = 0.8 / max(len(systems), 1)
+    for s, system in enumerate(systems):
+        xs = [c + (s - (len(systems) - 1) / 2) * width for c in range(len(clients_list))]
+        ys = [_rate(results, system, op, n) for n in clients_list]
+        bars = ax.bar(xs, [y or float("nan") for y in ys], width, color=colors[system])
+        for bar, n, y in zip(bars, clients_list, ys):
+            base = _rate(results, BASELINE, op, n)
+            if y and base:
+                ax.annotate(f"{y / base:.2g}x", (bar.get_x() + bar.get_width() / 2, y), ha="center", va="bottom",
+                            fontsize=7, xytext=(0, 2), textcoords="offset points")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(clients_list)), [f"{n} client{'s' * (n > 1)}" for n in clients_list])
+    ax.set_title(op + (" (100 gets per message; ops = gets)" if op == "batch" else ""))
+    ax.set_ylabel("operations per second (log)")
+    ax.grid(axis="y", which="both", alpha=0.3)
