@@ -5,6 +5,7 @@ runs it alone; ``pyzdb serve`` runs it on threads beside a read-write server.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ import zmq
 
 from .wire import DEFAULT_MAX_MESSAGE
 
+_QUEUE_NUMBERS = itertools.count(1)
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
 
@@ -41,7 +43,7 @@ class Queue:
         self.max_message = max_message
         self.context = context or zmq.Context.instance()
         self.thread: threading.Thread | None = None
-        self.control_addr = f"inproc://pyzdb-broker-{name}-{id(self)}"
+        self.control_addr = f"inproc://pyzdb-broker-{name}-{next(_QUEUE_NUMBERS)}"
 
     def start(self) -> None:
         """Bind both sides and start forwarding."""
