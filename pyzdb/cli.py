@@ -41,6 +41,7 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--history-depth", type=int, default=DEFAULT_DEPTH, help="undo steps kept")
     group.add_argument("--chunk-size", type=int, default=1 << 20, help="checkpoint chunk size in bytes")
     group.add_argument("--checkpoint-records", type=int, default=20_000, help="checkpoint after this many log records")
+    group.add_argument("--checkpoint-bytes", type=int, default=64 << 20, help="checkpoint after this many log bytes")
     group.add_argument("--checkpoint-seconds", type=float, default=300.0, help="checkpoint after this long with writes")
     group.add_argument("--files-root", action="append", default=[], help="directory File references may be read from (repeatable; default DATA/files)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every checkpoint and fault")

@@ -44,7 +44,7 @@ def _server_config(args: argparse.Namespace, back: str) -> ServerConfig:
     return ServerConfig(back=back, feed=args.feed or None, durability=args.durability, batch_ms=args.batch_ms,
                         max_message=args.max_message, lock_wait=args.lock_wait,
                         checkpoint_records=args.checkpoint_records, checkpoint_seconds=args.checkpoint_seconds,
-                        checkpoint_bytes=getattr(args, "checkpoint_bytes", ServerConfig.checkpoint_bytes))
+                        checkpoint_bytes=args.checkpoint_bytes)
 
 
 def _run_until_signal(server) -> None:
