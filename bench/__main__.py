@@ -20,6 +20,7 @@ import time
 
 from . import report, servers
 from .systems import OPS, adapter
+from .timing import median_of
 from .workers import Workers
 
 WRITES = ("set", "append", "incr")
@@ -32,7 +33,9 @@ def _plan(only: set[str] | None) -> list[tuple[str, object]]:
             ("pyzdb-none", lambda: servers.start_pyzdb("pyzdb-none", "none", writes_only=True))]
     for env, label in (("PYZDB_KT", "pyzdb-kt"), ("PYZDB_TT", "pyzdb-tt")):
         if os.environ.get(env):
-            plan.append((label, lambda url=os.environ[env], label=label: servers.start_pyzdb(label, "batch", url)))
+            url = os.environ[env]
+            url += "" if "prefix=" in url else ("&" if "?" in url else "?") + f"prefix=bench-{os.getpid()}-{time.time():.0f}"
+            plan.append((label, lambda url=url, label=label: servers.start_pyzdb(label, "batch", url)))
     plan += [("redis", servers.start_redis), ("zeo", servers.start_zeo)]
     return [(label, start) for label, start in plan if only is None or label in only]
 
@@ -54,7 +57,8 @@ def measure_system(running: servers.Running, workers: Workers, clients_list: lis
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=2.5, help="time per operation and client count")
+    parser.add_argument("--seconds", type=float, default=1.5, help="time per operation and client count")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds over every system; cells are medians")
     parser.add_argument("--clients", default="1,4", help="client process counts (default %(default)s)")
     parser.add_argument("--only", help="comma-separated systems: pyzdb,pyzdb-always,pyzdb-none,pyzdb-kt,pyzdb-tt,redis,zeo")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"),
@@ -63,23 +67,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def measure_all(plan: list, clients_list: list[int], seconds: float) -> tuple[dict, list[str]]:
-    """Start each system in turn, measure it, stop it; return (results, configuration lines)."""
-    results: dict = {}
-    configs: list[str] = []
+def measure_all(plan: list, clients_list: list[int], seconds: float, repeat: int) -> tuple[dict, list[str]]:
+    """Start each system in turn, measure it, stop it; ``repeat`` rounds (odd ones in reverse order).
+
+    Returns the per-cell median of the rounds, and the configuration lines.
+    """
+    rounds: dict = {}
+    configs: dict[str, str] = {}
     with Workers(max(clients_list)) as workers:
-        for label, start in plan:
-            try:
-                running = start()
-            except Exception as exc:
-                print(f"  {label}: not measured: {exc}", file=sys.stderr)
-                continue
-            try:
-                configs.append(f"{running.label}: {running.config}")
-                measure_system(running, workers, clients_list, seconds, results)
-            finally:
-                running.stop()
-    return results, configs
+        for number in range(repeat):
+            for label, start in (plan if number % 2 == 0 else plan[::-1]):
+                try:
+                    running = start()
+                except Exception as exc:
+                    print(f"  {label}: not measured: {exc}", file=sys.stderr)
+                    continue
+                try:
+                    configs[running.label] = f"{running.label}: {running.config}"
+                    results: dict = {}
+                    measure_system(running, workers, clients_list, seconds, results)
+                    for key, stats in results.items():
+                        rounds.setdefault(key, []).append(stats)
+                finally:
+                    running.stop()
+    return {key: _median(runs) for key, runs in rounds.items()}, [configs[l] for l, _ in plan if l in configs]
+
+
+def _median(runs: list[dict]) -> dict:
+    good = [run for run in runs if "error" not in run]
+    return median_of(good) if good else runs[0]
 
 
 def output(summary: dict, out: str) -> None:
@@ -96,7 +112,9 @@ def output(summary: dict, out: str) -> None:
         json.dump(summary, handle, indent=1)
     path = os.path.join(out, "summary.png")
     report.plot(results, labels, clients_list, path, f"pyzdb vs redis-py vs ZEO ({summary['cores']} cores, loopback)",
-                configs + [f"{summary['seconds']:g} s per bar; batch latency is per 100-get message"])
+                configs + [f"median of {summary.get('repeat', 1)} rounds of {summary['seconds']:g} s per bar; "
+                           "batch latency is per 100-get message",
+                           "zeo get and batch are reads from the ZODB client's object cache"])
     print(f"\nplot: {path}")
 
 
@@ -110,10 +128,11 @@ def run(argv: list[str] | None = None) -> int:
     clients_list = [int(n) for n in args.clients.split(",")]
     plan = _plan(set(args.only.split(",")) if args.only else None)
     started = time.monotonic()
-    results, configs = measure_all(plan, clients_list, args.seconds)
-    title = (f"pyzdb benchmark suite — {os.cpu_count()} cores, Python {platform.python_version()}, "
-             f"{args.seconds:g} s per cell, loopback TCP; took {time.monotonic() - started:.0f} s")
-    output({"title": title, "cores": os.cpu_count(), "seconds": args.seconds, "clients": clients_list,
+    results, configs = measure_all(plan, clients_list, args.seconds, args.repeat)
+    title = (f"pyzdb benchmark suite — {os.cpu_count()} cores, Python {platform.python_version()}, median of "
+             f"{args.repeat} rounds of {args.seconds:g} s per cell, loopback TCP; took {time.monotonic() - started:.0f} s")
+    output({"title": title, "cores": os.cpu_count(), "seconds": args.seconds, "repeat": args.repeat,
+            "clients": clients_list,
             "systems": [label for label, _ in plan if any(key[0] == label for key in results)],
             "configs": configs, "results": {json.dumps(list(key)): stats for key, stats in results.items()}},
            args.out)
