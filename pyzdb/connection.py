@@ -10,10 +10,11 @@ import msgpack
 import zmq
 
 from . import wire
-from .errors import MessageTooLarge, ProtocolError, ServiceUnavailable
+from .errors import MessageTooLarge, ProtocolError, QueryError, ServiceUnavailable
 from .files import ext_hook
 
 DEFAULT_RW = "tcp://127.0.0.1:5559"
+CONSISTENCIES = ("read-your-writes", "eventual", "strong")
 
 
 class Endpoint:
@@ -60,6 +61,8 @@ class Connection:
         self.context = context or zmq.Context.instance()
         self.rw_uri, self.ro_uris = rw_uri, list(ro_uris)
         self.timeout, self.attempt_timeout, self.max_message = timeout, attempt_timeout, max_message
+        if consistency not in CONSISTENCIES:
+            raise QueryError(f"consistency {consistency!r} is not one of {', '.join(CONSISTENCIES)}")
         self.consistency = consistency
         self.client_id = os.urandom(16)
         self.request_id = 0
@@ -74,10 +77,19 @@ class Connection:
         """The read-write socket (as the original API's ``db, socket = client()`` returned)."""
         return self.rw.socket
 
-    def read(self, query: dict) -> Any:
-        """Run a read: on a replica when there is one and no lock is held."""
-        if self.ro is not None and not self.locked:
-            if self.consistency == "read-your-writes" and self.last_seq:
+    def read(self, query: dict, consistency: str | None = None) -> Any:
+        """Run a read: on a replica when there is one and no lock is held.
+
+        ``consistency`` (default: the connection's) is ``read-your-writes``
+        (the replica must have applied this client's newest seen seq, or the
+        read goes to the RW server), ``eventual`` (any replica state) or
+        ``strong`` (always the RW server).
+        """
+        level = consistency or self.consistency
+        if level not in CONSISTENCIES:
+            raise QueryError(f"consistency {level!r} is not one of {', '.join(CONSISTENCIES)}")
+        if self.ro is not None and not self.locked and level != "strong":
+            if level == "read-your-writes" and self.last_seq:
                 query = {**query, "min_seq": self.last_seq}
             try:
                 return self._call(self.ro, query, self.attempt_timeout * 3)
