@@ -349,10 +349,15 @@ class RemoteFile(io.RawIOBase):
 
 
 def watch_changes(conn: Connection, path: list, since: int | None, timeout: float | None) -> Iterator[dict]:
-    """The long-poll loop behind ``Proxy.watch``: ask for the changes after the last seq seen, again and again."""
-    wait = max(0.05, min(WATCH_WAIT, conn.attempt_timeout / 2))   # a held watch must not look like a lost reply
+    """The iterator behind ``Proxy.watch``; "from now" is fixed here, when watching is asked for."""
     if since is None:
         since = max(conn.read({"op": "watch", "path": path, "since": None}, "eventual")["seq"], conn.last_seq)
+    return _long_poll(conn, path, since, timeout)
+
+
+def _long_poll(conn: Connection, path: list, since: int, timeout: float | None) -> Iterator[dict]:
+    """Ask for the changes after the last seq seen, again and again."""
+    wait = max(0.05, min(WATCH_WAIT, conn.attempt_timeout / 2))   # a held watch must not look like a lost reply
     quiet_since = time.monotonic()
     while True:
         asked, before = time.monotonic(), since

@@ -265,7 +265,7 @@ def collect_status(address: str, seconds: float = 1.2, want: set[str] | None = N
     with context.socket(zmq.SUB) as sub:
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, STATUS_TOPIC)
-        sub.bind(address)
+        _bind(sub, address)
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0 and not (want and want <= set(reports)):
             if not sub.poll(int(left * 1000) + 1):
@@ -278,6 +278,19 @@ def collect_status(address: str, seconds: float = 1.2, want: set[str] | None = N
             if isinstance(report, dict) and isinstance(report.get("name"), str):
                 reports[report["name"]] = report
     return reports
+
+
+def _bind(sock: zmq.Socket, address: str, patience: float = 1.0) -> None:
+    """Bind, waiting a moment for a socket that was just closed on the same address to let go of it."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            sock.bind(address)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def replica_config(args: argparse.Namespace) -> ReplicaConfig:

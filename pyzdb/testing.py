@@ -145,20 +145,22 @@ class EmbeddedService:
 class Cluster:
     """A broker, a read-write server and ``replicas`` read-only servers, each its own process, on free ports.
 
-    They share one sqlite store in the cluster's data directory. ``kill_replica(i)``
+    They share one sqlite store in the cluster's data directory; ``server_args`` go to
+    every server, ``replica_args`` to the replicas only. ``kill_replica(i)``
     is a ``kill -9``; ``start_replica(i)`` starts it again.
 
     >>> with Cluster(replicas=2) as cluster:      # doctest: +SKIP
     ...     db = cluster.client(ro=True)
     """
 
-    def __init__(self, replicas: int = 2, *server_args: str, data_dir: str | None = None) -> None:
+    def __init__(self, replicas: int = 2, *server_args: str, replica_args: tuple = (),
+                 data_dir: str | None = None) -> None:
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pyzdb-cluster-")
         ports = free_ports(6)
         (self.rw_uri, self.rw_back, self.ro_uri, self.ro_back,
          self.feed, self.status_feed) = (f"tcp://127.0.0.1:{p}" for p in ports)
-        self.server_args = list(server_args)
+        self.server_args, self.replica_args = list(server_args), list(replica_args)
         self.broker: subprocess.Popen | None = None
         self.rw: subprocess.Popen | None = None
         self.replicas: list[subprocess.Popen | None] = [None] * replicas
@@ -194,7 +196,8 @@ class Cluster:
         """Start replica ``index`` (again); with ``wait``, return once it reports its status."""
         self.replicas[index] = start_process(
             ["server", "--ro", "--back", self.ro_back, "--status-feed", self.status_feed,
-             "--name", self.replica_name(index), *self._server_args()], self._log(self.replica_name(index)))
+             "--name", self.replica_name(index), *self._server_args(), *self.replica_args],
+            self._log(self.replica_name(index)))
         if wait:
             self.wait_replicas([index], timeout)
 
@@ -212,6 +215,14 @@ class Cluster:
         """``kill -9`` replica ``index``."""
         stop_process(self.replicas[index], signal.SIGKILL)
 
+    def pause_replica(self, index: int) -> None:
+        """SIGSTOP replica ``index``: it falls behind without dying."""
+        os.kill(self.replicas[index].pid, signal.SIGSTOP)
+
+    def resume_replica(self, index: int) -> None:
+        """SIGCONT replica ``index``."""
+        os.kill(self.replicas[index].pid, signal.SIGCONT)
+
     def client(self, *, ro: bool = False, timeout: float = 10.0, **options: Any) -> Proxy:
         """A client of the cluster (reads on the replicas too with ``ro=True``)."""
         db, _ = client(self.rw_uri, *([self.ro_uri] if ro else []), timeout=timeout, **options)
@@ -227,8 +238,9 @@ class Cluster:
 
     def close(self) -> None:
         """Stop every process by pid and remove the data directory the cluster made."""
-        for proc in [*self.replicas, self.rw, self.broker]:
+        for proc in [*self.replicas, self.rw]:
             stop_process(proc)
+        stop_process(self.broker, timeout=1.0)   # it holds no state; it can take seconds to end its proxies
         if self.owns_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
