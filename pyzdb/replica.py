@@ -265,7 +265,7 @@ def collect_status(address: str, seconds: float = 1.2, want: set[str] | None = N
     with context.socket(zmq.SUB) as sub:
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, STATUS_TOPIC)
-        _bind(sub, address)
+        bind_when_free(sub, address)
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0 and not (want and want <= set(reports)):
             if not sub.poll(int(left * 1000) + 1):
@@ -280,7 +280,7 @@ def collect_status(address: str, seconds: float = 1.2, want: set[str] | None = N
     return reports
 
 
-def _bind(sock: zmq.Socket, address: str, patience: float = 1.0) -> None:
+def bind_when_free(sock: zmq.Socket, address: str, patience: float = 1.0) -> None:
     """Bind, waiting a moment for a socket that was just closed on the same address to let go of it."""
     deadline = time.monotonic() + patience
     while True:
@@ -312,6 +312,10 @@ def run_replica(args: argparse.Namespace) -> int:
     from .commands import _run_until_signal
     from .store import open_store
     config = replica_config(args)
+    if store_url(args).startswith("memory:"):
+        print("pyzdb server --ro: a replica reads the RW server's store; memory:// is private to one process",
+              file=sys.stderr)
+        return 2
     try:
         store = open_store(store_url(args), durability="none")
         follower = Follower(Journal(store, chunk_size=args.chunk_size))

@@ -1,0 +1,108 @@
+"""Read throughput with 0, 1 and 2 read-only replicas, and the CPU time per read of every server process.
+
+Each case is a real cluster on loopback (broker, RW server, N replicas, all
+separate processes) read by ``--workers`` client processes for ``--seconds``.
+"RW alone" sends the reads to the RW server; the replica cases send them to
+the RO queue. CPU time comes from /proc/<pid>/stat (utime + stime), so the
+reads/s one core of each role can give is projected as 1 / (CPU s per read).
+
+    PYTHONPATH=. python bench/bench_replicas.py --seconds 3 --workers 4
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from pyzdb.client import client
+from pyzdb.testing import Cluster
+
+TICK = os.sysconf("SC_CLK_TCK")
+KEYS = 1000
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        fields = handle.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK   # utime, stime: fields 14 and 15 of the line
+
+
+def worker(uris: list[str], seconds: float, start_at: float) -> None:
+    """Read random keys in a loop from ``start_at`` for ``seconds``; print the count."""
+    db, _ = client(*uris, timeout=10)
+    data = db["data"]
+    db["data"]["k0"]._run()
+    while time.time() < start_at:
+        time.sleep(0.001)
+    count, stop, i = 0, start_at + seconds, 0
+    while time.time() < stop:
+        data[f"k{i % KEYS}"]._run()
+        count += 1
+        i += 7
+    print(count, flush=True)
+
+
+def run_case(replicas: int, workers: int, seconds: float) -> dict:
+    """One cluster, ``workers`` reader processes; reads/s and CPU s per read of each server process."""
+    with Cluster(replicas, "--durability", "none") as cluster:
+        db = cluster.client()
+        db["data"] = {f"k{i}": {"n": i, "text": "x" * 64} for i in range(KEYS)}
+        if replicas:
+            cluster.wait_replicas(range(replicas))
+        uris = [cluster.rw_uri] + ([cluster.ro_uri] if replicas else [])
+        start_at = time.time() + 1.5
+        procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(seconds), str(start_at), *uris],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(workers)]
+        servers = {"broker": cluster.broker, "rw": cluster.rw,
+                   **{f"ro{i}": proc for i, proc in enumerate(cluster.replicas)}}
+        time.sleep(max(0.0, start_at - time.time()))
+        before = {name: cpu_seconds(proc.pid) for name, proc in servers.items()}
+        clients_before = sum(cpu_seconds(proc.pid) for proc in procs)
+        time.sleep(seconds)
+        after = {name: cpu_seconds(proc.pid) for name, proc in servers.items()}
+        after["clients"] = sum(cpu_seconds(proc.pid) for proc in procs)
+        before["clients"] = clients_before
+        reads = sum(int(proc.communicate(timeout=30)[0].split()[-1]) for proc in procs)
+        db._conn.close()
+    cpu = {name: after[name] - before[name] for name in after}
+    return {"reads_per_s": reads / seconds, "reads": reads, "cpu": cpu}
+
+
+def report(results: dict[str, dict]) -> None:
+    """A table: reads/s, ratio to RW alone, CPU µs per read of each process, and what one core would give."""
+    base = results["RW alone"]["reads_per_s"]
+    print(f"{'case':12} {'reads/s':>8} {'ratio':>6}   CPU µs per read: {'clients':>7} {'broker':>7} {'rw':>7} {'ro0':>7} {'ro1':>7}"
+          f"   serving µs/read -> reads/s per serving core")
+    for name, result in results.items():
+        per_read = {proc: 1e6 * seconds / result["reads"] for proc, seconds in result["cpu"].items()}
+        cells = " ".join(f"{per_read[p]:7.1f}" if p in per_read else f"{'-':>7}" for p in ("clients", "broker", "rw", "ro0", "ro1"))
+        serving = sum(v for p, v in per_read.items() if p.startswith("ro")) or per_read["rw"]   # all replicas' CPU / all reads
+        print(f"{name:12} {result['reads_per_s']:8.0f} {result['reads_per_s'] / base:6.2f}   {'':16} {cells}"
+              f"   {serving:8.1f} -> {1e6 / serving:7.0f}")
+    broker = min(1e6 * r["cpu"]["broker"] / r["reads"] for r in results.values())
+    print(f"projection: N replicas on N free cores serve about N x the per-core figure, until the broker's "
+          f"{broker:.1f} µs per read caps one broker core at {1e6 / broker:.0f} reads/s (clients need cores too)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the three cases and print the table."""
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--seconds", type=float, default=3.0)
+    args.add_argument("--workers", type=int, default=4, help="client processes reading at once")
+    options = args.parse_args(argv)
+    results = {}
+    for name, replicas in (("RW alone", 0), ("1 replica", 1), ("2 replicas", 2)):
+        results[name] = run_case(replicas, options.workers, options.seconds)
+        print(f"{name}: {results[name]['reads_per_s']:.0f} reads/s", file=sys.stderr, flush=True)
+    print(f"{options.workers} reader processes, {options.seconds:g} s per case, {os.cpu_count()} cores")
+    report(results)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[4:], float(sys.argv[2]), float(sys.argv[3]))
+    else:
+        main()
