@@ -77,6 +77,7 @@ class ReplicaServer:
         self.stopping = threading.Event()
         self.reads = 0
         self._next_poll = self._next_status = 0.0
+        self._polled_for = 0              # the announced seq the log was last read for
         self._reported = self._held_seq = -1
 
     def _socket(self, kind: int, address: str | None) -> zmq.Socket | None:
@@ -131,10 +132,11 @@ class ReplicaServer:
                 self.known_seq = max(self.known_seq, int.from_bytes(frames[1], "big"))
 
     def _follow(self) -> None:
+        """Read the log once per new notification, and every ``poll_interval`` whatever happens."""
         now = time.monotonic()
-        if self.known_seq <= self.follower.seq and now < self._next_poll:
+        if self.known_seq <= max(self.follower.seq, self._polled_for) and now < self._next_poll:
             return
-        self._next_poll = now + self.config.poll_interval
+        self._polled_for, self._next_poll = self.known_seq, now + self.config.poll_interval
         try:
             self.follower.catch_up(self.known_seq)
         except Error as exc:
