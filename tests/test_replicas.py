@@ -191,6 +191,7 @@ def test_watch_works_against_the_rw_server_alone(cluster):
 # --- failures and catching up -----------------------------------------------------------
 def test_kill_9_a_replica_under_read_load(cluster, db):
     db["k"] = 0
+    wait_caught_up(cluster)   # the readers are other clients: they see the key once the replicas have it
     errors, reads, stop = [], [0, 0], threading.Event()
 
     def reader(slot):
