@@ -73,13 +73,14 @@ def run_case(replicas: int, workers: int, seconds: float) -> dict:
 
 def report(results: dict[str, dict]) -> None:
     """A table: reads/s, ratio to RW alone, CPU µs per read of each process, and what one core would give."""
-    base = results["RW alone"]["reads_per_s"]
-    print(f"{'case':12} {'reads/s':>8} {'ratio':>6}   CPU µs per read: {'clients':>7} {'broker':>7} {'rw':>7} {'ro0':>7} {'ro1':>7}"
-          f"   serving µs/read -> reads/s per serving core")
+    base, columns = results["RW alone"]["reads_per_s"], ("clients", "broker", "rw", "ro0", "ro1")
+    print(f"{'case':12} {'reads/s':>8} {'ratio':>6}   CPU µs per read: " + " ".join(f"{c:>7}" for c in columns)
+          + "   serving µs/read -> reads/s per serving core")
     for name, result in results.items():
         per_read = {proc: 1e6 * seconds / result["reads"] for proc, seconds in result["cpu"].items()}
-        cells = " ".join(f"{per_read[p]:7.1f}" if p in per_read else f"{'-':>7}" for p in ("clients", "broker", "rw", "ro0", "ro1"))
-        serving = sum(v for p, v in per_read.items() if p.startswith("ro")) or per_read["rw"]   # all replicas' CPU / all reads
+        cells = " ".join(f"{per_read[p]:7.1f}" if p in per_read else f"{'-':>7}" for p in columns)
+        # the reading servers' CPU over all reads: the replicas', or the RW server's when it reads alone
+        serving = sum(v for p, v in per_read.items() if p.startswith("ro")) or per_read["rw"]
         print(f"{name:12} {result['reads_per_s']:8.0f} {result['reads_per_s'] / base:6.2f}   {'':16} {cells}"
               f"   {serving:8.1f} -> {1e6 / serving:7.0f}")
     broker = min(1e6 * r["cpu"]["broker"] / r["reads"] for r in results.values())

@@ -45,7 +45,10 @@ def write_steadily(cluster: Cluster, rate: float, seconds: float, round_trips: l
 
 
 def listen(cluster: Cluster, until: threading.Event) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
-    """Receive feed notices and replica reports until ``until`` is set; (seq -> committed at, name -> seq -> applied at)."""
+    """Receive feed notices and replica reports until ``until`` is set.
+
+    Returns (seq -> when the feed announced it, replica name -> seq -> when that replica reported it applied).
+    """
     context = zmq.Context.instance()
     feed, reports = context.socket(zmq.SUB), context.socket(zmq.SUB)
     feed.setsockopt(zmq.SUBSCRIBE, b"seq")

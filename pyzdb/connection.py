@@ -17,6 +17,13 @@ DEFAULT_RW = "tcp://127.0.0.1:5559"
 CONSISTENCIES = ("read-your-writes", "eventual", "strong")
 
 
+def check_consistency(level: str) -> str:
+    """Return ``level`` if it is one of CONSISTENCIES; raise QueryError otherwise."""
+    if level not in CONSISTENCIES:
+        raise QueryError(f"consistency {level!r} is not one of {', '.join(CONSISTENCIES)}")
+    return level
+
+
 class Endpoint:
     """A DEALER socket to one queue of one or more brokers, reopened after a timeout (Lazy Pirate)."""
 
@@ -61,9 +68,7 @@ class Connection:
         self.context = context or zmq.Context.instance()
         self.rw_uri, self.ro_uris = rw_uri, list(ro_uris)
         self.timeout, self.attempt_timeout, self.max_message = timeout, attempt_timeout, max_message
-        if consistency not in CONSISTENCIES:
-            raise QueryError(f"consistency {consistency!r} is not one of {', '.join(CONSISTENCIES)}")
-        self.consistency = consistency
+        self.consistency = check_consistency(consistency)
         self.client_id = os.urandom(16)
         self.request_id = 0
         self.last_seq = 0
@@ -85,9 +90,7 @@ class Connection:
         read goes to the RW server), ``eventual`` (any replica state) or
         ``strong`` (always the RW server).
         """
-        level = consistency or self.consistency
-        if level not in CONSISTENCIES:
-            raise QueryError(f"consistency {level!r} is not one of {', '.join(CONSISTENCIES)}")
+        level = check_consistency(consistency or self.consistency)
         if self.ro is not None and not self.locked and level != "strong":
             if level == "read-your-writes" and self.last_seq:
                 query = {**query, "min_seq": self.last_seq}

@@ -254,7 +254,7 @@ class _NotYet(Exception):
 
 def collect_status(address: str, seconds: float = 1.2, want: set[str] | None = None,
                    context: zmq.Context | None = None) -> dict[str, dict]:
-    """Bind ``address`` and gather the replicas' status reports for ``seconds`` (or until every name in ``want`` reported).
+    """Bind ``address`` and gather replicas' status reports for ``seconds``, or until every name in ``want`` reported.
 
     Replicas connect to this address and publish every ``status_interval``;
     the newest report of each replica name is kept.

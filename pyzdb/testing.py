@@ -52,6 +52,17 @@ def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeo
         proc.wait()
 
 
+def wait_answering(rw_uri: str, timeout: float, what: str, log: Any) -> None:
+    """Return once the read-write server behind ``rw_uri`` answers a ping; else raise RuntimeError with ``log()``."""
+    db, _ = client(rw_uri, timeout=timeout)
+    try:
+        db.ping()
+    except Error as exc:
+        raise RuntimeError(f"{what} did not start: {exc}\n{log()}") from exc
+    finally:
+        db._conn.close()
+
+
 class EmbeddedService:
     """``pyzdb serve`` as a subprocess on free ports, with its own data directory.
 
@@ -85,13 +96,7 @@ class EmbeddedService:
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Wait until the read-write server answers."""
-        db = self.client(timeout=timeout)
-        try:
-            db.ping()
-        except Error as exc:
-            raise RuntimeError(f"pyzdb serve did not start: {exc}\n{self.log()}") from exc
-        finally:
-            db._conn.close()
+        wait_answering(self.rw_uri, timeout, "pyzdb serve", self.log)
 
     def client(self, *, ro: bool = False, timeout: float = 10.0, **options: Any) -> Proxy:
         """A client connected to this service (reads on the RO queue too with ``ro=True``)."""
@@ -176,13 +181,7 @@ class Cluster:
         self.broker = start_process(["broker", "--rw-front", self.rw_uri, "--rw-back", self.rw_back,
                                      "--ro-front", self.ro_uri, "--ro-back", self.ro_back], self._log("broker"))
         self.rw = start_process(["server", "--back", self.rw_back, *self._server_args()], self._log("rw"))
-        db = self.client(timeout=timeout)
-        try:
-            db.ping()
-        except Error as exc:
-            raise RuntimeError(f"the RW server did not start: {exc}\n{self.log('rw')}") from exc
-        finally:
-            db._conn.close()
+        wait_answering(self.rw_uri, timeout, "the RW server", lambda: self.log("rw"))
         for index in range(len(self.replicas)):
             self.start_replica(index, wait=False)
         self.wait_replicas(range(len(self.replicas)), timeout)
