@@ -12,7 +12,7 @@ from collections import deque
 from typing import Any
 
 from .engine import Engine
-from .errors import Error
+from .errors import CorruptStore, Error
 from .journal import Journal
 
 log = logging.getLogger("pyzdb.follower")
@@ -39,8 +39,7 @@ class Follower:
 
     def load(self) -> int:
         """Read the newest checkpoint and every record after it; return the seq reached."""
-        meta = self.journal.read_meta()
-        state: Any = self.journal.load_checkpoint(meta) if meta else None
+        meta, state = self._read_checkpoint()
         self.engine = Engine(state["tree"] if state is not None else {})
         self.seq, self.crc = meta.get("seq", 0), meta.get("crc", 0)
         self.recent.clear()
@@ -48,6 +47,17 @@ class Follower:
         self._last_reload = time.monotonic()
         self._apply_new()
         return self.seq
+
+    def _read_checkpoint(self) -> tuple[dict, Any]:
+        """(meta, state) of the newest checkpoint, read again if the writer replaced it while it was read."""
+        while True:
+            meta = self.journal.read_meta()
+            try:
+                return meta, (self.journal.load_checkpoint(meta) if meta else None)
+            except CorruptStore:
+                if self.journal.read_meta().get("gen") == meta.get("gen"):
+                    raise   # the same checkpoint is still current: it is really damaged
+                log.info("checkpoint generation %s was replaced while it was read; reading the new one", meta["gen"])
 
     def catch_up(self, known_seq: int = 0) -> int:
         """Apply every record after the current one; return how many were applied.
