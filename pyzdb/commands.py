@@ -32,7 +32,7 @@ def open_database(args: argparse.Namespace) -> Database:
     store = open_store(store_url(args), durability=args.durability)
     roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
     db = Database(Journal(store, chunk_size=args.chunk_size), history_depth=args.history_depth,
-                  lock_lease=args.lock_lease, file_roots=roots)
+                  lock_lease=args.lock_lease, file_roots=roots, durability=args.durability)
     started = time.monotonic()
     seq = db.open(_progress("loading checkpoint chunks"))
     print(f"pyzdb: {store.url} at seq {seq}, {len(db.engine.tree)} top-level keys, "
@@ -43,7 +43,8 @@ def open_database(args: argparse.Namespace) -> Database:
 def _server_config(args: argparse.Namespace, back: str) -> ServerConfig:
     return ServerConfig(back=back, feed=args.feed or None, durability=args.durability, batch_ms=args.batch_ms,
                         max_message=args.max_message, lock_wait=args.lock_wait,
-                        checkpoint_records=args.checkpoint_records, checkpoint_seconds=args.checkpoint_seconds)
+                        checkpoint_records=args.checkpoint_records, checkpoint_seconds=args.checkpoint_seconds,
+                        checkpoint_bytes=getattr(args, "checkpoint_bytes", ServerConfig.checkpoint_bytes))
 
 
 def _run_until_signal(server) -> None:
@@ -130,6 +131,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"pyzdb status: {exc}", file=sys.stderr)
         return 1
     for key, value in status.items():
+        if key == "checkpoint_time" and value:
+            value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({time.time() - value:.0f} s ago)"
         print(f"{key:20} {value}")
     if reports is not None:
         _print_replicas(reports, args.status_feed, status.get("seq", 0))
@@ -176,7 +179,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     store = open_store(store_url(args))
     db = Database(Journal(store))
     try:
-        seq = db.open()
+        seq = db.open(clean=False)
     except Error as exc:
         print(f"pyzdb check: FAILED: {exc}", file=sys.stderr)
         return 1

@@ -38,6 +38,8 @@ class Endpoint:
             sock.setsockopt(option, value)
         for uri in self.uris:
             sock.connect(uri)
+        self.poller = zmq.Poller()   # kept: socket.poll() would build a new Poller on every wait
+        self.poller.register(sock, zmq.POLLIN)
         return sock
 
     def reopen(self) -> None:
@@ -130,7 +132,7 @@ class Connection:
         deadline = time.monotonic() + seconds
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not endpoint.socket.poll(int(left * 1000) + 1):
+            if left <= 0 or not endpoint.poller.poll(int(left * 1000) + 1):
                 return None
             frames = endpoint.socket.recv_multipart()
             try:

@@ -84,13 +84,11 @@ class ReadWriteServer:
         poller.register(self.socket, zmq.POLLIN)
         try:
             while not self.stopping.is_set():
-                if poller.poll(self._timeout_ms()):
-                    batch = self._drain()
-                    if self.config.durability == "batch" and batch:
-                        time.sleep(self.config.batch_ms / 1000)
-                        batch += self._drain()
-                    self._process(batch)
-                self._tick()
+                busy = bool(poller.poll(self._timeout_ms()))
+                if busy:
+                    self._process(self._drain())
+                if not busy or self.db.lock is not None or self.waiting:
+                    self._tick()   # timers; after a busy step _process already committed and sent
         finally:
             self.close()
 
@@ -114,10 +112,11 @@ class ReadWriteServer:
         return max(0, int(wake) + 1)
 
     def _drain(self) -> list[list[bytes]]:
-        batch = []
-        while len(batch) < MAX_DRAIN:
+        batch, sock = [], self.socket
+        # asking EVENTS is cheaper than the zmq.Again a recv on an empty queue raises
+        while len(batch) < MAX_DRAIN and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             try:
-                batch.append(self.socket.recv_multipart(zmq.NOBLOCK, copy=True))
+                batch.append(sock.recv_multipart(zmq.NOBLOCK, copy=True))
             except zmq.Again:
                 break
         return batch
@@ -127,6 +126,11 @@ class ReadWriteServer:
         locked_before = self.db.lock is not None
         for frames in batch:
             self._handle(frames, replies)
+        if self.config.durability == "batch" and self.db.pending and len(batch) > 1:
+            # group commit: writers are arriving together, so wait a moment for more to share the fsync
+            time.sleep(self.config.batch_ms / 1000)
+            for frames in self._drain():
+                self._handle(frames, replies)
         if locked_before and self.db.lock is None:
             self._release_waiting(replies)
         self._commit_and_send(replies)

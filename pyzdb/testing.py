@@ -35,9 +35,9 @@ def free_ports(count: int) -> list[int]:
 
 def start_process(args: list[str], log_path: str, env: dict | None = None) -> subprocess.Popen:
     """Start ``python -m pyzdb ARGS`` with its output in ``log_path``."""
-    log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "pyzdb", *args], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "pyzdb", *args], stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
 
 
 def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
@@ -73,6 +73,7 @@ class EmbeddedService:
     def __init__(self, *extra_args: str, data_dir: str | None = None, store: str | None = None) -> None:
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pyzdb-test-")
+        os.makedirs(self.data_dir, exist_ok=True)
         self.store = store
         self.extra_args = list(extra_args)
         ports = free_ports(5)

@@ -18,20 +18,24 @@ class SqliteStore(Store):
     """A key-value table in one sqlite file.
 
     ``durability='always'`` and ``'batch'`` fsync each ``set_bulk`` (WAL,
-    synchronous=FULL); ``'none'`` leaves flushing to the OS.
+    synchronous=FULL); ``'none'`` never calls fsync (synchronous=OFF): a
+    killed process loses nothing, a power cut may lose the newest writes.
+    The file never shrinks: space freed by removed records is reused.
     """
 
     def __init__(self, path: str, *, durability: str = "always") -> None:
         self.path = path
         self.url = f"sqlite://{path}"
+        self.durability = durability
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={_SYNC[durability]}")
-            self._db.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # a rowid table: deleting small records beside MiB-sized chunks is ~80x faster than WITHOUT ROWID
+            self._db.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open sqlite store {path!r}: {exc}") from exc
 
@@ -76,3 +80,16 @@ class SqliteStore(Store):
     def byte_size(self) -> int:
         """Bytes on disk of the database and its WAL."""
         return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+
+    def used_bytes(self) -> int:
+        """Bytes of the database's pages in use (the file size less its free pages)."""
+        with self._lock:
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+            size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return (pages - free) * size
+
+    def key_count(self) -> int:
+        """How many records the table holds."""
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM kv").fetchone()[0]
