@@ -6,7 +6,7 @@ separate processes) read by ``--workers`` client processes for ``--seconds``.
 the RO queue. CPU time comes from /proc/<pid>/stat (utime + stime), so the
 reads/s one core of each role can give is projected as 1 / (CPU s per read).
 
-    PYTHONPATH=. python bench/bench_replicas.py --seconds 3 --workers 4
+    PYTHONPATH=. python bench/bench_replicas.py --seconds 2 --workers 4 --runs 3
 """
 from __future__ import annotations
 
@@ -93,12 +93,18 @@ def main(argv: list[str] | None = None) -> None:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--seconds", type=float, default=3.0)
     args.add_argument("--workers", type=int, default=4, help="client processes reading at once")
+    args.add_argument("--runs", type=int, default=3, help="runs of each case, interleaved; the median run is shown")
     options = args.parse_args(argv)
-    results = {}
-    for name, replicas in (("RW alone", 0), ("1 replica", 1), ("2 replicas", 2)):
-        results[name] = run_case(replicas, options.workers, options.seconds)
-        print(f"{name}: {results[name]['reads_per_s']:.0f} reads/s", file=sys.stderr, flush=True)
-    print(f"{options.workers} reader processes, {options.seconds:g} s per case, {os.cpu_count()} cores")
+    load = os.getloadavg()[0]   # other work on the machine skews every number below
+    cases = (("RW alone", 0), ("1 replica", 1), ("2 replicas", 2))
+    runs: dict[str, list[dict]] = {name: [] for name, _ in cases}
+    for _ in range(options.runs):
+        for name, replicas in cases:
+            runs[name].append(run_case(replicas, options.workers, options.seconds))
+            print(f"{name}: {runs[name][-1]['reads_per_s']:.0f} reads/s", file=sys.stderr, flush=True)
+    results = {name: sorted(done, key=lambda r: r["reads_per_s"])[len(done) // 2] for name, done in runs.items()}
+    print(f"{options.workers} reader processes, {options.seconds:g} s per case, median of {options.runs} runs, "
+          f"{os.cpu_count()} cores, load average at start {load:.1f}")
     report(results)
 
 
