@@ -6,7 +6,7 @@ separate processes) read by ``--workers`` client processes for ``--seconds``.
 the RO queue. CPU time comes from /proc/<pid>/stat (utime + stime), so the
 reads/s one core of each role can give is projected as 1 / (CPU s per read).
 
-    PYTHONPATH=. python bench/bench_replicas.py --seconds 2 --workers 4 --runs 3
+    python -m bench.bench_replicas [--seconds 2] [--workers 4] [--runs 3]
 """
 from __future__ import annotations
 
@@ -19,15 +19,14 @@ import time
 from pyzdb.client import client
 from pyzdb.testing import Cluster
 
-TICK = os.sysconf("SC_CLK_TCK")
+from .bench_cpu import thread_cpu
+
 KEYS = 1000
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used, from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as handle:
-        fields = handle.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK   # utime, stime: fields 14 and 15 of the line
+    """User + system CPU seconds of every thread of a process, from /proc."""
+    return sum(thread_cpu(pid).values())
 
 
 def worker(uris: list[str], seconds: float, start_at: float) -> None:
@@ -43,6 +42,7 @@ def worker(uris: list[str], seconds: float, start_at: float) -> None:
         count += 1
         i += 7
     print(count, flush=True)
+    time.sleep(1.0)   # alive while the parent reads this process's CPU time
 
 
 def run_case(replicas: int, workers: int, seconds: float) -> dict:
@@ -54,7 +54,7 @@ def run_case(replicas: int, workers: int, seconds: float) -> dict:
             cluster.wait_replicas(range(replicas))
         uris = [cluster.rw_uri] + ([cluster.ro_uri] if replicas else [])
         start_at = time.time() + 1.5
-        procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(seconds), str(start_at), *uris],
+        procs = [subprocess.Popen([sys.executable, "-m", "bench.bench_replicas", "--worker", str(seconds), str(start_at), *uris],
                                   stdout=subprocess.PIPE, text=True) for _ in range(workers)]
         servers = {"broker": cluster.broker, "rw": cluster.rw,
                    **{f"ro{i}": proc for i, proc in enumerate(cluster.replicas)}}

@@ -9,11 +9,12 @@ reported s (or later) - when the feed announced s. Both times are taken in
 this process, so no clocks are compared. The baseline is a write's own
 round trip, measured in the same run.
 
-    PYTHONPATH=. python bench/bench_replication_lag.py --rate 500 --seconds 5
+    python -m bench.bench_replication_lag [--rate 500] [--seconds 5] [--replicas 2] [--durability none]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 
@@ -23,13 +24,7 @@ from pyzdb import wire
 from pyzdb.replica import STATUS_TOPIC, bind_when_free
 from pyzdb.testing import Cluster
 
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of a list (nan when empty)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+from .timing import percentile
 
 
 def write_steadily(cluster: Cluster, rate: float, seconds: float, round_trips: list[float]) -> None:
@@ -84,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--durability", default="none", choices=("always", "batch", "none"))
     options = parser.parse_args(argv)
+    load = os.getloadavg()[0]   # other work on the machine delays the replicas' wake-ups
     with Cluster(options.replicas, "--durability", options.durability) as cluster:
         cluster.client()["n"] = -1
         done, result, round_trips = threading.Event(), {}, []
@@ -95,15 +91,16 @@ def main(argv: list[str] | None = None) -> None:
         done.set()
         listener.join()
     committed, applied = result["c"], result["a"]
-    rt50 = percentile(round_trips, 0.5) * 1000
+    rt50 = percentile(sorted(round_trips), 0.5) * 1000
     print(f"{len(round_trips)} writes at {options.rate:g}/s, durability {options.durability}; "
-          f"write round trip p50 {rt50:.2f} ms (baseline)")
+          f"write round trip p50 {rt50:.2f} ms (baseline); load average at start {load:.1f}, {os.cpu_count()} cores")
     everything = []
     for name in sorted(applied):
         lags = [(applied[name][s] - t) * 1000 for s, t in committed.items() if s in applied[name]]
         everything += lags
-        print(f"{name}: {len(lags)} seqs, lag p50 {percentile(lags, 0.5):.2f} ms, p99 {percentile(lags, 0.99):.2f} ms, "
+        print(f"{name}: {len(lags)} seqs, lag p50 {percentile(sorted(lags), 0.5):.2f} ms, p99 {percentile(sorted(lags), 0.99):.2f} ms, "
               f"max {max(lags, default=float('nan')):.2f} ms; unseen {len(committed) - len(lags)}")
+    everything.sort()
     p50, p99 = percentile(everything, 0.5), percentile(everything, 0.99)
     print(f"all replicas: lag p50 {p50:.2f} ms ({p50 / rt50:.2f}x a write round trip), p99 {p99:.2f} ms "
           f"({p99 / rt50:.2f}x)")
