@@ -15,7 +15,7 @@ from .store import DURABILITIES
 
 DEFAULTS = {"rw_front": "tcp://127.0.0.1:5559", "rw_back": "tcp://127.0.0.1:5560",
             "ro_front": "tcp://127.0.0.1:5561", "ro_back": "tcp://127.0.0.1:5562",
-            "feed": "tcp://127.0.0.1:5563"}
+            "feed": "tcp://127.0.0.1:5563", "status_feed": "tcp://127.0.0.1:5564"}
 
 
 def _broker_options(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     server = sub.add_parser("server", help="a read-write server (or --ro: a read-only one) behind a broker")
     server.add_argument("--ro", action="store_true", help="serve reads only, following the read-write server's log")
     server.add_argument("--back", help="broker back end to connect to (default: RW 5560, or RO 5562 with --ro)")
+    replica = server.add_argument_group("read-only replicas (--ro)")
+    replica.add_argument("--name", help="the replica's name in `pyzdb status` (default ro-PID)")
+    replica.add_argument("--status-feed", default=DEFAULTS["status_feed"],
+                         help="where the replica publishes its status; `pyzdb status` listens there (default %(default)s)")
+    replica.add_argument("--ro-wait", type=float, default=0.5,
+                         help="seconds a read-your-writes read waits for the replica before going to the RW server")
     _server_options(server)
     shell = sub.add_parser("shell", help="an interactive prompt with `db` bound")
     shell.add_argument("uris", nargs="*", help="RW_URI [RO_URI ...] (default tcp://127.0.0.1:5559)")
@@ -69,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--format", choices=("jsonl", "msgpack"), help="default: from the file name (.jsonl or .msgpack)")
     status = sub.add_parser("status", help="sequence number, log, checkpoint, store of the running service")
     status.add_argument("--uri", default=DEFAULTS["rw_front"])
+    status.add_argument("--status-feed", default=DEFAULTS["status_feed"],
+                        help="address to listen on for replicas' status reports ('' to skip them)")
+    status.add_argument("--listen", type=float, default=1.2, help="seconds to listen for replicas' reports")
     check = sub.add_parser("check", help="verify a store's journal offline")
     check.add_argument("--data", default="pyzdb-data")
     check.add_argument("--store")

@@ -118,18 +118,48 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the running service's status."""
+    """Print the running service's status, then one line per read-only replica that reports.
+
+    Replicas' reports are gathered first, so the RW seq they are compared with is the newer one.
+    """
     from .client import client
+    reports = _replica_reports(args.status_feed, args.listen) if args.status_feed else None
     db, _ = client(args.uri, timeout=5)
     try:
-        for key, value in db.status().items():
-            if key == "checkpoint_time" and value:
-                value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({time.time() - value:.0f} s ago)"
-            print(f"{key:20} {value}")
+        status = db.status()
     except Error as exc:
         print(f"pyzdb status: {exc}", file=sys.stderr)
         return 1
+    for key, value in status.items():
+        if key == "checkpoint_time" and value:
+            value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({time.time() - value:.0f} s ago)"
+        print(f"{key:20} {value}")
+    if reports is not None:
+        _print_replicas(reports, args.status_feed, status.get("seq", 0))
     return 0
+
+
+def _replica_reports(address: str, seconds: float) -> dict | str:
+    import zmq
+    from .replica import collect_status
+    try:
+        return collect_status(address, seconds)
+    except zmq.ZMQError as exc:
+        return f"cannot listen on {address} for their reports: {exc}"
+
+
+def _print_replicas(reports: dict | str, address: str, rw_seq: int) -> None:
+    """One line per replica: name, pid, applied seq, lag behind the RW server (records), report age."""
+    if isinstance(reports, str):
+        print(f"replicas             {reports}")
+        return
+    print(f"replicas             {len(reports)} reporting on {address}")
+    print(f"  {'name':16} {'pid':>7} {'seq':>10} {'lag':>8} {'reads':>10} {'age_s':>6}")
+    now = time.time()
+    for name, report in sorted(reports.items()):
+        lag = max(0, rw_seq - report.get("seq", 0))
+        print(f"  {name:16} {report.get('pid', '?'):>7} {report.get('seq', 0):>10} {lag:>8} "
+              f"{report.get('reads', 0):>10} {now - report.get('time', now):>6.1f}")
 
 
 def cmd_dump(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from . import wire
+from . import watch, wire
 from .checkpoint import Checkpointer
 from .database import DEFER, Database
 from .errors import Error, LockTimeout, ProtocolError
@@ -152,11 +152,22 @@ class ReadWriteServer:
             if waiting.cid == cid and waiting.rid == rid:
                 waiting.route = route   # a retry of a held request: answer the newest route
                 return
+        if query.get("op") == "watch":   # committed log records only: never held by a lock
+            replies.append((route, self._watch(rid, query)))
+            return
         reply = self.db.handle(cid, rid, query)
         if reply is DEFER:
             self.waiting.append(Waiting(route, cid, rid, query, time.monotonic() + self.config.lock_wait))
         else:
             replies.append((route, reply))
+
+    def _watch(self, rid: int, query: dict) -> dict:
+        """Answer a watch from the stored log at once (replicas hold it as a long poll; this loop does not)."""
+        seq = self.db.journal.seq
+        try:
+            return wire.ok_reply(rid, watch.answer(query, self.db.journal, seq), seq)
+        except Error as exc:
+            return wire.error_reply(rid, exc, seq)
 
     def _release_waiting(self, replies: list) -> None:
         """Hand held requests to the database again, in arrival order, until one is held again."""
