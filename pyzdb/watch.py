@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from . import query as q
-from .errors import QueryError
+from .errors import QueryError, WatchGap
 from .journal import Journal, READ_BATCH, _decode, log_key
 
 MAX_CHANGES = 1000
@@ -79,7 +79,7 @@ def read_log(journal: Journal, since: int, upto: int) -> list[tuple[int, list]]:
     for seq, key in zip(range(since + 1, stop + 1), keys):
         raw = found.get(key)
         if raw is None:
-            raise QueryError(f"watch: the changes after seq {since} are no longer in the log (a checkpoint "
+            raise WatchGap(f"watch: the changes after seq {since} are no longer in the log (a checkpoint "
                              f"removed record {seq}); read the value again and watch from seq {upto}")
         records.append((seq, _decode(raw, f"log record {key.decode()}")[2]))
     return records

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pyzdb.errors import QueryError, ReadOnlyError, ServiceUnavailable
+from pyzdb.errors import QueryError, ReadOnlyError, ServiceUnavailable, WatchGap
 from pyzdb.testing import Cluster, free_ports
 
 
@@ -261,7 +261,7 @@ def test_replica_reloads_when_a_checkpoint_removed_the_record_it_needs(checkpoin
     assert reports["ro0"]["seq"] == rw_seq(cluster)
     assert reports["ro0"]["reloads"] >= 1
     assert db["c"]._run(consistency="eventual") == 200
-    with pytest.raises(QueryError, match="no longer in the log"):
+    with pytest.raises(WatchGap, match="no longer in the log"):
         list(db["c"].watch(since=1, timeout=0.2))
     db._conn.close()
 
