@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import zmq
@@ -19,6 +20,7 @@ from .errors import Error, LockTimeout, ProtocolError
 
 log = logging.getLogger("pyzdb.server")
 MAX_DRAIN = 1000
+WRITER_MEMORY = 10   # a client counts as an active writer for this many group-commit windows
 
 
 @dataclass
@@ -77,6 +79,7 @@ class ReadWriteServer:
         self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
         self.stopping = threading.Event()
         self.published = db.journal.seq
+        self.writers: OrderedDict[bytes, float] = OrderedDict()   # cid -> time of its last write
 
     def serve_forever(self) -> None:
         """Run until ``stop()``; every fault in a request becomes an error reply, never a crash."""
@@ -126,14 +129,36 @@ class ReadWriteServer:
         locked_before = self.db.lock is not None
         for frames in batch:
             self._handle(frames, replies)
-        if self.config.durability == "batch" and self.db.pending and len(batch) > 1:
-            # group commit: writers are arriving together, so wait a moment for more to share the fsync
-            time.sleep(self.config.batch_ms / 1000)
-            for frames in self._drain():
-                self._handle(frames, replies)
+        if self.config.durability == "batch" and self.db.pending and self.db.lock is None:
+            self._gather(replies)
         if locked_before and self.db.lock is None:
             self._release_waiting(replies)
         self._commit_and_send(replies)
+
+    def _gather(self, replies: list) -> None:
+        """Group commit: for up to batch_ms, take in more requests while a client that wrote lately is not in the group.
+
+        Clients wait for their replies, so one already in the group cannot send
+        again; waiting only pays when other writers are about to send.
+        """
+        deadline = time.monotonic() + self.config.batch_ms / 1000
+        while self._writers_missing():
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.socket.poll(int(left * 1000) + 1):
+                return
+            for frames in self._drain():
+                self._handle(frames, replies)
+
+    def _writers_missing(self) -> bool:
+        """Note the clients in the pending group; True if one that wrote lately is not among them."""
+        now, writers, memory = time.monotonic(), self.writers, WRITER_MEMORY * self.config.batch_ms / 1000
+        group = {entry["cid"] for entry in self.db.pending if entry.get("cid") is not None}
+        for cid in group:
+            writers[cid] = now
+            writers.move_to_end(cid)
+        while writers and now - next(iter(writers.values())) > memory:
+            writers.popitem(last=False)
+        return len(writers) > len(group)
 
     def _handle(self, frames: list[bytes], replies: list) -> None:
         try:
