@@ -49,6 +49,7 @@ class _Sink:
     """A connection that only records the query a proxy would send."""
 
     def read(self, query: dict) -> None:
+        """Keep the query instead of sending it."""
         self.query = query
 
     write = read
