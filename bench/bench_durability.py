@@ -1,28 +1,25 @@
 """Benchmark: the durability trade-off. Writes/s and latency for --durability always | batch | none, 1 and 4 clients.
 
 ``always`` fsyncs before every reply (writes that arrive together share one
-fsync); ``batch`` waits --batch-ms for more writes and fsyncs the group once,
-every reply waiting for its group; ``none`` never fsyncs (a killed process
-loses nothing, a power cut may lose the newest writes). Each client is its
-own process doing ``db['counter<n>'] += 1`` in a loop for --seconds.
+fsync); ``batch`` gathers writes into groups (waiting up to --batch-ms only
+for writers it expects) and hands each group to the OS before the replies,
+with the WAL fsynced once a second in the background (Redis's ``appendfsync
+everysec``: a killed server loses nothing, a power cut at most the last
+second); ``none`` never fsyncs. Each client is its own process doing
+``db['counter<n>'] += 1`` in a loop for --seconds.
 
-    python bench/bench_durability.py [--seconds 3] [--clients 1 4] [--batch-ms 2]
+    python -m bench.bench_durability [--seconds 3] [--clients 1 4] [--batch-ms 2]
 
-Measured 2026-11-23 (2 cores, ext4 on a virtual disk where one fsync'ed
-sqlite commit costs ~0.3 ms, --batch-ms 2):
+Measured 2026-11-24 (2 cores, ext4 on a virtual disk where one fsync'ed
+sqlite commit costs ~0.26 ms, --batch-ms 2, a shared machine):
 
     durability   clients    writes/s   median ms
-    always             1       1,730        0.49
-    always             4       2,426        1.23
-    batch              1       1,477        0.47
-    batch              4         862        3.65
-    none               1       1,941        0.42
-    none               4       4,051        0.81
-
-Here fsync is cheap, so ``always`` already shares one fsync among writes
-that arrive together and ``batch``'s wait of 2 ms costs more than it saves;
-``batch`` pays off where an fsync costs more than the window (spinning disks,
-network block devices). ``none`` roughly doubles throughput with 4 clients.
+    always             1       1,536        0.60
+    always             4       4,187        0.86
+    batch              1       2,138        0.38
+    batch              4       5,019        0.72
+    none               1       2,407        0.40
+    none               4       5,795        0.65
 """
 from __future__ import annotations
 

@@ -397,7 +397,21 @@ def test_sqlite_durability_sets_the_sync_level(tmp_path):
         store = SqliteStore(str(tmp_path / f"{mode}.db"), durability=mode)
         levels[mode] = store._db.execute("PRAGMA synchronous").fetchone()[0]
         store.close()
-    assert levels == {"always": 2, "batch": 2, "none": 0}
+    assert levels == {"always": 2, "batch": 1, "none": 0}
+
+
+def test_batch_durability_flushes_the_wal_in_the_background(tmp_path):
+    from pyzdb.store.sqlite import SqliteStore
+    store = SqliteStore(str(tmp_path / "b.db"), durability="batch", flush_seconds=0.05)
+    time.sleep(0.2)
+    assert store.flushes == 0                 # nothing written, nothing to flush
+    for i in range(50):
+        store.set_bulk({b"k%d" % i: b"v"})
+    deadline = time.monotonic() + 5
+    while store.flushes == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert 1 <= store.flushes < 50            # flushed by time, not once per write
+    store.close()
 
 
 SYNC_SCRIPT = """
