@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--status-feed", default=DEFAULTS["status_feed"],
                         help="address to listen on for replicas' status reports ('' to skip them)")
     status.add_argument("--listen", type=float, default=1.2, help="seconds to listen for replicas' reports")
+    bench = sub.add_parser("bench", help="the benchmark suite against redis-py and ZEO (from a source checkout)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of `python -m bench` (see its --help)")
     check = sub.add_parser("check", help="verify a store's journal offline")
     check.add_argument("--data", default="pyzdb-data")
     check.add_argument("--store")

@@ -190,3 +190,14 @@ def cmd_check(args: argparse.Namespace) -> int:
           f"({meta.get('chunks', 0)} chunks, {meta.get('size', 0)} bytes), log up to seq {seq}, "
           f"{len(db.engine.tree)} top-level keys")
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark suite of the source checkout this command is run from."""
+    if not os.path.exists(os.path.join("bench", "__main__.py")):
+        print("pyzdb bench: run it from a pyzdb source checkout (the suite lives in bench/, "
+              "which is not installed); run `sh bench/setup.sh` once first", file=sys.stderr)
+        return 2
+    sys.path.insert(0, os.getcwd())
+    from bench.__main__ import run
+    return run(args.bench_args)
