@@ -5,6 +5,8 @@ runs it alone; ``pyzdb serve`` runs it on threads beside a read-write server.
 """
 from __future__ import annotations
 
+import itertools
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -13,6 +15,9 @@ import zmq
 from . import auth
 from .health import HealthMonitor, set_heartbeats
 from .wire import DEFAULT_MAX_MESSAGE
+
+_QUEUE_NUMBERS = itertools.count(1)
+log = logging.getLogger("pyzdb.broker")
 
 
 @dataclass
@@ -46,7 +51,7 @@ class Queue:
         self.curve = curve or {}
         self.context = context or zmq.Context.instance()
         self.thread: threading.Thread | None = None
-        self.control_addr = f"inproc://pyzdb-broker-{name}-{id(self)}"
+        self.control_addr = f"inproc://pyzdb-broker-{name}-{next(_QUEUE_NUMBERS)}"
 
     def start(self) -> None:
         """Bind both sides and start forwarding."""
@@ -147,12 +152,20 @@ class Broker:
             for queue in self.queues:
                 queue.start()
                 started.append(queue)
-            if self.health is not None:
-                self.health.start()
+            self._start_health()
         except zmq.ZMQError:
             for queue in started:
                 queue.stop()
             raise
+
+    def _start_health(self) -> None:
+        if self.health is None:
+            return
+        try:
+            self.health.start()
+        except zmq.ZMQError as exc:   # the queues matter more than the status table: serve without it
+            log.warning("no health socket on %s (%s): `pyzdb status` cannot list servers", self.config.health, exc)
+            self.health = None
 
     def stop(self) -> None:
         """Stop both queues, the health socket and the authenticator."""

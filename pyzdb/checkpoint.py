@@ -46,15 +46,17 @@ class Checkpointer:
         if not (force or self.due()):
             return False
         data, seq, crc = self.db.snapshot()
+        covered = self.db.journal.appended_bytes
         self.last = time.monotonic()
-        self.thread = threading.Thread(target=self._write, args=(data, seq, crc), name="pyzdb-checkpoint", daemon=True)
+        self.thread = threading.Thread(target=self._write, args=(data, seq, crc, covered), name="pyzdb-checkpoint",
+                                       daemon=True)
         self.thread.start()
         return True
 
-    def _write(self, data: bytes, seq: int, crc: int) -> None:
+    def _write(self, data: bytes, seq: int, crc: int, covered: int) -> None:
         started = time.monotonic()
         try:
-            self.db.journal.write_checkpoint(data, seq, crc)
+            self.db.journal.write_checkpoint(data, seq, crc, covered)
         except Error as exc:
             self.failures += 1
             log.error("checkpoint at seq %d failed (the log still holds every write): %s", seq, exc)

@@ -15,7 +15,8 @@ from .store import DURABILITIES
 
 DEFAULTS = {"rw_front": "tcp://127.0.0.1:5559", "rw_back": "tcp://127.0.0.1:5560",
             "ro_front": "tcp://127.0.0.1:5561", "ro_back": "tcp://127.0.0.1:5562",
-            "feed": "tcp://127.0.0.1:5563", "health": "tcp://127.0.0.1:5564"}
+            "feed": "tcp://127.0.0.1:5563", "status_feed": "tcp://127.0.0.1:5564",
+            "health": "tcp://127.0.0.1:5565"}
 
 
 def _broker_options(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +45,7 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--history-depth", type=int, default=DEFAULT_DEPTH, help="undo steps kept")
     group.add_argument("--chunk-size", type=int, default=1 << 20, help="checkpoint chunk size in bytes")
     group.add_argument("--checkpoint-records", type=int, default=20_000, help="checkpoint after this many log records")
+    group.add_argument("--checkpoint-bytes", type=int, default=64 << 20, help="checkpoint after this many log bytes")
     group.add_argument("--checkpoint-seconds", type=float, default=300.0, help="checkpoint after this long with writes")
     group.add_argument("--files-root", action="append", default=[], help="directory File references may be read from (repeatable; default DATA/files)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every checkpoint and fault")
@@ -62,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--ro", action="store_true", help="serve reads only, following the read-write server's log")
     server.add_argument("--back", help="broker back end to connect to (default: RW 5560, or RO 5562 with --ro)")
     server.add_argument("--health", default=DEFAULTS["health"], help="broker's heartbeat socket (default %(default)s; '' for none)")
+    replica = server.add_argument_group("read-only replicas (--ro)")
+    replica.add_argument("--name", help="the replica's name in `pyzdb status` (default ro-PID)")
+    replica.add_argument("--status-feed", default=DEFAULTS["status_feed"],
+                         help="where the replica publishes its status; `pyzdb status` listens there (default %(default)s)")
+    replica.add_argument("--ro-wait", type=float, default=0.5,
+                         help="seconds a read-your-writes read waits for the replica before going to the RW server")
     _server_options(server)
     shell = sub.add_parser("shell", help="an interactive prompt with `db` bound")
     shell.add_argument("uris", nargs="*", help="RW_URI [RO_URI ...] (default tcp://127.0.0.1:5559)")
@@ -72,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--format", choices=("jsonl", "msgpack"), help="default: from the file name (.jsonl or .msgpack)")
     status = sub.add_parser("status", help="which servers are alive; seq, log, checkpoint, store of the read-write server")
     status.add_argument("--uri", default=DEFAULTS["rw_front"])
+    status.add_argument("--status-feed", default=DEFAULTS["status_feed"],
+                        help="address to listen on for replicas' status reports ('' to skip them)")
+    status.add_argument("--listen", type=float, default=1.2, help="seconds to listen for replicas' reports")
+    bench = sub.add_parser("bench", help="the benchmark suite against redis-py and ZEO (from a source checkout)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of `python -m bench` (see its --help)")
     status.add_argument("--health", default=DEFAULTS["health"], help="the broker's heartbeat socket")
     status.add_argument("--curve-server-key", help="server public key file (when the broker requires CURVE)")
     status.add_argument("--curve-keypair", help="this client's .key_secret file")

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import io
+import time
 from typing import Any, Iterator
 
 import zmq
@@ -20,6 +21,8 @@ from .values import to_storable
 
 WRITE_METHODS = frozenset(q.LIST_WRITE) | frozenset(q.DICT_WRITE)
 PAGE = 1000
+WATCH_WAIT = 0.5    # seconds a replica may hold a watch before answering "nothing new"
+WATCH_POLL = 0.05   # pause between watch polls answered at once
 
 
 def _step(key: Any) -> Any:
@@ -63,9 +66,9 @@ class Proxy:
     def __getitem__(self, key: Any) -> "Proxy":
         return Proxy(self._conn, self._path + [_step(key)])
 
-    def _run(self) -> Any:
-        """Read the value this path names."""
-        return self._conn.read({"op": "get", "path": self._path})
+    def _run(self, consistency: str | None = None) -> Any:
+        """Read the value this path names (``consistency``: 'eventual', 'read-your-writes' or 'strong')."""
+        return self._conn.read({"op": "get", "path": self._path}, consistency)
 
     _pyzdb_value = _run
 
@@ -230,6 +233,19 @@ class Proxy:
         """A round trip to the read-write server."""
         return self._conn.write({"op": "ping"})
 
+    def watch(self, since: int | None = None, *, timeout: float | None = None) -> Iterator[dict]:
+        """Yield each committed change under this path, in seq order, with no gaps.
+
+        A change is ``{"seq": n, "kind": "w" | "u" | "r", "ops": [...]}`` (its
+        operations that touch this path; "u"/"r" are undo/redo). ``since``
+        resumes after a seq (default: from now); ``timeout`` ends the
+        iteration after that many seconds without a change.
+
+        >>> for change in db['l'].watch():        # doctest: +SKIP
+        ...     print(change['seq'], change['ops'])
+        """
+        return watch_changes(self._conn, self._path, since, timeout)
+
     def open(self, chunk_size: int = 1 << 20) -> "RemoteFile":
         """Open the File stored at this path for reading, in chunks, through the server."""
         return RemoteFile(self._conn, self._path, chunk_size)
@@ -258,7 +274,7 @@ class _Recorder:
         self.ops: list[dict] = []
         self.locked = False
 
-    def write(self, query: dict) -> None:
+    def write(self, query: dict, consistency: str | None = None) -> None:
         if query["op"] in q.CONTROL_OPS:
             raise QueryError(f"{query['op']} cannot run inside a batch")
         self.ops.append(query)
@@ -336,6 +352,32 @@ class RemoteFile(io.RawIOBase):
                 return
             self._offset += len(data)
             yield data
+
+
+def watch_changes(conn: Connection, path: list, since: int | None, timeout: float | None) -> Iterator[dict]:
+    """The iterator behind ``Proxy.watch``; "from now" is fixed here, when watching is asked for."""
+    if since is None:
+        since = max(conn.read({"op": "watch", "path": path, "since": None}, "eventual")["seq"], conn.last_seq)
+    return _long_poll(conn, path, since, timeout)
+
+
+def _long_poll(conn: Connection, path: list, since: int, timeout: float | None) -> Iterator[dict]:
+    """Ask for the changes after the last seq seen, again and again."""
+    wait = max(0.05, min(WATCH_WAIT, conn.attempt_timeout / 2))   # a held watch must not look like a lost reply
+    quiet_since = time.monotonic()
+    while True:
+        asked, before = time.monotonic(), since
+        page = conn.read({"op": "watch", "path": path, "since": since, "wait": wait}, "eventual")
+        since = max(since, page["seq"])
+        for change in page["changes"]:
+            yield change
+        now = time.monotonic()
+        if page["changes"]:
+            quiet_since = now
+        elif timeout is not None and now - quiet_since >= timeout:
+            return
+        elif since == before and now - asked < wait / 2:
+            time.sleep(WATCH_POLL)   # answered at once (the RW server does not hold watches)
 
 
 def client(rw_uri: str = DEFAULT_RW, *ro_uris: str, timeout: float = 30.0, **options: Any) -> tuple[Proxy, zmq.Socket]:

@@ -34,7 +34,7 @@ def open_database(args: argparse.Namespace) -> Database:
     store = open_store(store_url(args), durability=args.durability)
     roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
     db = Database(Journal(store, chunk_size=args.chunk_size), history_depth=args.history_depth,
-                  lock_lease=args.lock_lease, file_roots=roots)
+                  lock_lease=args.lock_lease, file_roots=roots, durability=args.durability)
     started = time.monotonic()
     seq = db.open(_progress("loading checkpoint chunks"))
     print(f"pyzdb: {store.url} at seq {seq}, {len(db.engine.tree)} top-level keys, "
@@ -46,7 +46,7 @@ def _server_config(args: argparse.Namespace, back: str) -> ServerConfig:
     return ServerConfig(back=back, feed=args.feed or None, durability=args.durability, batch_ms=args.batch_ms,
                         max_message=args.max_message, lock_wait=args.lock_wait,
                         checkpoint_records=args.checkpoint_records, checkpoint_seconds=args.checkpoint_seconds,
-                        health=getattr(args, "health", None) or None)
+                        checkpoint_bytes=args.checkpoint_bytes, health=getattr(args, "health", None) or None)
 
 
 def _broker_config(args: argparse.Namespace, inproc: str | None = None) -> BrokerConfig:
@@ -132,21 +132,30 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print which servers the broker hears from, then the read-write server's status."""
+    """Print which servers the broker hears from, the read-write server's status, then one line per replica.
+
+    Replicas' reports are gathered first, so the RW seq they are compared with is the newer one.
+    """
     from .client import client
     from .health import query_status, summary
     health = query_status(args.health, timeout=2) if args.health else None
     print("\n".join(summary(health)) if health else f"broker: no answer on {args.health}")
+    reports = _replica_reports(args.status_feed, args.listen) if args.status_feed else None
     curve = {"curve_server_key": args.curve_server_key, "curve_keypair": args.curve_keypair} if args.curve_keypair else {}
     db, _ = client(args.uri, timeout=5, **curve)
     try:
-        for key, value in db.status().items():
-            print(f"{key:20} {value}")
+        status = db.status()
     except Error as exc:
         print(f"pyzdb status: {exc}", file=sys.stderr)
         return 1
     finally:
         db._conn.close()
+    for key, value in status.items():
+        if key == "checkpoint_time" and value:
+            value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({time.time() - value:.0f} s ago)"
+        print(f"{key:20} {value}")
+    if reports is not None:
+        _print_replicas(reports, args.status_feed, status.get("seq", 0))
     return 0
 
 
@@ -162,6 +171,29 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     for name, path in paths.items():
         print(f"client {name}: {path} (give it to that client only)")
     return 0
+
+
+def _replica_reports(address: str, seconds: float) -> dict | str:
+    import zmq
+    from .replica import collect_status
+    try:
+        return collect_status(address, seconds)
+    except zmq.ZMQError as exc:
+        return f"cannot listen on {address} for their reports: {exc}"
+
+
+def _print_replicas(reports: dict | str, address: str, rw_seq: int) -> None:
+    """One line per replica: name, pid, applied seq, lag behind the RW server (records), report age."""
+    if isinstance(reports, str):
+        print(f"replicas             {reports}")
+        return
+    print(f"replicas             {len(reports)} reporting on {address}")
+    print(f"  {'name':16} {'pid':>7} {'seq':>10} {'lag':>8} {'reads':>10} {'age_s':>6}")
+    now = time.time()
+    for name, report in sorted(reports.items()):
+        lag = max(0, rw_seq - report.get("seq", 0))
+        print(f"  {name:16} {report.get('pid', '?'):>7} {report.get('seq', 0):>10} {lag:>8} "
+              f"{report.get('reads', 0):>10} {now - report.get('time', now):>6.1f}")
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
@@ -181,7 +213,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     store = open_store(store_url(args))
     db = Database(Journal(store))
     try:
-        seq = db.open()
+        seq = db.open(clean=False)
     except Error as exc:
         print(f"pyzdb check: FAILED: {exc}", file=sys.stderr)
         return 1
@@ -192,3 +224,14 @@ def cmd_check(args: argparse.Namespace) -> int:
           f"({meta.get('chunks', 0)} chunks, {meta.get('size', 0)} bytes), log up to seq {seq}, "
           f"{len(db.engine.tree)} top-level keys")
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark suite of the source checkout this command is run from."""
+    if not os.path.exists(os.path.join("bench", "__main__.py")):
+        print("pyzdb bench: run it from a pyzdb source checkout (the suite lives in bench/, "
+              "which is not installed); run `sh bench/setup.sh` once first", file=sys.stderr)
+        return 2
+    sys.path.insert(0, os.getcwd())
+    from bench.__main__ import run
+    return run(args.bench_args)

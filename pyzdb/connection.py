@@ -11,10 +11,18 @@ import zmq
 
 from . import wire
 from .auth import client_options
-from .errors import AuthError, MessageTooLarge, ProtocolError, ServiceUnavailable
+from .errors import AuthError, MessageTooLarge, ProtocolError, QueryError, ServiceUnavailable
 from .files import ext_hook
 
 DEFAULT_RW = "tcp://127.0.0.1:5559"
+CONSISTENCIES = ("read-your-writes", "eventual", "strong")
+
+
+def check_consistency(level: str) -> str:
+    """Return ``level`` if it is one of CONSISTENCIES; raise QueryError otherwise."""
+    if level not in CONSISTENCIES:
+        raise QueryError(f"consistency {level!r} is not one of {', '.join(CONSISTENCIES)}")
+    return level
 
 
 class Endpoint:
@@ -31,6 +39,8 @@ class Endpoint:
             sock.setsockopt(option, value)
         for uri in self.uris:
             sock.connect(uri)
+        self.poller = zmq.Poller()   # kept: socket.poll() would build a new Poller on every wait
+        self.poller.register(sock, zmq.POLLIN)
         return sock
 
     def reopen(self) -> None:
@@ -67,7 +77,7 @@ class Connection:
         self.curve = curve
         self.rw_uri, self.ro_uris = rw_uri, list(ro_uris)
         self.timeout, self.attempt_timeout, self.max_message = timeout, attempt_timeout, max_message
-        self.consistency = consistency
+        self.consistency = check_consistency(consistency)
         self.client_id = os.urandom(16)
         self.request_id = 0
         self.last_seq = 0
@@ -95,10 +105,17 @@ class Connection:
         """The read-write socket (as the original API's ``db, socket = client()`` returned)."""
         return self.rw.socket
 
-    def read(self, query: dict) -> Any:
-        """Run a read: on a replica when there is one and no lock is held."""
-        if self.ro is not None and not self.locked:
-            if self.consistency == "read-your-writes" and self.last_seq:
+    def read(self, query: dict, consistency: str | None = None) -> Any:
+        """Run a read: on a replica when there is one and no lock is held.
+
+        ``consistency`` (default: the connection's) is ``read-your-writes``
+        (the replica must have applied this client's newest seen seq, or the
+        read goes to the RW server), ``eventual`` (any replica state) or
+        ``strong`` (always the RW server).
+        """
+        level = check_consistency(consistency or self.consistency)
+        if self.ro is not None and not self.locked and level != "strong":
+            if level == "read-your-writes" and self.last_seq:
                 query = {**query, "min_seq": self.last_seq}
             try:
                 return self._call(self.ro, query, self.attempt_timeout * 3)
@@ -141,7 +158,7 @@ class Connection:
         deadline = time.monotonic() + seconds
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not endpoint.socket.poll(int(left * 1000) + 1):
+            if left <= 0 or not endpoint.poller.poll(int(left * 1000) + 1):
                 return None
             frames = endpoint.socket.recv_multipart()
             try:

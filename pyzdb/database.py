@@ -13,9 +13,9 @@ from typing import Any
 
 from . import files, query as q
 from .engine import Engine
-from .errors import Error, LockError, LockLost, ReadOnlyError, UndoError
+from .errors import CorruptStore, Error, LockError, LockLost, ReadOnlyError, UndoError
 from .history import DEFAULT_DEPTH, History
-from .journal import Journal
+from .journal import Journal, log_key
 from .wire import error_reply, ok_reply, pack
 
 DEFER = object()
@@ -50,8 +50,9 @@ class Database:
     """
 
     def __init__(self, journal: Journal, *, history_depth: int = DEFAULT_DEPTH, lock_lease: float = 5.0,
-                 file_roots: list[str] | None = None) -> None:
+                 file_roots: list[str] | None = None, durability: str = "always") -> None:
         self.journal = journal
+        self.durability = durability
         self.engine = Engine()
         self.history = History(history_depth)
         self.replies: OrderedDict[bytes, list] = OrderedDict()   # cid -> [rid, reply] of its last write
@@ -63,16 +64,30 @@ class Database:
         self.pending: list[list] = []      # entries of the writes not yet committed
 
     # --- start-up ------------------------------------------------------------------
-    def open(self, progress=None) -> int:
-        """Recover the tree, history and exactly-once table from the journal; return the seq."""
+    def open(self, progress=None, *, clean: bool = True) -> int:
+        """Recover the tree, history and exactly-once table from the journal; return the seq.
+
+        With ``clean`` (the writer), what earlier runs left behind is removed
+        afterwards; ``pyzdb check`` opens with ``clean=False`` and changes nothing.
+        """
         state, records = self.journal.recover(progress)
         if state is not None:
-            self.engine.tree = state["tree"]
-            self.history.restore(state["history"])
-            self.replies = OrderedDict((bytes(k), v) for k, v in state["replies"])
-        for entries in records:
-            for entry in entries:
-                self.replay(entry)
+            try:
+                self.engine.tree = state["tree"]
+                self.history.restore(state["history"])
+                self.replies = OrderedDict((bytes(k), v) for k, v in state["replies"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CorruptStore(f"checkpoint of generation {self.journal.meta['gen']} is not a pyzdb state: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        first = self.journal.meta.get("seq", 0) + 1
+        for offset, entries in enumerate(records):
+            try:
+                for entry in entries:
+                    self.replay(entry)
+            except (Error, KeyError, TypeError) as exc:
+                raise CorruptStore(f"log record {log_key(first + offset).decode()} does not replay: {exc}") from None
+        if clean:
+            self.journal.clean_up()
         return self.journal.seq
 
     def replay(self, entry: dict) -> None:
@@ -81,10 +96,14 @@ class Database:
         if kind == "w":
             inverse = self.engine.apply(entry["ops"])
             self.history.record(entry["ops"], inverse)
-        elif kind == "u":
-            self.history.undo(self.engine)
-        elif kind == "r":
-            self.history.redo(self.engine)
+        elif kind in ("u", "r"):
+            # the record holds the operations the undo/redo applied: apply those, so a restart with a
+            # smaller --history-depth (fewer entries on the stack) replays exactly the same tree
+            self.engine.apply(entry["ops"])
+            source, target = ((self.history.undo_stack, self.history.redo_stack) if kind == "u"
+                              else (self.history.redo_stack, self.history.undo_stack))
+            if source:
+                target.append(source.pop())
         self._remember(entry)
 
     def snapshot(self) -> tuple[bytes, int, int]:
@@ -275,10 +294,14 @@ class Database:
         self.pending, self.savepoint = [], None
 
     def status(self) -> dict:
-        """Sequence number, log length, checkpoint and lock facts for ``pyzdb status``."""
-        meta = self.journal.meta
-        return {"role": "rw", "seq": self.journal.seq, "log_records": self.journal.log_records,
-                "checkpoint_seq": meta.get("seq", 0), "checkpoint_time": meta.get("time"),
-                "checkpoint_bytes": meta.get("size", 0), "store": self.journal.store.url,
+        """Sequence number, log length, checkpoint, store, durability, sizes and lock facts for ``pyzdb status``."""
+        journal, meta = self.journal, self.journal.meta
+        store = journal.store
+        return {"role": "rw", "seq": journal.seq, "log_records": journal.log_records, "log_bytes": journal.log_bytes,
+                "checkpoint_gen": meta.get("gen", 0), "checkpoint_seq": meta.get("seq", 0),
+                "checkpoint_time": meta.get("time"), "checkpoint_bytes": meta.get("size", 0),
+                "checkpoint_chunks": meta.get("chunks", 0), "store": store.url, "durability": self.durability,
+                "store_bytes": store.byte_size() if hasattr(store, "byte_size") else None,
+                "store_used_bytes": store.used_bytes() if hasattr(store, "used_bytes") else None,
                 "locked": self.lock is not None, "undo_depth": len(self.history.undo_stack),
                 "redo_depth": len(self.history.redo_stack), "top_level_keys": len(self.engine.tree)}

@@ -24,6 +24,10 @@ class QueryError(Error, ValueError):
     """A query is malformed: unknown op, bad path step, too deep, too many operations."""
 
 
+class WatchGap(QueryError):
+    """A watcher asked for changes a checkpoint has already removed from the log."""
+
+
 class MethodNotAllowed(Error, AttributeError):
     """A method is not in the allow-list for the type it is called on."""
 
@@ -113,7 +117,7 @@ class InternalError(Error):
 BY_NAME: dict[str, type[Error]] = {
     cls.__name__: cls
     for cls in [
-        Error, ProtocolError, MessageTooLarge, QueryError, MethodNotAllowed,
+        Error, ProtocolError, MessageTooLarge, QueryError, WatchGap, MethodNotAllowed,
         PathKeyError, PathIndexError, ValueTypeError, InvalidValue, ReadOnlyError,
         UndoError, FileAccessError, LockError, LockTimeout, LockLost, ServiceUnavailable,
         AuthError, StoreError, StoreConnectionError, StoreTimeout, StoreProtocolError,

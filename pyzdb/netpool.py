@@ -16,6 +16,7 @@ from .errors import StoreConnectionError, StoreTimeout
 T = TypeVar("T")
 
 _RECV_SIZE = 256 * 1024
+_PAIR_HEAD = struct.Struct(">II")
 
 
 class Connection:
@@ -81,6 +82,15 @@ class Connection:
         values = fmt.unpack_from(self._buf, self._pos)
         self._pos += fmt.size
         return values
+
+    def read_pairs(self, n: int) -> list[tuple[bytes, bytes]]:
+        """Read ``n`` × ``ksiz:u32 vsiz:u32 key value``, the pair layout both servers use."""
+        pairs = []
+        for _ in range(n):
+            ksiz, vsiz = self.unpack(_PAIR_HEAD)
+            data = self.read(ksiz + vsiz)
+            pairs.append((data[:ksiz], data[ksiz:]))
+        return pairs
 
     def settimeout(self, timeout: float | None) -> None:
         """Change the timeout of every later send and receive."""

@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import zmq
 
-from . import wire
+from . import watch, wire
 from .auth import ROLE_FRAMES
 from .checkpoint import Checkpointer
 from .database import DEFER, Database
@@ -21,6 +22,7 @@ from .health import Beacon, set_heartbeats
 
 log = logging.getLogger("pyzdb.server")
 MAX_DRAIN = 1000
+WRITER_MEMORY = 10   # a client counts as an active writer for this many group-commit windows
 
 
 @dataclass
@@ -88,6 +90,7 @@ class ReadWriteServer:
         self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
         self.stopping = threading.Event()
         self.published = db.journal.seq
+        self.writers: OrderedDict[bytes, float] = OrderedDict()   # cid -> time of its last write
 
     def serve_forever(self) -> None:
         """Run until ``stop()``; every fault in a request becomes an error reply, never a crash."""
@@ -95,13 +98,13 @@ class ReadWriteServer:
         poller.register(self.socket, zmq.POLLIN)
         try:
             while not self.stopping.is_set():
-                if poller.poll(self._timeout_ms()):
-                    batch = self._drain()
-                    if self.config.durability == "batch" and batch:
-                        time.sleep(self.config.batch_ms / 1000)
-                        batch += self._drain()
-                    self._process(batch)
-                self._tick()
+                busy = bool(poller.poll(self._timeout_ms()))
+                if busy:
+                    self._process(self._drain())
+                if not busy or self.db.lock is not None or self.waiting:
+                    self._tick()   # timers; after a busy step _process already committed and sent
+                if self.beacon is not None:
+                    self.beacon.tick()   # a clock read unless a beat is due
         finally:
             self.close()
 
@@ -131,10 +134,11 @@ class ReadWriteServer:
         return max(0, int(wake) + 1)
 
     def _drain(self) -> list[list[bytes]]:
-        batch = []
-        while len(batch) < MAX_DRAIN:
+        batch, sock = [], self.socket
+        # asking EVENTS is cheaper than the zmq.Again a recv on an empty queue raises
+        while len(batch) < MAX_DRAIN and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             try:
-                batch.append(self.socket.recv_multipart(zmq.NOBLOCK, copy=True))
+                batch.append(sock.recv_multipart(zmq.NOBLOCK, copy=True))
             except zmq.Again:
                 break
         return batch
@@ -144,9 +148,36 @@ class ReadWriteServer:
         locked_before = self.db.lock is not None
         for frames in batch:
             self._handle(frames, replies)
+        if self.config.durability == "batch" and self.db.pending and self.db.lock is None:
+            self._gather(replies)
         if locked_before and self.db.lock is None:
             self._release_waiting(replies)
         self._commit_and_send(replies)
+
+    def _gather(self, replies: list) -> None:
+        """Group commit: for up to batch_ms, take in more requests while a client that wrote lately is not in the group.
+
+        Clients wait for their replies, so one already in the group cannot send
+        again; waiting only pays when other writers are about to send.
+        """
+        deadline = time.monotonic() + self.config.batch_ms / 1000
+        while self._writers_missing():
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.socket.poll(int(left * 1000) + 1):
+                return
+            for frames in self._drain():
+                self._handle(frames, replies)
+
+    def _writers_missing(self) -> bool:
+        """Note the clients in the pending group; True if one that wrote lately is not among them."""
+        now, writers, memory = time.monotonic(), self.writers, WRITER_MEMORY * self.config.batch_ms / 1000
+        group = {entry["cid"] for entry in self.db.pending if entry.get("cid") is not None}
+        for cid in group:
+            writers[cid] = now
+            writers.move_to_end(cid)
+        while writers and now - next(iter(writers.values())) > memory:
+            writers.popitem(last=False)
+        return len(writers) > len(group)
 
     def _handle(self, frames: list[bytes], replies: list) -> None:
         try:
@@ -169,11 +200,22 @@ class ReadWriteServer:
             if waiting.cid == cid and waiting.rid == rid:
                 waiting.route = route   # a retry of a held request: answer the newest route
                 return
+        if query.get("op") == "watch":   # committed log records only: never held by a lock
+            replies.append((route, self._watch(rid, query)))
+            return
         reply = self.db.handle(cid, rid, query, read_only=read_only)
         if reply is DEFER:
             self.waiting.append(Waiting(route, cid, rid, query, time.monotonic() + self.config.lock_wait, read_only))
         else:
             replies.append((route, reply))
+
+    def _watch(self, rid: int, query: dict) -> dict:
+        """Answer a watch from the stored log at once (replicas hold it as a long poll; this loop does not)."""
+        seq = self.db.journal.seq
+        try:
+            return wire.ok_reply(rid, watch.answer(query, self.db.journal, seq), seq)
+        except Error as exc:
+            return wire.error_reply(rid, exc, seq)
 
     def _release_waiting(self, replies: list) -> None:
         """Hand held requests to the database again, in arrival order, until one is held again."""
@@ -202,8 +244,6 @@ class ReadWriteServer:
     def _tick(self) -> None:
         """Timers: the lock's lease, lock-wait timeouts."""
         replies: list = []
-        if self.beacon is not None:
-            self.beacon.tick()
         if self.db.expire_lock():
             log.warning("a lock's lease ran out; its writes were rolled back")
             self._release_waiting(replies)

@@ -35,9 +35,9 @@ def free_ports(count: int) -> list[int]:
 
 def start_process(args: list[str], log_path: str, env: dict | None = None) -> subprocess.Popen:
     """Start ``python -m pyzdb ARGS`` with its output in ``log_path``."""
-    log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "pyzdb", *args], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "pyzdb", *args], stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
 
 
 def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
@@ -52,6 +52,17 @@ def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeo
         proc.wait()
 
 
+def wait_answering(rw_uri: str, timeout: float, what: str, log: Any) -> None:
+    """Return once the read-write server behind ``rw_uri`` answers a ping; else raise RuntimeError with ``log()``."""
+    db, _ = client(rw_uri, timeout=timeout)
+    try:
+        db.ping()
+    except Error as exc:
+        raise RuntimeError(f"{what} did not start: {exc}\n{log()}") from exc
+    finally:
+        db._conn.close()
+
+
 class EmbeddedService:
     """``pyzdb serve`` as a subprocess on free ports, with its own data directory.
 
@@ -62,6 +73,7 @@ class EmbeddedService:
     def __init__(self, *extra_args: str, data_dir: str | None = None, store: str | None = None) -> None:
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pyzdb-test-")
+        os.makedirs(self.data_dir, exist_ok=True)
         self.store = store
         self.extra_args = list(extra_args)
         ports = free_ports(6)
@@ -86,13 +98,7 @@ class EmbeddedService:
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Wait until the read-write server answers."""
-        db = self.client(timeout=timeout)
-        try:
-            db.ping()
-        except Error as exc:
-            raise RuntimeError(f"pyzdb serve did not start: {exc}\n{self.log()}") from exc
-        finally:
-            db._conn.close()
+        wait_answering(self.rw_uri, timeout, "pyzdb serve", self.log)
 
     def client(self, *, ro: bool = False, timeout: float = 10.0, **options: Any) -> Proxy:
         """A client connected to this service (reads on the RO queue too with ``ro=True``)."""
@@ -138,6 +144,114 @@ class EmbeddedService:
 
     def __enter__(self) -> "EmbeddedService":
         return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Cluster:
+    """A broker, a read-write server and ``replicas`` read-only servers, each its own process, on free ports.
+
+    They share one sqlite store in the cluster's data directory; ``server_args`` go to
+    every server, ``replica_args`` to the replicas only. ``kill_replica(i)``
+    is a ``kill -9``; ``start_replica(i)`` starts it again.
+
+    >>> with Cluster(replicas=2) as cluster:      # doctest: +SKIP
+    ...     db = cluster.client(ro=True)
+    """
+
+    def __init__(self, replicas: int = 2, *server_args: str, replica_args: tuple = (),
+                 data_dir: str | None = None) -> None:
+        self.owns_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="pyzdb-cluster-")
+        ports = free_ports(7)
+        (self.rw_uri, self.rw_back, self.ro_uri, self.ro_back,
+         self.feed, self.status_feed, self.health) = (f"tcp://127.0.0.1:{p}" for p in ports)
+        self.server_args, self.replica_args = list(server_args), list(replica_args)
+        self.broker: subprocess.Popen | None = None
+        self.rw: subprocess.Popen | None = None
+        self.replicas: list[subprocess.Popen | None] = [None] * replicas
+
+    def _log(self, name: str) -> str:
+        return os.path.join(self.data_dir, f"{name}.log")
+
+    def _server_args(self) -> list[str]:
+        return ["--data", self.data_dir, "--feed", self.feed, "--health", self.health, *self.server_args]
+
+    def start(self, timeout: float = 20.0) -> "Cluster":
+        """Start every process; return once the RW server and every replica answer."""
+        self.broker = start_process(["broker", "--rw-front", self.rw_uri, "--rw-back", self.rw_back,
+                                     "--ro-front", self.ro_uri, "--ro-back", self.ro_back, "--health", self.health],
+                                    self._log("broker"))
+        self.rw = start_process(["server", "--back", self.rw_back, *self._server_args()], self._log("rw"))
+        wait_answering(self.rw_uri, timeout, "the RW server", lambda: self.log("rw"))
+        for index in range(len(self.replicas)):
+            self.start_replica(index, wait=False)
+        self.wait_replicas(range(len(self.replicas)), timeout)
+        return self
+
+    def replica_name(self, index: int) -> str:
+        """The name replica ``index`` reports its status under."""
+        return f"ro{index}"
+
+    def start_replica(self, index: int, wait: bool = True, timeout: float = 20.0) -> None:
+        """Start replica ``index`` (again); with ``wait``, return once it reports its status."""
+        self.replicas[index] = start_process(
+            ["server", "--ro", "--back", self.ro_back, "--status-feed", self.status_feed,
+             "--name", self.replica_name(index), *self._server_args(), *self.replica_args],
+            self._log(self.replica_name(index)))
+        if wait:
+            self.wait_replicas([index], timeout)
+
+    def wait_replicas(self, indexes: Any, timeout: float = 20.0) -> dict:
+        """Wait until the replicas named by ``indexes`` report their status; return the reports."""
+        from .replica import collect_status
+        names = {self.replica_name(i) for i in indexes}
+        reports = collect_status(self.status_feed, timeout, want=names)
+        if not names <= set(reports):
+            missing = sorted(names - set(reports))
+            raise RuntimeError(f"replicas {missing} did not report\n" + "\n".join(self.log(n) for n in missing))
+        return reports
+
+    def kill_replica(self, index: int) -> None:
+        """``kill -9`` replica ``index``."""
+        stop_process(self.replicas[index], signal.SIGKILL)
+
+    def pause_replica(self, index: int) -> None:
+        """SIGSTOP replica ``index``: it falls behind without dying."""
+        os.kill(self.replicas[index].pid, signal.SIGSTOP)
+
+    def resume_replica(self, index: int) -> None:
+        """SIGCONT replica ``index``."""
+        os.kill(self.replicas[index].pid, signal.SIGCONT)
+
+    def client(self, *, ro: bool = False, timeout: float = 10.0, **options: Any) -> Proxy:
+        """A client of the cluster (reads on the replicas too with ``ro=True``)."""
+        db, _ = client(self.rw_uri, *([self.ro_uri] if ro else []), timeout=timeout, **options)
+        return db
+
+    def log(self, name: str) -> str:
+        """What process ``name`` ('broker', 'rw', 'ro0', ...) printed so far."""
+        try:
+            with open(self._log(name), encoding="utf-8", errors="replace") as handle:
+                return handle.read()
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        """Stop every process by pid and remove the data directory the cluster made."""
+        for proc in [*self.replicas, self.rw]:
+            stop_process(proc)
+        stop_process(self.broker, timeout=1.0)   # it holds no state; it can take seconds to end its proxies
+        if self.owns_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> "Cluster":
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -85,6 +86,21 @@ def real_address(variable: str) -> Address | None:
         return None
     host, _, port = value.rpartition(":")
     return Address(host or "127.0.0.1", int(port), real=True)
+
+
+def raw_connection(address: Address, payload: bytes, timeout: float = 3.0) -> socket.socket:
+    """A plain socket to ``address`` that has sent ``payload`` (for byte-level checks of a server)."""
+    sock = socket.create_connection((address.host, address.port), timeout=timeout)
+    sock.sendall(payload)
+    return sock
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
 
 
 def _pick(request: pytest.FixtureRequest, fake: Address, variable: str) -> Address:

@@ -23,13 +23,13 @@ import struct
 import sys
 import threading
 import time
+from typing import Iterator
 
 LIMIT_KT = 1 << 28
 LIMIT_TT = 256 << 20
 XT_MAX = (1 << 40) - 1
 B_NOP, B_REPL, B_SCRIPT, B_SET, B_REMOVE, B_GET, B_ERROR = 0xB0, 0xB1, 0xB4, 0xB8, 0xB9, 0xBA, 0xBF
 OP_SET, OP_REMOVE, OP_CLEAR = 0xA1, 0xA2, 0xA5
-_STRUCTS: dict[str, struct.Struct] = {}
 
 
 class Hangup(Exception):
@@ -44,16 +44,18 @@ class Peer:
         self.rfile = sock.makefile("rb")
 
     def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes, or Hangup."""
         data = self.rfile.read(n) if n else b""
         if len(data) != n:
             raise Hangup()
         return data
 
     def unpack(self, fmt: str) -> tuple:
-        st = _STRUCTS.get(fmt) or _STRUCTS.setdefault(fmt, struct.Struct(fmt))
-        return st.unpack(self.read(st.size))
+        """Read and unpack one struct."""
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))
 
     def send(self, *parts: bytes) -> None:
+        """Send the parts as one write."""
         self.sock.sendall(b"".join(parts))
 
 
@@ -80,6 +82,7 @@ class KTData:
 
     @staticmethod
     def clock() -> int:
+        """The update log's clock: unix milliseconds x 10^6."""
         return int(time.time() * 1000) * 1_000_000
 
     def _log(self, db: int, body: bytes) -> None:
@@ -89,6 +92,7 @@ class KTData:
         self.cond.notify_all()
 
     def set(self, db: int, key: bytes, value: bytes, xt: int) -> None:
+        """Store with xt as ktserver reads it: negative absolute, else seconds from now."""
         now = int(time.time())
         xt = -xt if xt < 0 else min(xt, (1 << 62)) + now
         xt = min(xt, XT_MAX)
@@ -96,23 +100,27 @@ class KTData:
         self._log(db, bytes([OP_SET]) + varint(len(key)) + varint(len(value) + 5) + key + xt.to_bytes(5, "big") + value)
 
     def get(self, db: int, key: bytes) -> tuple[bytes, int] | None:
+        """The (value, xt) of a live record."""
         rec = self.dbs[db].get(key)
         if rec is None or int(time.time()) > rec[1]:
             return None
         return rec
 
     def remove(self, db: int, key: bytes) -> bool:
+        """Remove; True if a live record existed."""
         existed = self.get(db, key) is not None
         self.dbs[db].pop(key, None)
         self._log(db, bytes([OP_REMOVE]) + varint(len(key)) + key)
         return existed
 
     def clear(self, db: int) -> None:
+        """Remove every record of a database."""
         self.dbs[db].clear()
         self._log(db, bytes([OP_CLEAR]))
 
 
 def kt_set_bulk(peer: Peer, data: KTData) -> bool:
+    """B8 set_bulk: store records; BF and close on an oversized record."""
     flags, n = peer.unpack(">II")
     stored, ok = 0, True
     for _ in range(n):
@@ -145,6 +153,7 @@ def _read_keys(peer: Peer, n: int) -> list[tuple[int, bytes]] | None:
 
 
 def kt_remove_bulk(peer: Peer, data: KTData) -> bool:
+    """B9 remove_bulk: count only keys that existed; every remove is logged."""
     flags, n = peer.unpack(">II")
     keys = _read_keys(peer, n)
     removed = 0
@@ -156,6 +165,7 @@ def kt_remove_bulk(peer: Peer, data: KTData) -> bool:
 
 
 def kt_get_bulk(peer: Peer, data: KTData) -> bool:
+    """BA get_bulk: hits in request order, missing and expired keys left out."""
     _flags, n = peer.unpack(">II")
     keys = _read_keys(peer, n)
     if keys is None:
@@ -172,9 +182,11 @@ def kt_get_bulk(peer: Peer, data: KTData) -> bool:
 
 
 def run_script(name: bytes, pairs: dict[bytes, bytes], data: KTData) -> dict[bytes, bytes] | None:
-    """The built-in scripts: echo (its input back), clear (database 0), fail (always fails)."""
+    """The built-in scripts: echo (its input back), count and clear (database 0); others fail."""
     if name == b"echo":
         return pairs
+    if name == b"count":
+        return {b"count": str(len(data.dbs[0])).encode()}
     if name == b"clear":
         with data.cond:
             data.clear(0)
@@ -183,6 +195,7 @@ def run_script(name: bytes, pairs: dict[bytes, bytes], data: KTData) -> dict[byt
 
 
 def kt_play_script(peer: Peer, data: KTData) -> bool:
+    """B4 play_script: output pairs sorted by key; BF but no close when the script fails."""
     flags, nsiz, n = peer.unpack(">III")
     if nsiz > LIMIT_KT:
         return False
@@ -205,6 +218,7 @@ def kt_play_script(peer: Peer, data: KTData) -> bool:
 
 
 def kt_replication(peer: Peer, data: KTData) -> bool:
+    """B1 replication: frames newer than ts, filtered by sid; B0 keep-alive answered by B1."""
     flags, ts, sid = peer.unpack(">IQH")
     white, rts, miss = flags & 1, 0, 0
     peer.send(bytes([B_REPL]))
@@ -246,7 +260,7 @@ class TTData:
     def __init__(self) -> None:
         self.map: dict[bytes, bytes] = {}
         self.lock = threading.Lock()
-        self.iter_keys: list[bytes] = []
+        self.iter_keys: Iterator[bytes] = iter(())
         self.started = time.time()
 
 
@@ -258,6 +272,7 @@ def _size(peer: Peer, fmt: str = ">i") -> int:
 
 
 def tt_put(cmd: int, peer: Peer, data: TTData) -> None:
+    """put 10 / putkeep 11 / putcat 12 / putnr 18 (no reply)."""
     ksiz, vsiz = _size(peer), _size(peer)
     key, value = peer.read(ksiz), peer.read(vsiz)
     code = 0
@@ -273,6 +288,7 @@ def tt_put(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def tt_key(cmd: int, peer: Peer, data: TTData) -> None:
+    """out 20 / get 30 / vsiz 38: code 1 for a missing key."""
     key = peer.read(_size(peer))
     with data.lock:
         value = data.map.get(key)
@@ -287,6 +303,7 @@ def tt_key(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def tt_mget(cmd: int, peer: Peer, data: TTData) -> None:
+    """mget 31: hits in request order."""
     n = peer.unpack(">i")[0]
     if n < 0 or n > 1 << 20:
         raise Hangup()
@@ -298,21 +315,18 @@ def tt_mget(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def tt_iter(cmd: int, peer: Peer, data: TTData) -> None:
+    """iterinit 50 / iternext 51 over the iterator shared by every connection."""
     with data.lock:
-        if cmd == 0x50:
-            data.iter_keys = list(data.map)
+        if cmd == 0x50:  # iterinit
+            data.iter_keys = iter(list(data.map))
             peer.send(b"\x00")
             return
-        while data.iter_keys and data.iter_keys[0] not in data.map:
-            data.iter_keys.pop(0)
-        if not data.iter_keys:
-            peer.send(b"\x01")
-            return
-        key = data.iter_keys.pop(0)
-    peer.send(struct.pack(">BI", 0, len(key)), key)
+        key = next((k for k in data.iter_keys if k in data.map), None)
+    peer.send(b"\x01" if key is None else struct.pack(">BI", 0, len(key)) + key)
 
 
 def tt_fwmkeys(cmd: int, peer: Peer, data: TTData) -> None:
+    """fwmkeys 58: keys with a prefix (sorted here; a real hash db gives any order)."""
     psiz, limit = _size(peer), peer.unpack(">i")[0]
     prefix = peer.read(psiz)
     with data.lock:
@@ -322,6 +336,7 @@ def tt_fwmkeys(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def tt_add(cmd: int, peer: Peer, data: TTData) -> None:
+    """addint 60 / adddouble 61 on 4-byte / 8-byte little-endian records; code 1 on another size."""
     ksiz = _size(peer)
     if cmd == 0x60:
         num, width, native = peer.unpack(">i")[0], 4, "<i"
@@ -346,6 +361,7 @@ def tt_add(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def tt_whole(cmd: int, peer: Peer, data: TTData) -> None:
+    """vanish 72, rnum 80, size 81, stat 88."""
     with data.lock:
         if cmd == 0x72:
             data.map.clear()
@@ -362,25 +378,30 @@ def tt_whole(cmd: int, peer: Peer, data: TTData) -> None:
 
 
 def run_misc(name: bytes, args: list[bytes], data: TTData) -> list[bytes] | None:
-    """The misc functions of an on-memory hash database that tests use."""
-    pairs = list(zip(args[::2], args[1::2]))
-    if name in (b"put", b"putlist") and len(args) % 2 == 0 and (name == b"putlist" or args):
-        data.map.update(pairs)
-        return []
-    if name == b"outlist" or (name == b"out" and len(args) == 1 and args[0] in data.map):
+    """The misc functions of an on-memory hash database (None: failure), as ttserver 1.1.41 answers them."""
+    table = data.map
+    if name == b"put" and len(args) >= 2:
+        table[args[0]] = args[1]
+    elif name == b"putlist":
+        table.update(zip(args[::2], args[1::2]))  # an odd last argument is ignored
+    elif name == b"out" and args and args[0] in table:
+        del table[args[0]]
+    elif name == b"get" and args and args[0] in table:
+        return [table[args[0]]]
+    elif name == b"outlist":
         for key in args:
-            data.map.pop(key, None)
-        return []
-    if name == b"getlist" or (name == b"get" and len(args) == 1 and args[0] in data.map):
-        found = [(k, data.map[k]) for k in args if k in data.map]
-        return [x for kv in found for x in kv][1 if name == b"get" else 0:]
-    if name == b"vanish":
-        data.map.clear()
-        return []
-    return None
+            table.pop(key, None)
+    elif name == b"getlist":
+        return [x for key in args if key in table for x in (key, table[key])]
+    elif name == b"vanish":
+        table.clear()
+    elif name not in (b"sync", b"optimize"):
+        return None
+    return []
 
 
 def tt_misc(cmd: int, peer: Peer, data: TTData) -> None:
+    """misc 90: code 1 and a zero count on failure."""
     nsiz, _opts, n = peer.unpack(">iii")
     if nsiz < 0 or nsiz >= 256 or n < 0 or n > 1 << 20:
         raise Hangup()
@@ -401,34 +422,32 @@ TT_COMMANDS = {0x10: tt_put, 0x11: tt_put, 0x12: tt_put, 0x18: tt_put, 0x20: tt_
 
 
 # --- serving -----------------------------------------------------------------------------
-class KTHandler(socketserver.BaseRequestHandler):
-    """One Kyoto Tycoon connection: binary requests until one fails or the client leaves."""
+def kt_session(peer: Peer, data: KTData) -> None:
+    """Binary requests until one fails (failed bulk op, unknown magic byte) or the client leaves."""
+    while (command := KT_COMMANDS.get(peer.read(1)[0])) and command(peer, data):
+        pass
+
+
+def tt_session(peer: Peer, data: TTData) -> None:
+    """``C8 cmd`` requests until a protocol violation or the client leaves."""
+    while True:
+        magic, cmd = peer.read(2)
+        command = TT_COMMANDS.get(cmd) if magic == 0xC8 else None
+        if command is None:
+            return
+        command(cmd, peer, data)
+
+
+class Handler(socketserver.BaseRequestHandler):
+    """One connection, served by its server's session function; closed when that returns."""
 
     def handle(self) -> None:
-        peer = Peer(self.request)
+        """Serve until the session ends, then close."""
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            while True:
-                command = KT_COMMANDS.get(peer.read(1)[0])
-                if command is None or not command(peer, self.server.data):
-                    return  # unknown magic or failed bulk op: close
+            self.server.session(Peer(self.request), self.server.data)
         except (Hangup, OSError):
-            return
-
-
-class TTHandler(socketserver.BaseRequestHandler):
-    """One Tokyo Tyrant connection: ``C8 cmd`` requests until a violation or the client leaves."""
-
-    def handle(self) -> None:
-        peer = Peer(self.request)
-        try:
-            while True:
-                magic, cmd = peer.read(1)[0], peer.read(1)[0]
-                command = TT_COMMANDS.get(cmd) if magic == 0xC8 else None
-                if command is None:
-                    return
-                command(cmd, peer, self.server.data)
-        except (Hangup, OSError):
-            return
+            pass
 
 
 class Server(socketserver.ThreadingTCPServer):
@@ -437,16 +456,16 @@ class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port: int, handler: type, data: object) -> None:
-        super().__init__(("127.0.0.1", port), handler)
-        self.data = data
+    def __init__(self, port: int, session, data: object) -> None:
+        super().__init__(("127.0.0.1", port), Handler)
+        self.session, self.data = session, data
 
 
 def serve(kt_port: int = 0, tt_port: int = 0, *, kt_dbs: int = 2, kt_sid: int = 1,
           keepalive: float = 0.1) -> tuple[Server, Server]:
     """Start both servers on threads; return them (``server_address[1]`` is the port)."""
-    servers = (Server(kt_port, KTHandler, KTData(kt_dbs, kt_sid, keepalive)),
-               Server(tt_port, TTHandler, TTData()))
+    servers = (Server(kt_port, kt_session, KTData(kt_dbs, kt_sid, keepalive)),
+               Server(tt_port, tt_session, TTData()))
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     return servers

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from kttt_fixtures import kt_server, prefix, protocol_server, start_protocol_server  # noqa: F401
+from kttt_fixtures import (kt_server, prefix, protocol_server, raw_connection, recv_all,  # noqa: F401
+                           start_protocol_server)
 from pyzdb.errors import RecordTooLarge, StoreConnectionError, StoreProtocolError, StoreTimeout, ValueTypeError
 from pyzdb.kt import DATAMAXSIZ, KT_BINARY, KT_JSON, KT_MSGPACK, KT_NONE, XT_MAX, KyotoTycoon, Record
 from pyzdb.kt import protocol as p
@@ -16,23 +17,10 @@ from pyzdb.kt import protocol as p
 
 @pytest.fixture
 def kt(kt_server):
+    """A client of each server variant, closed after the test."""
     client = KyotoTycoon(kt_server.host, kt_server.port, timeout=5.0)
     yield client
     client.close()
-
-
-def raw(address, payload: bytes, timeout: float = 3.0) -> socket.socket:
-    sock = socket.create_connection((address.host, address.port), timeout=timeout)
-    sock.sendall(payload)
-    return sock
-
-
-def recv_all(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection."""
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    return data
 
 
 def test_set_then_get_returns_the_value_under_str_and_bytes_keys(kt, prefix):
@@ -112,7 +100,7 @@ def test_no_reply_writes_arrive_without_an_answer(kt, prefix):
 def test_no_reply_flag_on_the_wire_sends_nothing_back(kt_server, prefix):
     request = p.encode_set_bulk([Record(0, prefix + b"n", b"v")], p.BONOREPLY)
     get = p.encode_keys(p.BMGETBULK, [(0, prefix + b"n")])
-    with raw(kt_server, request + get) as sock:
+    with raw_connection(kt_server, request + get) as sock:
         reply = sock.recv(1)
         assert reply == bytes([p.BMGETBULK])  # the first byte back answers the get
 
@@ -124,13 +112,13 @@ def test_database_index_out_of_range_is_skipped_silently(kt, prefix):
 
 
 def test_unknown_magic_byte_closes_the_connection_without_reply(kt_server):
-    with raw(kt_server, b"\xb7\x00\x00\x00\x00") as sock:
+    with raw_connection(kt_server, b"\xb7\x00\x00\x00\x00") as sock:
         assert recv_all(sock) == b""
 
 
 def test_failed_bulk_op_answers_error_byte_then_closes(kt_server):
     header = struct.pack(">BIIHIIq", p.BMSETBULK, 0, 1, 0, DATAMAXSIZ + 1, 1, p.XT_NEVER)
-    with raw(kt_server, header) as sock:
+    with raw_connection(kt_server, header) as sock:
         assert recv_all(sock) == bytes([p.BMERROR])
 
 
@@ -230,7 +218,7 @@ def test_play_script_echo_returns_pairs_sorted_by_key(kt):
 
 def test_failed_script_raises_but_keeps_the_connection_on_the_wire(kt_server):
     request = p.encode_play_script(b"no-such-script", [(b"k", b"v")])
-    with raw(kt_server, request) as sock:
+    with raw_connection(kt_server, request) as sock:
         assert sock.recv(1) == bytes([p.BMERROR])
         sock.sendall(p.encode_keys(p.BMGETBULK, [(0, b"x")]))
         assert sock.recv(1) == bytes([p.BMGETBULK])  # still open
@@ -324,3 +312,9 @@ def test_replication_reports_clear(protocol_server):
         client.play_script("clear")
         events = collect(rep, b"\xff" * 40, 1)
     assert [(e.op, e.key, e.db) for e in events] == [("clear", None, 0)]
+
+
+def test_play_script_count_reports_the_records_of_database_zero(kt, prefix):
+    kt.set(prefix + b"c", b"v")
+    out = _script_or_skip(kt, "count", {})
+    assert list(out) == ["count"] and int(out["count"]) >= 1

@@ -1,7 +1,7 @@
 """The Kyoto Tycoon client: bulk get/set/remove, play_script and replication over the binary protocol."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 from ..netpool import Connection, Pool, as_list, batches
 from . import protocol as p
@@ -140,7 +140,7 @@ class KyotoTycoon(DictAccess):
         if no_reply:
             return self._pool.call(lambda conn: conn.send(payload), idempotent=False)
         what = f"play_script {name!r} with {len(pairs)} pairs"
-        out = self._pool.call(lambda conn: p.read_pairs(conn, self._send(conn, payload, p.BMPLAYSCRIPT, what)),
+        out = self._pool.call(lambda conn: conn.read_pairs(self._send(conn, payload, p.BMPLAYSCRIPT, what)),
                               idempotent=False)
         decode = self.serializer.decode if decode_values else _RAW.decode
         return {decode_key(k, self.decode_keys): decode(v) for k, v in out}

@@ -105,13 +105,3 @@ def read_records(conn: Connection, n: int) -> list[Record]:
         data = conn.read(ksiz + vsiz)
         records.append(Record(db, data[:ksiz], data[ksiz:], xt))
     return records
-
-
-def read_pairs(conn: Connection, n: int) -> list[tuple[bytes, bytes]]:
-    """Read ``n`` key/value pairs of a ``BMPLAYSCRIPT`` reply."""
-    pairs = []
-    for _ in range(n):
-        ksiz, vsiz = conn.unpack(_PAIR_HEAD)
-        data = conn.read(ksiz + vsiz)
-        pairs.append((data[:ksiz], data[ksiz:]))
-    return pairs

@@ -35,6 +35,11 @@ class MemoryStore(Store):
     def close(self) -> None:
         """Nothing to release."""
 
+    def key_count(self) -> int:
+        """How many records the store holds."""
+        with self._lock:
+            return len(self._data)
+
     def byte_size(self) -> int:
         """Total bytes of keys and values (for tests that watch growth)."""
         with self._lock:

@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 from ..errors import StoreProtocolError
 from ..kt.mapping import DictAccess
 from ..kt.serializers import KT_BINARY, Serializer, decode_key, encode_key, get_serializer
-from ..netpool import Connection, Pool, as_list, batches
+from ..netpool import Connection, Pool, batches
 from . import protocol as p
 
 T = TypeVar("T")
@@ -92,7 +92,7 @@ class TokyoTyrant(DictAccess):
             what = f"mget of {len(part)} keys"
             def read(conn: Connection) -> list[tuple[bytes, bytes]]:
                 p.expect_ok(conn, what)
-                return p.read_pairs(conn, conn.unpack(p.U32)[0])
+                return conn.read_pairs(conn.unpack(p.U32)[0])
             found.update((wanted[k], decode(v)) for k, v in self._call(p.encode_mget(part), read))
         return found
 

@@ -49,7 +49,6 @@ _FWM = struct.Struct(">BBIi")
 _ADDINT = struct.Struct(">BBIi")
 _ADDDOUBLE = struct.Struct(">BBIqq")
 _MISC = struct.Struct(">BBIII")
-_PAIR = struct.Struct(">II")
 
 
 def check_size(what: str, data: bytes) -> None:
@@ -142,16 +141,6 @@ def expect_ok(conn: Connection, what: str) -> None:
 def read_sized(conn: Connection) -> bytes:
     """A ``size:u32`` then that many bytes."""
     return conn.read(conn.unpack(U32)[0])
-
-
-def read_pairs(conn: Connection, n: int) -> list[tuple[bytes, bytes]]:
-    """``n`` × ``ksiz:u32 vsiz:u32 key value`` (an mget reply)."""
-    pairs = []
-    for _ in range(n):
-        ksiz, vsiz = conn.unpack(_PAIR)
-        data = conn.read(ksiz + vsiz)
-        pairs.append((data[:ksiz], data[ksiz:]))
-    return pairs
 
 
 def read_list(conn: Connection, n: int) -> list[bytes]:

@@ -1,0 +1,1 @@
+"""pyzdb's benchmarks: ``python -m bench`` (the comparison suite) and one module per measurement."""

@@ -1,0 +1,87 @@
+"""The servers the suite compares, each started on a free loopback port and stopped by pid.
+
+``start_pyzdb``, ``start_redis`` and ``start_zeo`` return a ``Running``: the
+spec a worker needs to connect, a label, the configuration used, and ``stop()``.
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pyzdb.testing import EmbeddedService, free_ports, stop_process
+
+REDIS_ARGS = ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
+
+
+@dataclass
+class Running:
+    """A started server: how to reach it, how it was configured, how to stop it."""
+
+    label: str
+    spec: dict
+    config: str
+    stop: Callable[[], None]
+    writes_only: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not open port {port} in {timeout:g} s")
+
+
+def start_pyzdb(label: str, durability: str = "batch", store: str | None = None,
+                writes_only: bool = False) -> Running:
+    """``pyzdb serve`` (embedded sqlite, or ``store``) with ``--durability``."""
+    service = EmbeddedService("--durability", durability, store=store).start()
+    config = f"pyzdb serve --durability {durability}, store {store or 'sqlite (embedded, WAL)'}"
+    return Running(label, {"kind": "pyzdb", "address": service.rw_uri}, config, service.close, writes_only)
+
+
+def start_redis() -> Running:
+    """A local ``redis-server`` with no snapshots and an append-only file fsynced every second."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (run bench/setup.sh)")
+    port = free_ports(1)[0]
+    data = tempfile.mkdtemp(prefix="bench-redis-")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", data,
+                             "--daemonize", "no", *REDIS_ARGS], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_port(port, proc, "redis-server")
+
+    def stop() -> None:
+        stop_process(proc)
+        shutil.rmtree(data, ignore_errors=True)
+    config = "redis-server --save '' --appendonly yes --appendfsync everysec (redis-py, default parser)"
+    return Running("redis", {"kind": "redis", "address": ["127.0.0.1", port]}, config, stop)
+
+
+def start_zeo() -> Running:
+    """``runzeo`` with a FileStorage in a temporary directory."""
+    binary = shutil.which("runzeo")
+    if binary is None:
+        raise RuntimeError("runzeo is not installed (run bench/setup.sh)")
+    port = free_ports(1)[0]
+    data = tempfile.mkdtemp(prefix="bench-zeo-")
+    proc = subprocess.Popen([binary, "-a", f"127.0.0.1:{port}", "-f", f"{data}/Data.fs"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_port(port, proc, "runzeo")
+
+    def stop() -> None:
+        stop_process(proc)
+        shutil.rmtree(data, ignore_errors=True)
+    return Running("zeo", {"kind": "zeo", "address": ["127.0.0.1", port]}, "runzeo, FileStorage", stop)

@@ -1,0 +1,246 @@
+"""Unit tests of the engine: every write's result, its inverse, and that failures change nothing."""
+import copy
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pyzdb import query as q
+from pyzdb.engine import Engine
+from pyzdb.errors import (Error, InvalidValue, PathIndexError, PathKeyError, QueryError,
+                          ValueTypeError)
+
+
+def run(engine, query):
+    return engine.execute(q.validate(query))
+
+
+def call(path, method, *args, **kwargs):
+    return {"op": "call", "path": path, "method": method, "args": list(args), "kwargs": kwargs}
+
+
+def check_undo(tree, query):
+    """Apply a query, apply its inverse, and require the exact prior tree; return the outcome."""
+    engine = Engine(copy.deepcopy(tree))
+    outcome = run(engine, query)
+    after = copy.deepcopy(engine.tree)
+    engine.apply(outcome.inverse)
+    assert engine.tree == tree
+    replayed = Engine(copy.deepcopy(tree))
+    replayed.apply(outcome.forward)
+    assert replayed.tree == after
+    return outcome, after
+
+
+TREE = {"l": [0, 1, 2, 3, 4], "d": {"a": 1, "b": [1, 2]}, "s": "text", "n": 5}
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({"op": "set", "path": ["l", 4], "value": ["a", "b"]}, [0, 1, 2, 3, ["a", "b"]]),
+    ({"op": "set", "path": ["l", -1], "value": 9}, [0, 1, 2, 3, 9]),
+    ({"op": "set", "path": ["l", [1, 3, None]], "value": ["x"]}, [0, "x", 3, 4]),
+    ({"op": "set", "path": ["l", [None, None, 2]], "value": [7, 8, 9]}, [7, 1, 8, 3, 9]),
+    ({"op": "set", "path": ["l", [None, None, -2]], "value": [7, 8, 9]}, [9, 1, 8, 3, 7]),
+    ({"op": "del", "path": ["l", 0]}, [1, 2, 3, 4]),
+    ({"op": "del", "path": ["l", [1, 3, None]]}, [0, 3, 4]),
+    ({"op": "del", "path": ["l", [None, None, -2]]}, [1, 3]),
+    (call(["l"], "append", "d"), [0, 1, 2, 3, 4, "d"]),
+    (call(["l"], "extend", [5, 6]), [0, 1, 2, 3, 4, 5, 6]),
+    (call(["l"], "insert", -2, "i"), [0, 1, 2, "i", 3, 4]),
+    (call(["l"], "insert", 99, "i"), [0, 1, 2, 3, 4, "i"]),
+    (call(["l"], "insert", -99, "i"), ["i", 0, 1, 2, 3, 4]),
+    (call(["l"], "pop"), [0, 1, 2, 3]),
+    (call(["l"], "pop", 1), [0, 2, 3, 4]),
+    (call(["l"], "remove", 3), [0, 1, 2, 4]),
+    (call(["l"], "sort", reverse=True), [4, 3, 2, 1, 0]),
+    (call(["l"], "reverse"), [4, 3, 2, 1, 0]),
+    (call(["l"], "clear"), []),
+    ({"op": "iadd", "path": ["l"], "value": [7]}, [0, 1, 2, 3, 4, 7]),
+])
+def test_list_writes_and_their_inverses(query, expected):
+    _, after = check_undo(TREE, query)
+    assert after["l"] == expected
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({"op": "set", "path": ["d", "c"], "value": 3}, {"a": 1, "b": [1, 2], "c": 3}),
+    ({"op": "set", "path": ["d", 7], "value": 3}, {"a": 1, "b": [1, 2], 7: 3}),
+    ({"op": "del", "path": ["d", "a"]}, {"b": [1, 2]}),
+    (call(["d"], "pop", "a"), {"b": [1, 2]}),
+    (call(["d"], "pop", "zz", 0), {"a": 1, "b": [1, 2]}),
+    (call(["d"], "popitem"), {"a": 1}),
+    (call(["d"], "setdefault", "c", []), {"a": 1, "b": [1, 2], "c": []}),
+    (call(["d"], "setdefault", "a", 5), {"a": 1, "b": [1, 2]}),
+    (call(["d"], "update", {"a": 2, "z": 0}), {"a": 2, "b": [1, 2], "z": 0}),
+    (call(["d"], "update", q=1), {"a": 1, "b": [1, 2], "q": 1}),
+    (call(["d"], "clear"), {}),
+    (call(["d", "b"], "append", 3), {"a": 1, "b": [1, 2, 3]}),
+])
+def test_dict_writes_and_their_inverses(query, expected):
+    _, after = check_undo(TREE, query)
+    assert after["d"] == expected
+
+
+def test_results_of_methods_are_returned():
+    engine = Engine(copy.deepcopy(TREE))
+    assert run(engine, call(["l"], "pop")).result == 4
+    assert run(engine, call(["d"], "pop", "a")).result == 1
+    assert run(engine, call(["d"], "setdefault", "a", 9)).result == 9
+    assert run(engine, call(["d"], "setdefault", "a", 10)).result == 9
+    assert run(engine, call(["l"], "index", 2)).result == 2
+    assert run(engine, call(["l"], "count", 9)).result == 0
+    assert run(engine, call(["d"], "keys")).result == ["b", "a"]
+    assert run(engine, call(["d"], "items")).result == [["b", [1, 2]], ["a", 9]]
+    assert run(engine, call(["d"], "get", "zz", 5)).result == 5
+    assert run(engine, call(["s"], "upper")).result == "TEXT"
+    assert run(engine, {"op": "len", "path": ["l"]}).result == 4
+    assert run(engine, {"op": "contains", "path": ["d"], "value": "b"}).result is True
+    assert run(engine, {"op": "contains", "path": ["l"], "value": 99}).result is False
+    assert run(engine, {"op": "get", "path": ["l", [1, None, None]]}).result == [1, 2, 3]
+    assert run(engine, {"op": "get", "path": ["s", 0]}).result == "t"
+    assert run(engine, {"op": "iter", "path": ["l"], "start": 1, "limit": 2}).result == [1, 2]
+    assert run(engine, {"op": "type", "path": ["d"]}).result == "dict"
+
+
+def test_reads_have_no_inverse():
+    outcome = run(Engine(copy.deepcopy(TREE)), {"op": "get", "path": ["l"]})
+    assert not outcome.is_write and outcome.inverse == []
+
+
+def test_increment_and_compare_and_set():
+    outcome, after = check_undo(TREE, {"op": "iadd", "path": ["n"], "value": 2})
+    assert outcome.result == 7 and after["n"] == 7
+    _, after = check_undo(TREE, {"op": "iadd", "path": ["s"], "value": "!"})
+    assert after["s"] == "text!"
+    outcome, after = check_undo(TREE, {"op": "iadd", "path": ["new"], "value": 1, "create": True})
+    assert after["new"] == 1
+    outcome, after = check_undo(TREE, {"op": "cas", "path": ["n"], "expected": 5, "value": 6})
+    assert outcome.result is True and after["n"] == 6
+    outcome, after = check_undo(TREE, {"op": "cas", "path": ["n"], "expected": 4, "value": 6})
+    assert outcome.result is False and after["n"] == 5 and not outcome.is_write
+
+
+@pytest.mark.parametrize("query, error, message", [
+    ({"op": "get", "path": ["nope"]}, PathKeyError, "db\\['nope'\\]: key 'nope' not found"),
+    ({"op": "get", "path": ["l", 10]}, PathIndexError, "index 10 out of range"),
+    ({"op": "get", "path": ["n", 0]}, ValueTypeError, "is a int; it has no item"),
+    ({"op": "set", "path": ["l", 10], "value": 1}, PathIndexError, "out of range"),
+    ({"op": "set", "path": ["l", "x"], "value": 1}, ValueTypeError, "not an int"),
+    ({"op": "set", "path": ["n", "x"], "value": 1}, ValueTypeError, "cannot be changed in place"),
+    ({"op": "set", "path": ["l", [None, None, 2]], "value": [1]}, InvalidValue, "extended slice"),
+    ({"op": "set", "path": ["l", [0, 2, None]], "value": "ab"}, ValueTypeError, "needs a list"),
+    ({"op": "set", "path": ["l", [0, 2, None], 0], "value": 1}, QueryError, "through a slice"),
+    ({"op": "del", "path": ["d", "zz"]}, PathKeyError, "not found"),
+    ({"op": "iadd", "path": ["s"], "value": 1}, ValueTypeError, "cannot add int to str"),
+    ({"op": "iadd", "path": ["zz"], "value": 1}, PathKeyError, "not found"),
+    (call(["l"], "remove", 99), InvalidValue, "not in the list"),
+    (call(["l"], "pop", 99), PathIndexError, "out of range"),
+    (call(["l"], "insert", "x", 1), ValueTypeError, "not an int"),
+    (call(["l"], "extend", 5), ValueTypeError, "needs a list"),
+    (call(["l"], "append"), ValueTypeError, "takes 1 arguments"),
+    (call(["l"], "sort", key="x"), QueryError, "no keyword 'key'"),
+    (call(["d"], "update", [1]), ValueTypeError, "needs a dict"),
+    (call(["d"], "pop", "zz"), PathKeyError, "not found"),
+    (call(["n"], "append", 1), Error, "no allowed method"),
+    (call(["s"], "append", 1), Error, "no allowed method"),
+    (call(["l"], "index", 99), InvalidValue, "not in list"),
+])
+def test_failures_name_the_problem_and_change_nothing(query, error, message):
+    engine = Engine(copy.deepcopy(TREE))
+    with pytest.raises(error, match=message):
+        run(engine, query)
+    assert engine.tree == TREE
+
+
+def test_sort_of_mixed_types_fails_and_leaves_the_list_as_it_was():
+    engine = Engine({"l": [3, "a", 1]})
+    with pytest.raises(ValueTypeError):
+        run(engine, call(["l"], "sort"))
+    assert engine.tree == {"l": [3, "a", 1]}
+
+
+def test_batch_is_all_or_nothing():
+    engine = Engine(copy.deepcopy(TREE))
+    batch = {"op": "batch", "ops": [{"op": "set", "path": ["x"], "value": 1}, call(["l"], "append", 5),
+                                    {"op": "get", "path": ["nope"]}]}
+    with pytest.raises(PathKeyError, match="batch operation 2"):
+        run(engine, batch)
+    assert engine.tree == TREE
+    batch["ops"].pop()
+    outcome, after = check_undo(TREE, batch)
+    assert outcome.result == [None, None] and after["x"] == 1 and after["l"][-1] == 5
+
+
+def test_stored_values_are_not_shared_with_the_query():
+    engine = Engine({})
+    query = {"op": "set", "path": ["x"], "value": [1, 2]}
+    run(engine, query)
+    run(engine, call(["x"], "append", 3))
+    assert query["value"] == [1, 2]
+
+
+# --- property: apply then undo returns the exact prior tree, for random operations --------
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), st.text(max_size=3), st.binary(max_size=3))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.one_of(st.text(max_size=2), st.integers(0, 5)), inner, max_size=4)),
+    max_leaves=12)
+trees = st.dictionaries(st.text(max_size=2), values, max_size=5)
+
+
+def containers(node, path=()):
+    if isinstance(node, (list, dict)):
+        yield list(path), node
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in items:
+            yield from containers(child, path + (key,))
+
+
+def random_query(data, tree):
+    path, node = data.draw(st.sampled_from(list(containers(tree))))
+    index = st.integers(-len(node) - 2, len(node) + 2) if isinstance(node, list) else None
+    key = data.draw(st.sampled_from(list(node)) if node and data.draw(st.booleans()) else
+                    (index if index is not None else st.text(max_size=2)))
+    value = data.draw(values)
+    if isinstance(node, list):
+        bound = st.one_of(st.none(), st.integers(-6, 6))
+        piece = [data.draw(bound), data.draw(bound), data.draw(st.sampled_from([None, 1, 2, -1, -2]))]
+        choices = [
+            {"op": "set", "path": path + [key], "value": value}, {"op": "del", "path": path + [key]},
+            {"op": "set", "path": path + [piece], "value": data.draw(st.lists(values, max_size=3))},
+            {"op": "del", "path": path + [piece]},
+            call(path, "append", value), call(path, "extend", data.draw(st.lists(values, max_size=3))),
+            call(path, "insert", data.draw(index), value), call(path, "pop"), call(path, "pop", data.draw(index)),
+            call(path, "remove", value if not node else data.draw(st.sampled_from(node))),
+            call(path, "sort", reverse=data.draw(st.booleans())), call(path, "reverse"), call(path, "clear"),
+            {"op": "iadd", "path": path + [key], "value": data.draw(st.one_of(st.integers(-5, 5), st.lists(scalars, max_size=2)))},
+        ]
+    else:
+        choices = [
+            {"op": "set", "path": path + [key], "value": value}, {"op": "del", "path": path + [key]},
+            call(path, "pop", key), call(path, "popitem"), call(path, "setdefault", key, value),
+            call(path, "update", data.draw(st.dictionaries(st.text(max_size=2), values, max_size=3))),
+            call(path, "clear"), {"op": "cas", "path": path + [key], "expected": value, "value": 1},
+        ]
+    return data.draw(st.sampled_from(choices))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree=trees, data=st.data())
+def test_random_writes_then_undo_return_the_exact_prior_tree(tree, data):
+    engine = Engine(copy.deepcopy(tree))
+    states, inverses = [copy.deepcopy(tree)], []
+    for _ in range(data.draw(st.integers(1, 8))):
+        query = random_query(data, engine.tree)
+        before = copy.deepcopy(engine.tree)
+        try:
+            outcome = run(engine, query)
+        except Error:
+            assert engine.tree == before, f"failed {query} changed the tree"
+            continue
+        inverses.append(outcome.inverse)
+        states.append(copy.deepcopy(engine.tree))
+    for inverse in reversed(inverses):
+        states.pop()
+        engine.apply(inverse)
+        assert engine.tree == states[-1]
+    assert engine.tree == tree
