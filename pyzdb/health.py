@@ -7,7 +7,7 @@ connection is closed and it leaves the round robin within
 its facts (role, pid, seq) to the broker's health socket every ``INTERVAL``;
 the broker answers each beat, and answers ``STATUS`` with its table.
 
->>> beacon = Beacon(ctx, 'tcp://127.0.0.1:5564', lambda: {'role': 'rw'})   # doctest: +SKIP
+>>> beacon = Beacon(ctx, 'tcp://127.0.0.1:5565', lambda: {'role': 'rw'})   # doctest: +SKIP
 >>> beacon.tick()   # in the server loop; sends at most every INTERVAL      # doctest: +SKIP
 """
 from __future__ import annotations
