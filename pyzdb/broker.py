@@ -134,7 +134,9 @@ class Broker:
         self.authenticator = auth.RoleAuthenticator(self.context, config.curve_dir) if config.curve_dir else None
         curve = auth.server_options(config.curve_dir) if config.curve_dir else None
         rw_backs = [config.rw_back] + ([config.rw_back_inproc] if config.rw_back_inproc else [])
-        self.queues = [Queue("rw", config.rw_front, rw_backs, config.max_message, self.context, curve)]
+        self.queues = []
+        if config.rw_front:   # None: the read-write server binds the front itself (`pyzdb serve`)
+            self.queues.append(Queue("rw", config.rw_front, rw_backs, config.max_message, self.context, curve))
         if config.ro_front:
             self.queues.append(Queue("ro", config.ro_front, [config.ro_back], config.max_message, self.context, curve))
         self.health = HealthMonitor(config.health, self.context, self._facts) if config.health else None

@@ -30,6 +30,7 @@ class ServerConfig:
     """Addresses and limits of a read-write server."""
 
     back: str = "tcp://127.0.0.1:5560"
+    front: str | None = None      # bind a ROUTER here and serve clients directly, with no broker hop
     feed: str | None = "tcp://127.0.0.1:5563"
     durability: str = "always"
     batch_ms: float = 2.0
@@ -77,10 +78,7 @@ class ReadWriteServer:
         self.db = db
         self.config = config
         self.context = context or zmq.Context.instance()
-        self.socket = self.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 1000)
-        set_heartbeats(self.socket)
-        self.socket.connect(config.back)
+        self.socket = self._open_socket(config)
         self.beacon = Beacon(self.context, config.health, self._beat_info) if config.health else None
         self.feed = None
         if config.feed:
@@ -91,6 +89,18 @@ class ReadWriteServer:
         self.stopping = threading.Event()
         self.published = db.journal.seq
         self.writers: OrderedDict[bytes, float] = OrderedDict()   # cid -> time of its last write
+
+    def _open_socket(self, config: ServerConfig) -> zmq.Socket:
+        """A DEALER connected to the broker's back end, or with ``front`` a ROUTER clients connect to."""
+        sock = self.context.socket(zmq.ROUTER if config.front else zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 1000)
+        set_heartbeats(sock)
+        if config.front:
+            sock.setsockopt(zmq.MAXMSGSIZE, config.max_message + 65536)
+            sock.bind(config.front)
+        else:
+            sock.connect(config.back)
+        return sock
 
     def serve_forever(self) -> None:
         """Run until ``stop()``; every fault in a request becomes an error reply, never a crash."""
@@ -122,7 +132,7 @@ class ReadWriteServer:
             self.feed.close()
 
     def _beat_info(self) -> dict:
-        return {"role": "rw", "back": self.config.back, "seq": self.db.journal.seq,
+        return {"role": "rw", "back": self.config.front or self.config.back, "seq": self.db.journal.seq,
                 "locked": self.db.lock is not None, "waiting": len(self.waiting)}
 
     def _timeout_ms(self) -> int:
