@@ -24,6 +24,7 @@ import zmq
 from . import files, query as q, watch, wire
 from .errors import Error, ProtocolError, ReadOnlyError, ServiceUnavailable
 from .follower import Follower
+from .health import Beacon
 from .journal import Journal
 from .server import split_frames
 
@@ -39,6 +40,7 @@ class ReplicaConfig:
     back: str = "tcp://127.0.0.1:5562"
     feed: str | None = "tcp://127.0.0.1:5563"
     status_feed: str | None = "tcp://127.0.0.1:5564"
+    health: str | None = None      # the broker's heartbeat socket
     name: str = field(default_factory=lambda: f"ro-{os.getpid()}")
     poll_interval: float = 0.2     # seconds between log polls when the feed is silent
     status_interval: float = 0.5   # seconds between status reports when nothing changes
@@ -72,6 +74,7 @@ class ReplicaServer:
         if self.sub is not None:
             self.sub.setsockopt(zmq.SUBSCRIBE, b"seq")
         self.status_pub = self._socket(zmq.PUB, config.status_feed)
+        self.beacon = Beacon(self.context, config.health, self._beat_info) if config.health else None
         self.held: list[Held] = []
         self.known_seq = follower.seq     # the newest seq the feed announced
         self.stopping = threading.Event()
@@ -104,6 +107,8 @@ class ReplicaServer:
                     self._serve_requests()
                 self._release_held()
                 self._report()
+                if self.beacon is not None:
+                    self.beacon.tick()
         finally:
             self.close()
 
@@ -116,6 +121,11 @@ class ReplicaServer:
         for sock in (self.socket, self.sub, self.status_pub):
             if sock is not None:
                 sock.close()
+        if self.beacon is not None:
+            self.beacon.close()
+
+    def _beat_info(self) -> dict:
+        return {"role": "ro", "name": self.config.name, "back": self.config.back, "seq": self.follower.seq}
 
     def _timeout_ms(self) -> int:
         wake = min(self._next_poll, self._next_status, *(h.deadline for h in self.held))
@@ -300,6 +310,7 @@ def replica_config(args: argparse.Namespace) -> ReplicaConfig:
     roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
     config = ReplicaConfig(back=args.back or "tcp://127.0.0.1:5562", feed=args.feed or None,
                            status_feed=getattr(args, "status_feed", None) or None,
+                           health=getattr(args, "health", None) or None,
                            max_message=args.max_message, file_roots=roots)
     if getattr(args, "name", None):
         config.name = args.name
