@@ -45,7 +45,10 @@ class Engine:
     def execute(self, query: dict) -> Outcome:
         """Apply one validated query; a batch applies all of its operations or none."""
         if query["op"] == "batch":
-            return self._batch(query["ops"])
+            ops = query["ops"]
+            if all(sub["op"] == "get" for sub in ops):
+                return self._get_many(ops)
+            return self._batch(ops)
         return getattr(self, "_op_" + query["op"])(query)
 
     def apply(self, ops: list) -> list:
@@ -77,6 +80,16 @@ class Engine:
         inverse = list(itertools.chain.from_iterable(o.inverse for o in reversed(done)))
         forward = [sub for sub, o in zip(ops, done) if o.is_write]
         return Outcome([o.result for o in done], forward, inverse)
+
+    def _get_many(self, ops: list) -> Outcome:
+        """A batch of plain reads: no inverses to track, no Outcome per read."""
+        results = []
+        for index, sub in enumerate(ops):
+            try:
+                results.append(self.resolve(sub["path"]))
+            except Error as exc:
+                raise type(exc)(f"batch operation {index}: {exc}") from None
+        return Outcome(results)
 
     def _batch_silent(self, ops: list) -> None:
         for sub in ops:
