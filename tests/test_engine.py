@@ -244,3 +244,12 @@ def test_random_writes_then_undo_return_the_exact_prior_tree(tree, data):
         engine.apply(inverse)
         assert engine.tree == states[-1]
     assert engine.tree == tree
+
+
+def test_a_batch_of_gets_returns_every_value_or_names_the_failing_one():
+    engine = Engine(copy.deepcopy(TREE))
+    batch = {"op": "batch", "ops": [{"op": "get", "path": ["n"]}, {"op": "get", "path": ["l", -1]}]}
+    assert run(engine, batch).result == [5, 4]
+    batch["ops"].append({"op": "get", "path": ["d", "zz"]})
+    with pytest.raises(PathKeyError, match="batch operation 2: .*'zz' not found"):
+        run(engine, batch)
