@@ -11,10 +11,11 @@ import zmq
 
 from . import wire
 from .auth import client_options
-from .errors import AuthError, MessageTooLarge, ProtocolError, QueryError, ServiceUnavailable
+from .errors import AuthError, MessageTooLarge, NoAnswer, ProtocolError, QueryError, ServiceUnavailable
 from .files import ext_hook
 
 DEFAULT_RW = "tcp://127.0.0.1:5559"
+RO_RETRY_AFTER = 5.0   # seconds reads skip the replicas' queue after it gave no answer at all
 CONSISTENCIES = ("read-your-writes", "eventual", "strong")
 
 
@@ -86,6 +87,7 @@ class Connection:
         self._owner = threading.get_ident()
         self.rw = Endpoint(self.context, [rw_uri], curve)
         self.ro = Endpoint(self.context, self.ro_uris, curve) if self.ro_uris else None
+        self.ro_skip_until = 0.0
 
     @property
     def locked(self) -> bool:
@@ -114,13 +116,16 @@ class Connection:
         ``strong`` (always the RW server).
         """
         level = check_consistency(consistency or self.consistency)
-        if self.ro is not None and not self.locked and level != "strong":
+        if self.ro is not None and not self.locked and level != "strong" and time.monotonic() >= self.ro_skip_until:
             if level == "read-your-writes" and self.last_seq:
                 query = {**query, "min_seq": self.last_seq}
             try:
                 return self._call(self.ro, query, self.attempt_timeout * 3)
+            except NoAnswer:
+                # no replica is up: ask the read-write server, and skip the replicas for a while
+                self.ro_skip_until = time.monotonic() + RO_RETRY_AFTER
             except ServiceUnavailable:
-                pass  # no replica answered: the read-write server can answer any read
+                pass  # a replica too far behind: the read-write server can answer any read
         return self._call(self.rw, query, self.timeout)
 
     def write(self, query: dict) -> Any:
@@ -149,8 +154,8 @@ class Connection:
                 self.last_seq = max(self.last_seq, reply.get("seq") or 0)
                 return wire.raise_for_reply(reply)
             if time.monotonic() >= deadline:
-                raise ServiceUnavailable(f"no answer from {', '.join(endpoint.uris)} within {timeout:g} s "
-                                         f"(is `pyzdb serve` running?)")
+                raise NoAnswer(f"no answer from {', '.join(endpoint.uris)} within {timeout:g} s "
+                               f"(is `pyzdb serve` running?)")
             endpoint.reopen()
             attempt = min(attempt * 2, 5.0)
 

@@ -81,6 +81,10 @@ class ServiceUnavailable(Error, ConnectionError):
     """The client gave up: no server answered within the retry timeout."""
 
 
+class NoAnswer(ServiceUnavailable):
+    """Nothing answered at all within the timeout (as opposed to a server that answered it cannot serve)."""
+
+
 class AuthError(Error):
     """Authentication or authorisation failed (CURVE keys, roles)."""
 
@@ -119,7 +123,7 @@ BY_NAME: dict[str, type[Error]] = {
     for cls in [
         Error, ProtocolError, MessageTooLarge, QueryError, WatchGap, MethodNotAllowed,
         PathKeyError, PathIndexError, ValueTypeError, InvalidValue, ReadOnlyError,
-        UndoError, FileAccessError, LockError, LockTimeout, LockLost, ServiceUnavailable,
+        UndoError, FileAccessError, LockError, LockTimeout, LockLost, ServiceUnavailable, NoAnswer,
         AuthError, StoreError, StoreConnectionError, StoreTimeout, StoreProtocolError,
         RecordTooLarge, CorruptStore, InternalError,
     ]
