@@ -106,6 +106,13 @@ class EmbeddedService:
         db, _ = client(*uris, timeout=timeout, **options)
         return db
 
+    def empty_client(self, **options: Any) -> Proxy:
+        """A client of this service after deleting every top-level key (a clean tree per test)."""
+        db = self.client(**options)
+        for key in list(db):
+            del db[key]
+        return db
+
     def log(self) -> str:
         """What the process printed so far."""
         try:

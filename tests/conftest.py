@@ -32,9 +32,7 @@ def service():
 @pytest.fixture
 def db(service):
     """A client of the module's service, with the tree emptied first."""
-    db = service.client()
-    for key in list(db):
-        del db[key]
+    db = service.empty_client()
     yield db
     db._conn.close()
 

@@ -33,9 +33,7 @@ def svc():
 
 @pytest.fixture
 def db(svc):
-    db = svc.client(timeout=15)
-    for key in list(db):
-        del db[key]
+    db = svc.empty_client(timeout=15)
     db["counter"] = 0
     db["log"] = []
     yield db
