@@ -51,37 +51,32 @@ def start_pyzdb(label: str, durability: str = "batch", store: str | None = None,
     return Running(label, {"kind": "pyzdb", "address": service.rw_uri}, config, service.close, writes_only)
 
 
-def start_redis() -> Running:
-    """A local ``redis-server`` with no snapshots and an append-only file fsynced every second."""
-    binary = shutil.which("redis-server")
+def _start_daemon(kind: str, program: str, args: Callable[[int, str], list], config: str) -> Running:
+    """Start ``program`` on a free loopback port with a temporary data directory; wait until it listens."""
+    binary = shutil.which(program)
     if binary is None:
-        raise RuntimeError("redis-server is not installed (run bench/setup.sh)")
+        raise RuntimeError(f"{program} is not installed (run bench/setup.sh)")
     port = free_ports(1)[0]
-    data = tempfile.mkdtemp(prefix="bench-redis-")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", data,
-                             "--daemonize", "no", *REDIS_ARGS], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    _wait_port(port, proc, "redis-server")
+    data = tempfile.mkdtemp(prefix=f"bench-{kind}-")
+    proc = subprocess.Popen([binary, *args(port, data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    _wait_port(port, proc, program)
 
     def stop() -> None:
         stop_process(proc)
         shutil.rmtree(data, ignore_errors=True)
-    config = "redis-server --save '' --appendonly yes --appendfsync everysec (redis-py, default parser)"
-    return Running("redis", {"kind": "redis", "address": ["127.0.0.1", port]}, config, stop)
+    return Running(kind, {"kind": kind, "address": ["127.0.0.1", port]}, config, stop)
+
+
+def start_redis() -> Running:
+    """A local ``redis-server`` with no snapshots and an append-only file fsynced every second."""
+    return _start_daemon(
+        "redis", "redis-server",
+        lambda port, data: ["--port", str(port), "--bind", "127.0.0.1", "--dir", data, "--daemonize", "no", *REDIS_ARGS],
+        "redis-server --save '' --appendonly yes --appendfsync everysec (redis-py, default parser)")
 
 
 def start_zeo() -> Running:
     """``runzeo`` with a FileStorage in a temporary directory."""
-    binary = shutil.which("runzeo")
-    if binary is None:
-        raise RuntimeError("runzeo is not installed (run bench/setup.sh)")
-    port = free_ports(1)[0]
-    data = tempfile.mkdtemp(prefix="bench-zeo-")
-    proc = subprocess.Popen([binary, "-a", f"127.0.0.1:{port}", "-f", f"{data}/Data.fs"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    _wait_port(port, proc, "runzeo")
-
-    def stop() -> None:
-        stop_process(proc)
-        shutil.rmtree(data, ignore_errors=True)
-    return Running("zeo", {"kind": "zeo", "address": ["127.0.0.1", port]}, "runzeo, FileStorage", stop)
+    return _start_daemon("zeo", "runzeo", lambda port, data: ["-a", f"127.0.0.1:{port}", "-f", f"{data}/Data.fs"],
+                         "runzeo, FileStorage")
