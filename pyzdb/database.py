@@ -26,10 +26,8 @@ MAX_CLIENTS_REMEMBERED = 100_000
 
 @dataclass
 class Savepoint:
-    """What is needed to roll back every write since it was taken."""
+    """What is needed to roll back every write since it was taken (the history notes its own changes)."""
 
-    undo: list
-    redo: list
     entries: list = field(default_factory=list)   # [entry, ops that revert it]
     locked: bool = False                           # a lock session: commits as one record
 
@@ -186,7 +184,8 @@ class Database:
 
     def _begin(self) -> None:
         if self.savepoint is None:
-            self.savepoint = Savepoint(list(self.history.undo_stack), list(self.history.redo_stack))
+            self.savepoint = Savepoint()
+            self.history.mark()
 
     def _add_entry(self, entry: dict, inverse: list | None) -> None:
         seq = self.next_seq()
@@ -268,6 +267,7 @@ class Database:
         if self.lock is not None or not self.pending:
             if self.lock is None:
                 self.savepoint = None
+                self.history.release()
             return False
         batch = [self.pending] if self.savepoint.locked else [[entry] for entry in self.pending]
         try:
@@ -276,6 +276,7 @@ class Database:
             self.rollback()
             raise
         self.pending, self.savepoint = [], None
+        self.history.release()
         return True
 
     def rollback(self) -> None:
@@ -288,9 +289,7 @@ class Database:
             cid = entry.get("cid")
             if cid is not None and self.replies.get(cid, [None])[0] == entry["rid"]:
                 del self.replies[cid]
-        self.history.undo_stack.clear()
-        self.history.undo_stack.extend(point.undo)
-        self.history.redo_stack[:] = point.redo
+        self.history.rollback()
         self.pending, self.savepoint = [], None
 
     def status(self) -> dict:

@@ -27,9 +27,35 @@ class History:
         self.depth = depth
         self.undo_stack: deque[list] = deque(maxlen=depth)
         self.redo_stack: list[list] = []
+        self._changes: list | None = None   # since mark(): how to take each change back
+
+    def mark(self) -> None:
+        """Start noting changes so that ``rollback()`` can return to this point (cost: O(changes))."""
+        self._changes = []
+
+    def release(self) -> None:
+        """Keep every change since ``mark()``."""
+        self._changes = None
+
+    def rollback(self) -> None:
+        """Return both stacks to what they were at ``mark()``."""
+        for kind, dropped, cleared in reversed(self._changes or []):
+            if kind == "record":
+                self.undo_stack.pop()
+                if dropped is not None:
+                    self.undo_stack.appendleft(dropped)
+                self.redo_stack[:] = cleared
+            elif kind == "undo":
+                self.undo_stack.append(self.redo_stack.pop())
+            else:
+                self.redo_stack.append(self.undo_stack.pop())
+        self._changes = None
 
     def record(self, forward: list, inverse: list) -> None:
         """Remember a new write; it clears the redo stack."""
+        if self._changes is not None:
+            full = len(self.undo_stack) == self.depth
+            self._changes.append(("record", self.undo_stack[0] if full else None, list(self.redo_stack)))
         self.undo_stack.append([forward, inverse])
         self.redo_stack.clear()
 
@@ -40,6 +66,8 @@ class History:
         forward, inverse = self.undo_stack[-1]
         engine.apply(inverse)
         self.redo_stack.append(self.undo_stack.pop())
+        if self._changes is not None:
+            self._changes.append(("undo", None, None))
         return inverse
 
     def redo(self, engine: "Engine") -> list:
@@ -49,6 +77,8 @@ class History:
         forward, inverse = self.redo_stack[-1]
         engine.apply(forward)
         self.undo_stack.append(self.redo_stack.pop())
+        if self._changes is not None:
+            self._changes.append(("redo", None, None))
         return forward
 
     def state(self) -> dict:

@@ -123,3 +123,21 @@ def test_a_failed_query_is_an_error_reply_not_an_exception():
     reply = db.handle(b"c", 1, {"op": "call", "path": [], "method": "__class__"})
     assert reply["err"][0] == "MethodNotAllowed"
     assert db.handle(b"c", 2, "not a map")["err"][0] == "QueryError"
+
+
+def test_history_rollback_returns_both_stacks_to_the_mark_even_at_full_depth():
+    from pyzdb.engine import Engine
+    from pyzdb.history import History
+    engine, history = Engine(), History(depth=3)
+    for i in range(4):
+        engine.execute({"op": "set", "path": ["k"], "value": i})
+        history.record([{"op": "set", "path": ["k"], "value": i}], [{"op": "del", "path": ["k"]}])
+    history.undo(engine)
+    before = (list(history.undo_stack), list(history.redo_stack))
+    history.mark()
+    history.record([{"op": "set", "path": ["a"], "value": 1}], [{"op": "del", "path": ["a"]}])  # clears redo
+    history.record([{"op": "set", "path": ["b"], "value": 1}], [{"op": "del", "path": ["b"]}])  # drops the oldest
+    history.undo(Engine({"b": 1}))
+    history.redo(Engine({}))
+    history.rollback()
+    assert (list(history.undo_stack), list(history.redo_stack)) == before
