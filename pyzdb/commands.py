@@ -95,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server = ReadWriteServer(db, server_config)
         broker.start()
-    except zmq.ZMQError as exc:
+    except (zmq.ZMQError, OSError) as exc:
         print(f"pyzdb serve: cannot bind {args.rw_front} / {args.ro_front}: {exc} (is another pyzdb running?)",
               file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from . import wire
+from . import wire, zmtp
 from .auth import client_options
 from .errors import AuthError, MessageTooLarge, NoAnswer, ProtocolError, QueryError, ServiceUnavailable
 from .files import ext_hook
@@ -17,6 +17,7 @@ from .files import ext_hook
 DEFAULT_RW = "tcp://127.0.0.1:5559"
 RO_RETRY_AFTER = 5.0   # seconds reads skip the replicas' queue after it gave no answer at all
 CONSISTENCIES = ("read-your-writes", "eventual", "strong")
+TRANSPORTS = ("auto", "zmtp", "zmq")   # auto: zmtp when it can, pyzmq for CURVE and inproc://
 
 
 def check_consistency(level: str) -> str:
@@ -27,7 +28,7 @@ def check_consistency(level: str) -> str:
 
 
 class Endpoint:
-    """A DEALER socket to one queue of one or more brokers, reopened after a timeout (Lazy Pirate)."""
+    """A pyzmq DEALER socket to one queue of one or more brokers, reopened after a timeout (Lazy Pirate)."""
 
     def __init__(self, context: zmq.Context, uris: list[str], curve: dict | None = None) -> None:
         self.context, self.uris, self.curve = context, uris, curve or {}
@@ -44,6 +45,16 @@ class Endpoint:
         self.poller.register(sock, zmq.POLLIN)
         return sock
 
+    def send(self, frames: list[bytes]) -> None:
+        """Queue one message for the broker."""
+        self.socket.send_multipart(frames)
+
+    def receive(self, timeout_ms: int) -> list[bytes] | None:
+        """The next message's frames, or None if none came within ``timeout_ms``."""
+        if not self.poller.poll(timeout_ms):
+            return None
+        return self.socket.recv_multipart()
+
     def reopen(self) -> None:
         """Drop the socket and whatever it queued; connect a fresh one."""
         self.socket.close()
@@ -52,6 +63,29 @@ class Endpoint:
     def close(self) -> None:
         """Close the socket."""
         self.socket.close()
+
+
+class DirectEndpoint:
+    """The same Lazy Pirate endpoint over ``zmtp.ZmtpDealer``: ZMTP spoken in the calling thread, no zmq I/O thread."""
+
+    def __init__(self, uris: list[str], max_message: int) -> None:
+        self.uris = uris
+        self.socket = zmtp.ZmtpDealer(uris, max_message + 65536)
+        self.send, self.receive = self.socket.send, self.socket.receive
+        self.reopen, self.close = self.socket.reopen, self.socket.close
+
+
+def open_endpoint(context: zmq.Context, uris: list[str], curve: dict | None, transport: str,
+                  max_message: int) -> Endpoint | DirectEndpoint:
+    """A ``DirectEndpoint`` when ``transport`` allows it (no CURVE, tcp:// or ipc:// only), else a pyzmq ``Endpoint``."""
+    if transport not in TRANSPORTS:
+        raise QueryError(f"transport {transport!r} is not one of {', '.join(TRANSPORTS)}")
+    direct_ok = not curve and all(uri.startswith(("tcp://", "ipc://")) for uri in uris)
+    if transport == "zmtp" and not direct_ok:
+        raise QueryError("transport 'zmtp' needs tcp:// or ipc:// addresses and no CURVE")
+    if transport != "zmq" and direct_ok:
+        return DirectEndpoint(uris, max_message)
+    return Endpoint(context, uris, curve)
 
 
 class Connection:
@@ -69,7 +103,7 @@ class Connection:
                  attempt_timeout: float = 1.0, max_message: int = wire.DEFAULT_MAX_MESSAGE,
                  context: zmq.Context | None = None, curve: dict | None = None,
                  consistency: str = "read-your-writes", curve_server_key: bytes | str | None = None,
-                 curve_keypair: tuple | str | None = None) -> None:
+                 curve_keypair: tuple | str | None = None, transport: str = "auto") -> None:
         self.context = context or zmq.Context.instance()
         if curve_server_key is not None or curve_keypair is not None:
             if curve_server_key is None or curve_keypair is None:
@@ -85,9 +119,14 @@ class Connection:
         self.lease: float = 5.0
         self._keeper: LeaseKeeper | None = None
         self._owner = threading.get_ident()
-        self.rw = Endpoint(self.context, [rw_uri], curve)
-        self.ro = Endpoint(self.context, self.ro_uris, curve) if self.ro_uris else None
+        self.transport = transport
+        self.rw = self.open_endpoint([rw_uri])
+        self.ro = self.open_endpoint(self.ro_uris) if self.ro_uris else None
         self.ro_skip_until = 0.0
+
+    def open_endpoint(self, uris: list[str]) -> Endpoint | DirectEndpoint:
+        """A new endpoint to ``uris`` with this connection's transport and CURVE keys."""
+        return open_endpoint(self.context, uris, self.curve, self.transport, self.max_message)
 
     @property
     def locked(self) -> bool:
@@ -103,7 +142,7 @@ class Connection:
             self._keeper = None
 
     @property
-    def socket(self) -> zmq.Socket:
+    def socket(self) -> zmq.Socket | zmtp.ZmtpDealer:
         """The read-write socket (as the original API's ``db, socket = client()`` returned)."""
         return self.rw.socket
 
@@ -137,7 +176,7 @@ class Connection:
 
     request = write
 
-    def _call(self, endpoint: Endpoint, query: dict, timeout: float) -> Any:
+    def _call(self, endpoint: Endpoint | DirectEndpoint, query: dict, timeout: float) -> Any:
         self.request_id += 1
         rid = self.request_id
         if self._keeper is not None and query.get("op") != "lock":
@@ -148,7 +187,7 @@ class Connection:
         deadline = time.monotonic() + timeout
         attempt = self.attempt_timeout
         while True:
-            endpoint.socket.send_multipart([b"", payload])
+            endpoint.send([b"", payload])
             reply = self._wait(endpoint, rid, min(attempt, max(deadline - time.monotonic(), 0.001)))
             if reply is not None:
                 self.last_seq = max(self.last_seq, reply.get("seq") or 0)
@@ -159,13 +198,13 @@ class Connection:
             endpoint.reopen()
             attempt = min(attempt * 2, 5.0)
 
-    def _wait(self, endpoint: Endpoint, rid: int, seconds: float) -> dict | None:
+    def _wait(self, endpoint: Endpoint | DirectEndpoint, rid: int, seconds: float) -> dict | None:
         deadline = time.monotonic() + seconds
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not endpoint.poller.poll(int(left * 1000) + 1):
+            frames = endpoint.receive(int(left * 1000) + 1) if left > 0 else None
+            if frames is None:
                 return None
-            frames = endpoint.socket.recv_multipart()
             try:
                 reply = msgpack.unpackb(frames[-1], raw=False, strict_map_key=False, ext_hook=ext_hook)
             except Exception as exc:
@@ -196,18 +235,19 @@ class LeaseKeeper:
         self.thread.start()
 
     def _run(self) -> None:
-        endpoint = Endpoint(self.conn.context, [self.conn.rw_uri], self.conn.curve)
+        endpoint = self.conn.open_endpoint([self.conn.rw_uri])
         payload = wire.encode_request(self.conn.client_id, 0, {"op": "renew"})
         try:
             while not self.stopping.wait(self.conn.lease / 3):
-                endpoint.socket.send_multipart([b"", payload])
-                if not endpoint.socket.poll(int(self.conn.lease * 1000 / 3)):
+                endpoint.send([b"", payload])
+                frames = endpoint.receive(int(self.conn.lease * 1000 / 3))
+                if frames is None:
                     endpoint.reopen()       # no answer: try a fresh connection next time
                     continue
-                reply = msgpack.unpackb(endpoint.socket.recv_multipart()[-1], raw=False)
+                reply = msgpack.unpackb(frames[-1], raw=False)
                 if isinstance(reply, dict) and "err" in reply:
                     return                  # the lock is gone; the holder learns it at its next request
-        except (zmq.ZMQError, ValueError, msgpack.UnpackException):
+        except (zmq.ZMQError, OSError, ValueError, msgpack.UnpackException, ProtocolError):
             pass
         finally:
             endpoint.close()

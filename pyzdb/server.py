@@ -18,6 +18,7 @@ from .auth import ROLE_FRAMES
 from .checkpoint import Checkpointer
 from .database import DEFER, Database
 from .errors import Error, LockTimeout, ProtocolError
+from .front import QueueSocket, ZmtpRouter
 from .health import Beacon, set_heartbeats
 
 log = logging.getLogger("pyzdb.server")
@@ -78,7 +79,7 @@ class ReadWriteServer:
         self.db = db
         self.config = config
         self.context = context or zmq.Context.instance()
-        self.socket = self._open_socket(config)
+        self.front = self._open_front(config)
         self.beacon = Beacon(self.context, config.health, self._beat_info) if config.health else None
         self.feed = None
         if config.feed:
@@ -90,8 +91,14 @@ class ReadWriteServer:
         self.published = db.journal.seq
         self.writers: OrderedDict[bytes, float] = OrderedDict()   # cid -> time of its last write
 
-    def _open_socket(self, config: ServerConfig) -> zmq.Socket:
-        """A DEALER connected to the broker's back end, or with ``front`` a ROUTER clients connect to."""
+    def _open_front(self, config: ServerConfig) -> QueueSocket | ZmtpRouter:
+        """A DEALER connected to the broker's back end, or with ``front`` a ROUTER clients connect to.
+
+        A tcp:// or ipc:// front is a ``ZmtpRouter`` (no zmq I/O thread between
+        the clients and this loop); others (inproc://) are zmq ROUTERs.
+        """
+        if config.front and config.front.startswith(("tcp://", "ipc://")):
+            return ZmtpRouter(config.front, config.max_message + 65536)
         sock = self.context.socket(zmq.ROUTER if config.front else zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 1000)
         set_heartbeats(sock)
@@ -100,17 +107,17 @@ class ReadWriteServer:
             sock.bind(config.front)
         else:
             sock.connect(config.back)
-        return sock
+        return QueueSocket(sock)
 
     def serve_forever(self) -> None:
         """Run until ``stop()``; every fault in a request becomes an error reply, never a crash."""
         poller = zmq.Poller()
-        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self.front.socket, zmq.POLLIN)
         try:
             while not self.stopping.is_set():
-                busy = bool(poller.poll(self._timeout_ms()))
+                busy = bool(self.front.backlog or poller.poll(self._timeout_ms()))
                 if busy:
-                    self._process(self._drain())
+                    self._process(self.front.drain(MAX_DRAIN))
                 if not busy or self.db.lock is not None or self.waiting:
                     self._tick()   # timers; after a busy step _process already committed and sent
                 if self.beacon is not None:
@@ -125,7 +132,7 @@ class ReadWriteServer:
     def close(self) -> None:
         """Finish a running checkpoint and close the sockets."""
         self.checkpointer.wait()
-        self.socket.close()
+        self.front.close()
         if self.beacon is not None:
             self.beacon.close()
         if self.feed is not None:
@@ -142,16 +149,6 @@ class ReadWriteServer:
         if self.waiting:
             wake = min(wake, (min(w.deadline for w in self.waiting) - now) * 1000)
         return max(0, int(wake) + 1)
-
-    def _drain(self) -> list[list[bytes]]:
-        batch, sock = [], self.socket
-        # asking EVENTS is cheaper than the zmq.Again a recv on an empty queue raises
-        while len(batch) < MAX_DRAIN and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            try:
-                batch.append(sock.recv_multipart(zmq.NOBLOCK, copy=True))
-            except zmq.Again:
-                break
-        return batch
 
     def _process(self, batch: list[list[bytes]]) -> None:
         replies: list[tuple[list, dict]] = []
@@ -173,9 +170,9 @@ class ReadWriteServer:
         deadline = time.monotonic() + self.config.batch_ms / 1000
         while self._writers_missing():
             left = deadline - time.monotonic()
-            if left <= 0 or not self.socket.poll(int(left * 1000) + 1):
+            if left <= 0 or not self.front.wait(int(left * 1000) + 1):
                 return
-            for frames in self._drain():
+            for frames in self.front.drain(MAX_DRAIN):
                 self._handle(frames, replies)
 
     def _writers_missing(self) -> bool:
@@ -244,7 +241,7 @@ class ReadWriteServer:
                 data = wire.encode_reply(reply, self.config.max_message)
             except Error as exc:    # a result that cannot be encoded is refused by name
                 data = wire.encode_reply(wire.error_reply(reply.get("rid"), exc, self.db.journal.seq))
-            self.socket.send_multipart(route + [data])
+            self.front.send(route + [data])
         if self.feed is not None and self.db.journal.seq != self.published:
             self.published = self.db.journal.seq
             self.feed.send_multipart([b"seq", self.published.to_bytes(8, "big")])

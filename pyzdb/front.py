@@ -1,0 +1,287 @@
+"""The read-write server's socket for clients: a zmq socket, or a ROUTER spoken in the server's own thread.
+
+``ZmtpRouter`` binds tcp:// or ipc:// and speaks ZMTP 3.0 (NULL mechanism)
+itself, so pyzmq DEALER/REQ clients and ``zmtp.ZmtpDealer`` clients connect
+to it as to a zmq ROUTER, while a request reaches the server's loop with no
+hand-off between threads (a zmq socket passes every message through its I/O
+thread: bench/README.md). CURVE needs libzmq, so ``pyzdb serve --curve``
+keeps the broker's zmq sockets (``QueueSocket``).
+
+Both classes give the server the same few calls: ``drain``, ``send``,
+``wait``, ``close``, and ``fileno``/``socket`` for a ``zmq.Poller``.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import select
+import socket
+from collections import deque
+
+import zmq
+
+from .errors import ProtocolError
+from .zmtp import COMMAND, GREETING, LONG, MORE, encode_frames, parse_address, parse_properties, ready_command
+
+CLIENT_TYPES = (b"DEALER", b"REQ")
+MAX_UNSENT = 256 << 20          # bytes of replies a client leaves unread before its connection is closed
+READ_SIZE = 262144
+
+
+class QueueSocket:
+    """A zmq socket (ROUTER front or DEALER to a broker) behind the server's calls."""
+
+    def __init__(self, sock: zmq.Socket) -> None:
+        self.socket = sock
+        self.backlog = 0
+
+    def drain(self, limit: int) -> list[list[bytes]]:
+        """Up to ``limit`` messages that have arrived, without blocking."""
+        batch, sock = [], self.socket
+        # asking EVENTS is cheaper than the zmq.Again a recv on an empty queue raises
+        while len(batch) < limit and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                batch.append(sock.recv_multipart(zmq.NOBLOCK, copy=True))
+            except zmq.Again:
+                break
+        return batch
+
+    def send(self, frames: list[bytes]) -> None:
+        """Send one message (route frames first)."""
+        self.socket.send_multipart(frames)
+
+    def wait(self, timeout_ms: int) -> bool:
+        """True when a message arrives within ``timeout_ms``."""
+        return bool(self.socket.poll(timeout_ms))
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.socket.close()
+
+
+class Peer:
+    """One client connection: its buffers and where its handshake is."""
+
+    def __init__(self, sock: socket.socket, routing_id: bytes) -> None:
+        self.sock, self.routing_id = sock, routing_id
+        self.inbox = bytearray()
+        self.outbox = bytearray()
+        self.state = "greeting"      # then "ready" (waiting for READY), then "open"
+        self.frames: list[bytes] = []
+        self.size = 0
+
+
+class ZmtpRouter:
+    """A ROUTER socket's server end, bound to ``uri``; messages come out as ``[routing id, *frames]``.
+
+    A client that sends garbage, a message over ``max_message`` bytes, or a
+    handshake other than NULL is disconnected (as libzmq does); replies to a
+    client that has gone are dropped (as a zmq ROUTER does).
+    """
+
+    def __init__(self, uri: str, max_message: int) -> None:
+        self.max_message = max_message
+        family, address = parse_address(uri)
+        self.path = address if family == socket.AF_UNIX else None
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if self.path is not None and os.path.exists(self.path):
+                os.unlink(self.path)     # a stale socket file, as zmq's ipc bind replaces it
+            else:
+                self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.listener.bind(address)
+            self.listener.listen(128)
+        except OSError:
+            self.listener.close()
+            raise
+        self.listener.setblocking(False)
+        self.epoll = select.epoll()
+        self.epoll.register(self.listener, select.EPOLLIN)
+        self.peers: dict[int, Peer] = {}
+        self.routes: dict[bytes, Peer] = {}
+        self.ids = itertools.count(1)
+        self.arrived: deque[list[bytes]] = deque()
+
+    @property
+    def backlog(self) -> int:
+        """Messages taken off the sockets but not yet drained (the loop must not sleep while there are any)."""
+        return len(self.arrived)
+
+    def fileno(self) -> int:
+        """The epoll descriptor: readable while any connection has something to do."""
+        return self.epoll.fileno()
+
+    @property
+    def socket(self) -> "ZmtpRouter":
+        """What to register in a ``zmq.Poller``: this object (it has ``fileno``)."""
+        return self
+
+    def drain(self, limit: int) -> list[list[bytes]]:
+        """Up to ``limit`` whole messages, without blocking."""
+        self._pump(0)
+        arrived = self.arrived
+        return [arrived.popleft() for _ in range(min(limit, len(arrived)))]
+
+    def wait(self, timeout_ms: int) -> bool:
+        """True when a whole message has arrived within ``timeout_ms``."""
+        if not self.arrived:
+            self._pump(timeout_ms / 1000)
+        return bool(self.arrived)
+
+    def send(self, frames: list[bytes]) -> None:
+        """Send ``frames[1:]`` to the client whose routing id is ``frames[0]``; dropped if it has gone."""
+        peer = self.routes.get(frames[0])
+        if peer is None:
+            return
+        self._write(peer, encode_frames(frames[1:]))
+
+    def close(self) -> None:
+        """Close every connection and the listener."""
+        for peer in list(self.peers.values()):
+            self._drop(peer)
+        self.epoll.close()
+        self.listener.close()
+        if self.path is not None and os.path.exists(self.path):
+            os.unlink(self.path)
+
+    # -- events -------------------------------------------------------------
+    def _pump(self, timeout: float) -> None:
+        for fd, events in self.epoll.poll(timeout):
+            if fd == self.listener.fileno():
+                self._accept()
+                continue
+            peer = self.peers.get(fd)
+            if peer is None:
+                continue
+            if events & select.EPOLLOUT:
+                self._flush(peer)
+            if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                self._read(peer)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return    # out of descriptors and the like: the client will try again
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            peer = Peer(sock, b"\x00" + next(self.ids).to_bytes(4, "big"))
+            self.peers[sock.fileno()] = peer
+            self.routes[peer.routing_id] = peer
+            self.epoll.register(sock, select.EPOLLIN)
+            # libzmq sends its whole greeting only after it sees ours: ours goes first, READY with it (NULL)
+            self._write(peer, GREETING + ready_command(b"ROUTER"))
+
+    def _write(self, peer: Peer, data: bytes) -> None:
+        """Send now what the kernel takes; keep the rest until the connection is writable."""
+        if peer.outbox:
+            peer.outbox += data
+            if len(peer.outbox) > MAX_UNSENT:
+                self._drop(peer)
+            return
+        try:
+            sent = peer.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._drop(peer)
+            return
+        if sent < len(data):
+            peer.outbox += data[sent:]
+            self.epoll.modify(peer.sock, select.EPOLLIN | select.EPOLLOUT)
+
+    def _flush(self, peer: Peer) -> None:
+        try:
+            sent = peer.sock.send(peer.outbox)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(peer)
+            return
+        del peer.outbox[:sent]
+        if not peer.outbox:
+            self.epoll.modify(peer.sock, select.EPOLLIN)
+
+    def _read(self, peer: Peer) -> None:
+        try:
+            data = peer.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(peer)
+            return
+        peer.inbox += data
+        try:
+            self._parse(peer)
+        except ProtocolError:
+            self._drop(peer)
+
+    def _parse(self, peer: Peer) -> None:
+        inbox = peer.inbox
+        if peer.state == "greeting":
+            if len(inbox) < 64:
+                if inbox[:1] not in (b"", b"\xff"):
+                    raise ProtocolError("not a ZMTP peer")
+                return
+            if inbox[9] != 0x7F or inbox[10] < 3 or bytes(inbox[12:32]).rstrip(b"\x00") != b"NULL":
+                raise ProtocolError("not a ZMTP 3 peer with the NULL mechanism")
+            del inbox[:64]
+            peer.state = "ready"
+        at = 0
+        while True:
+            if len(inbox) - at < 2:
+                break
+            flags = inbox[at]
+            if flags & LONG:
+                if len(inbox) - at < 9:
+                    break
+                size, head = int.from_bytes(inbox[at + 1:at + 9], "big"), 9
+            else:
+                size, head = inbox[at + 1], 2
+            if peer.size + size > self.max_message:
+                raise ProtocolError("a message over the size limit")
+            if len(inbox) - at < head + size:
+                break
+            body = bytes(inbox[at + head:at + head + size])
+            at += head + size
+            if flags & COMMAND:
+                self._command(peer, body)
+            elif peer.state != "open":
+                raise ProtocolError("a message before READY")
+            else:
+                peer.frames.append(body)
+                peer.size += size
+                if not flags & MORE:
+                    self.arrived.append([peer.routing_id, *peer.frames])
+                    peer.frames, peer.size = [], 0
+        del inbox[:at]
+
+    def _command(self, peer: Peer, body: bytes) -> None:
+        name = body[1:1 + body[0]] if body else b""
+        if name == b"READY" and peer.state == "ready":
+            kind = parse_properties(body[1 + len(name):]).get(b"Socket-Type")
+            if kind not in CLIENT_TYPES:
+                raise ProtocolError(f"a {kind!r} socket cannot talk to a ROUTER")
+            peer.state = "open"
+        elif name == b"PING" and peer.state == "open":
+            self._write(peer, encode_frames([b"\x04PONG" + body[7:]], command=True))
+        elif name == b"ERROR" or peer.state != "open":
+            raise ProtocolError(f"unexpected {name!r} command")
+
+    def _drop(self, peer: Peer) -> None:
+        fd = peer.sock.fileno()
+        if self.peers.pop(fd, None) is None:
+            return
+        self.routes.pop(peer.routing_id, None)
+        try:
+            self.epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        peer.sock.close()

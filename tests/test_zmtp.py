@@ -1,0 +1,222 @@
+"""ZMTP spoken in Python (pyzdb.zmtp, pyzdb.front) against libzmq's own sockets, and against each other."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import zmq
+
+from pyzdb.connection import Connection, DirectEndpoint, Endpoint, open_endpoint
+from pyzdb.errors import QueryError
+from pyzdb.front import ZmtpRouter
+from pyzdb.testing import free_ports
+from pyzdb.zmtp import ZmtpDealer, parse_address
+
+
+def tcp() -> str:
+    return f"tcp://127.0.0.1:{free_ports(1)[0]}"
+
+
+@pytest.fixture
+def context():
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+def serve_until(router: ZmtpRouter, count: int, timeout: float = 5.0) -> list[list[bytes]]:
+    """Messages taken from ``router`` until ``count`` arrived."""
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        router.wait(50)
+        got += router.drain(100)
+    return got
+
+
+@pytest.mark.parametrize("size", [0, 10, 255, 256, 70_000, 3_000_000])
+def test_dealer_talks_to_a_libzmq_router(context, size):
+    uri = tcp()
+    router = context.socket(zmq.ROUTER)
+    router.bind(uri)
+    dealer = ZmtpDealer([uri])
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    dealer.send([b"", body])
+    assert router.poll(5000)
+    route, empty, got = router.recv_multipart()
+    assert (empty, got) == (b"", body)
+    router.send_multipart([route, b"", got[::-1]])
+    assert dealer.receive(5000) == [b"", body[::-1]]
+    dealer.close()
+    router.close()
+
+
+@pytest.mark.parametrize("kind", [zmq.DEALER, zmq.REQ])
+def test_libzmq_clients_talk_to_the_python_router(context, kind):
+    uri = tcp()
+    router = ZmtpRouter(uri, 10 << 20)
+    clients = [context.socket(kind) for _ in range(3)]
+    try:
+        for i, sock in enumerate(clients):
+            sock.connect(uri)
+            sock.send_multipart([b"", b"hello %d" % i] if kind == zmq.DEALER else [b"hello %d" % i])
+        messages = serve_until(router, 3)
+        assert sorted(m[-1] for m in messages) == [b"hello 0", b"hello 1", b"hello 2"]
+        assert len({m[0] for m in messages}) == 3          # one routing id per connection
+        for message in messages:
+            router.send([message[0], b"", message[-1].upper()])
+        for i, sock in enumerate(clients):
+            assert sock.poll(5000)
+            assert sock.recv_multipart()[-1] == b"HELLO %d" % i
+    finally:
+        for sock in clients:
+            sock.close(linger=0)
+        router.close()
+
+
+class RouterThread:
+    """A ZmtpRouter served on a thread: ``answer(message)`` gives the reply frames, None to hang up instead."""
+
+    def __init__(self, uri: str, answer, max_message: int = 1 << 20) -> None:
+        self.router = ZmtpRouter(uri, max_message)
+        self.answer, self.seen = answer, []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            self.router.wait(20)
+            for message in self.router.drain(100):
+                self.seen.append(message)
+                reply = self.answer(message)
+                if reply is None:
+                    self.router._drop(self.router.routes[message[0]])
+                else:
+                    self.router.send([message[0], *reply])
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.router.close()
+
+
+def test_python_dealer_and_router_over_ipc(tmp_path):
+    uri = f"ipc://{tmp_path}/front"
+    server = RouterThread(uri, lambda message: [b"", message[-1][::-1]])
+    dealer = ZmtpDealer([uri])
+    try:
+        dealer.send([b"", b"ping"])
+        assert dealer.receive(5000) == [b"", b"gnip"]
+    finally:
+        dealer.close()
+        server.close()
+    assert not (tmp_path / "front").exists()
+
+
+def test_garbage_and_oversized_clients_are_dropped_and_others_served(context):
+    uri = tcp()
+    server = RouterThread(uri, lambda message: [b"", b"ok " + message[-1]], max_message=1000)
+    good = context.socket(zmq.DEALER)
+    try:
+        garbage = socket.create_connection(("127.0.0.1", int(uri.rsplit(":", 1)[1])))
+        garbage.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        garbage.settimeout(5)
+        data = garbage.recv(4096)
+        while data:                                    # our greeting, then the close
+            data = garbage.recv(4096)
+        big = ZmtpDealer([uri])
+        big.send([b"", b"x" * 5000])
+        assert big.receive(300) is None                # dropped, not answered
+        good.connect(uri)
+        good.send_multipart([b"", b"small"])
+        assert good.poll(5000) and good.recv_multipart() == [b"", b"ok small"]
+        assert [m[-1] for m in server.seen] == [b"small"]
+        big.close()
+        garbage.close()
+    finally:
+        good.close(linger=0)
+        server.close()
+
+
+def test_router_answers_libzmq_heartbeats(context):
+    uri = tcp()
+    router = ZmtpRouter(uri, 1 << 20)
+    sock = context.socket(zmq.DEALER)
+    for option, value in ((zmq.HEARTBEAT_IVL, 50), (zmq.HEARTBEAT_TIMEOUT, 150), (zmq.HEARTBEAT_TTL, 150)):
+        sock.setsockopt(option, value)
+    try:
+        sock.connect(uri)
+        sock.send_multipart([b"", b"one"])
+        [first] = serve_until(router, 1)
+        serve_until(router, 1, timeout=0.8)           # idle: only PINGs, each answered with PONG
+        sock.send_multipart([b"", b"two"])
+        [second] = serve_until(router, 1)
+        assert second[0] == first[0]                  # the same connection: the heartbeats kept it
+    finally:
+        sock.close(linger=0)
+        router.close()
+
+
+def test_dealer_waits_for_a_peer_that_comes_up_late():
+    uri = tcp()
+    dealer = ZmtpDealer([uri])
+    dealer.send([b"", b"early"])                      # nobody listens yet: kept
+    assert dealer.receive(100) is None
+    server = RouterThread(uri, lambda message: [b"", b"late " + message[-1]])
+    try:
+        assert dealer.receive(5000) == [b"", b"late early"]
+    finally:
+        dealer.close()
+        server.close()
+
+
+def test_dealer_reconnects_after_an_idle_drop_and_resends_after_a_hang_up(context):
+    uri = tcp()
+    router = context.socket(zmq.ROUTER)
+    for option, value in ((zmq.HEARTBEAT_IVL, 50), (zmq.HEARTBEAT_TIMEOUT, 100)):
+        router.setsockopt(option, value)
+    router.bind(uri)
+    dealer = ZmtpDealer([uri])
+    try:
+        dealer.send([b"", b"1"])
+        assert router.poll(5000)
+        route, _, _ = router.recv_multipart()
+        router.send_multipart([route, b"", b"r1"])
+        assert dealer.receive(5000) == [b"", b"r1"]
+        time.sleep(0.6)                               # the router drops the silent connection
+        dealer.send([b"", b"2"])
+        assert router.poll(5000)
+        route, _, body = router.recv_multipart()
+        router.send_multipart([route, b"", b"r2"])
+        assert dealer.receive(5000) == [b"", b"r2"]
+    finally:
+        dealer.close()
+        router.close(linger=0)
+
+    answers = iter([None, [b"", b"answer"]])          # hang up on the first try, answer the second
+    server = RouterThread(tcp(), lambda message: next(answers))
+    dealer = ZmtpDealer([f"tcp://127.0.0.1:{server.router.listener.getsockname()[1]}"])
+    try:
+        dealer.send([b"", b"ask"])
+        assert dealer.receive(5000) == [b"", b"answer"]
+        assert [m[-1] for m in server.seen] == [b"ask", b"ask"]
+    finally:
+        dealer.close()
+        server.close()
+
+
+def test_endpoint_choice_and_bad_transports(context):
+    assert isinstance(open_endpoint(context, ["tcp://127.0.0.1:1"], None, "auto", 1000), DirectEndpoint)
+    assert isinstance(open_endpoint(context, ["tcp://127.0.0.1:1"], None, "zmq", 1000), Endpoint)
+    assert isinstance(open_endpoint(context, ["inproc://x"], None, "auto", 1000), Endpoint)
+    public, secret = zmq.curve_keypair()
+    curve = {zmq.CURVE_SERVERKEY: public, zmq.CURVE_PUBLICKEY: public, zmq.CURVE_SECRETKEY: secret}
+    assert isinstance(open_endpoint(context, ["tcp://127.0.0.1:1"], curve, "auto", 1000), Endpoint)
+    with pytest.raises(QueryError, match="needs tcp"):
+        open_endpoint(context, ["inproc://x"], None, "zmtp", 1000)
+    with pytest.raises(QueryError, match="not one of"):
+        Connection("tcp://127.0.0.1:1", transport="udp")
+    with pytest.raises(Exception, match="not a tcp"):
+        parse_address("tcp://nohostport")
