@@ -48,7 +48,7 @@ def per_call_us(call: Callable[[], Any], seconds: float = 0.3) -> float:
 class _Sink:
     """A connection that only records the query a proxy would send."""
 
-    def read(self, query: dict) -> None:
+    def read(self, query: dict, consistency: str | None = None) -> None:
         """Keep the query instead of sending it."""
         self.query = query
 

@@ -1,11 +1,12 @@
-"""The raw-pyzmq baseline: pyzdb's broker topology (ROUTER front, DEALER back, zmq.proxy) with an echo server.
+"""Echo baselines: a Python loop that sends every message back, behind either of pyzdb's two fronts.
 
-Run as its own process, like ``pyzdb serve``: the proxy on a thread, the
-echo server on the main thread behind an inproc back end. It sends every
-message back unchanged, so a round trip through it is the floor that zmq,
-the proxy and one Python recv/send loop set for any request.
+``zmq``: the broker topology (ROUTER front, zmq.proxy thread, inproc DEALER
+back, the echo loop on the main thread), the floor that pyzmq, the proxy and
+one Python recv/send loop set for any request (``pyzdb serve --curve``).
+``zmtp``: the echo loop reads and writes its own ``front.ZmtpRouter`` as
+``pyzdb serve`` does without CURVE. Run as its own process, like ``pyzdb serve``.
 
-    python -m bench.echo_broker tcp://127.0.0.1:PORT
+    python -m bench.echo_broker tcp://127.0.0.1:PORT [zmq|zmtp]
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import sys
 import threading
 
 import zmq
+
+from pyzdb.front import ZmtpRouter
 
 BACK = "inproc://bench-echo-back"
 
@@ -40,10 +43,20 @@ def serve(front_addr: str) -> None:
         echo.send_multipart(echo.recv_multipart())
 
 
-def start(front_addr: str) -> subprocess.Popen:
-    """Start the echo broker as a subprocess (stop it by pid)."""
-    return subprocess.Popen([sys.executable, "-m", "bench.echo_broker", front_addr], start_new_session=True)
+def serve_zmtp(front_addr: str) -> None:
+    """Echo on a ``ZmtpRouter`` bound to ``front_addr`` until SIGTERM."""
+    router = ZmtpRouter(front_addr, 1 << 30)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        router.wait(500)
+        for message in router.drain(1000):
+            router.send(message)
+
+
+def start(front_addr: str, kind: str = "zmq") -> subprocess.Popen:
+    """Start an echo process (``kind`` zmq or zmtp) as a subprocess (stop it by pid)."""
+    return subprocess.Popen([sys.executable, "-m", "bench.echo_broker", front_addr, kind], start_new_session=True)
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    (serve_zmtp if sys.argv[2:] == ["zmtp"] else serve)(sys.argv[1])

@@ -7,8 +7,8 @@ hand-off between threads (a zmq socket passes every message through its I/O
 thread: bench/README.md). CURVE needs libzmq, so ``pyzdb serve --curve``
 keeps the broker's zmq sockets (``QueueSocket``).
 
-Both classes give the server the same few calls: ``drain``, ``send``,
-``wait``, ``close``, and ``fileno``/``socket`` for a ``zmq.Poller``.
+Both classes give the server the same four calls: ``wait``, ``drain``,
+``send``, ``close``.
 """
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ class QueueSocket:
 
     def __init__(self, sock: zmq.Socket) -> None:
         self.socket = sock
-        self.backlog = 0
+        self.poller = zmq.Poller()     # kept: socket.poll() builds a new Poller every call
+        self.poller.register(sock, zmq.POLLIN)
 
     def drain(self, limit: int) -> list[list[bytes]]:
         """Up to ``limit`` messages that have arrived, without blocking."""
@@ -52,7 +53,7 @@ class QueueSocket:
 
     def wait(self, timeout_ms: int) -> bool:
         """True when a message arrives within ``timeout_ms``."""
-        return bool(self.socket.poll(timeout_ms))
+        return bool(self.poller.poll(timeout_ms))
 
     def close(self) -> None:
         """Close the socket."""
@@ -102,23 +103,14 @@ class ZmtpRouter:
         self.ids = itertools.count(1)
         self.arrived: deque[list[bytes]] = deque()
 
-    @property
-    def backlog(self) -> int:
-        """Messages taken off the sockets but not yet drained (the loop must not sleep while there are any)."""
-        return len(self.arrived)
-
     def fileno(self) -> int:
         """The epoll descriptor: readable while any connection has something to do."""
         return self.epoll.fileno()
 
-    @property
-    def socket(self) -> "ZmtpRouter":
-        """What to register in a ``zmq.Poller``: this object (it has ``fileno``)."""
-        return self
-
     def drain(self, limit: int) -> list[list[bytes]]:
         """Up to ``limit`` whole messages, without blocking."""
-        self._pump(0)
+        if not self.arrived:
+            self._pump(0)
         arrived = self.arrived
         return [arrived.popleft() for _ in range(min(limit, len(arrived)))]
 

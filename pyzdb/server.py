@@ -111,11 +111,9 @@ class ReadWriteServer:
 
     def serve_forever(self) -> None:
         """Run until ``stop()``; every fault in a request becomes an error reply, never a crash."""
-        poller = zmq.Poller()
-        poller.register(self.front.socket, zmq.POLLIN)
         try:
             while not self.stopping.is_set():
-                busy = bool(self.front.backlog or poller.poll(self._timeout_ms()))
+                busy = self.front.wait(self._timeout_ms())
                 if busy:
                     self._process(self.front.drain(MAX_DRAIN))
                 if not busy or self.db.lock is not None or self.waiting:
