@@ -59,7 +59,7 @@ class Engine:
         """Whether a query would change the tree (without running it)."""
         op = query["op"]
         if op == "batch":
-            return any(self.is_write(sub) for sub in query["ops"])
+            return any(self.is_write(sub) for sub in query["ops"] if sub["op"] != "get")
         if op == "call":
             try:
                 container = self.resolve(query["path"])
@@ -83,10 +83,10 @@ class Engine:
 
     def _get_many(self, ops: list) -> Outcome:
         """A batch of plain reads: no inverses to track, no Outcome per read."""
-        results = []
+        results, resolve = [], self.resolve
         for index, sub in enumerate(ops):
             try:
-                results.append(self.resolve(sub["path"]))
+                results.append(resolve(sub["path"]))
             except Error as exc:
                 raise type(exc)(f"batch operation {index}: {exc}") from None
         return Outcome(results)
@@ -100,6 +100,12 @@ class Engine:
         """The value a path names (slices produce copies, as in Python)."""
         node: Any = self.tree
         for depth, step in enumerate(path):
+            if type(node) is dict:
+                try:
+                    node = node[step]
+                    continue
+                except (KeyError, TypeError):   # missing, or a slice: _step says which, with the path
+                    pass
             node = self._step(node, step, path[:depth + 1])
         return node
 
