@@ -130,7 +130,7 @@ class Engine:
         raise ValueTypeError(f"{q.format_path(where[:-1])} is a {type_name(node)}; it has no item {step!r}")
 
     def _parent(self, path: list) -> tuple[Any, Any]:
-        if any(q.is_slice(step) for step in path[:-1]):
+        if q.has_slice(path[:-1]):
             raise QueryError(f"cannot write through a slice in {q.format_path(path)}")
         parent = self.resolve(path[:-1])
         if not isinstance(parent, (dict, list)):
@@ -138,7 +138,7 @@ class Engine:
         return parent, path[-1]
 
     def _container(self, path: list, kind: type) -> Any:
-        if any(q.is_slice(step) for step in path):
+        if q.has_slice(path):
             raise QueryError(f"cannot write through a slice in {q.format_path(path)}")
         node = self.resolve(path)
         if not isinstance(node, kind):
@@ -262,7 +262,12 @@ class Engine:
         missing = isinstance(parent, dict) and key not in parent
         if missing and not query.get("create"):
             raise PathKeyError(f"{q.format_path(path)}: key {key!r} not found")
-        old = 0 if missing else self.resolve(path)
+        if missing:
+            old = 0
+        elif isinstance(parent, dict):
+            old = parent[key]
+        else:
+            old = self.resolve(path)    # a list: a bad index is named as a get would name it
         if isinstance(old, list) and isinstance(amount, list):
             old.extend(amount)
             size = len(old)

@@ -76,6 +76,14 @@ def is_slice(step: Any) -> bool:
     return isinstance(step, list)
 
 
+def has_slice(path: list) -> bool:
+    """True when a step of the path is a slice (writes cannot go through one)."""
+    for step in path:
+        if isinstance(step, list):
+            return True
+    return False
+
+
 def check_path(path: Any) -> list:
     """Validate a path from the network and return it."""
     if not isinstance(path, list):
