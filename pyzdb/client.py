@@ -26,6 +26,8 @@ WATCH_POLL = 0.05   # pause between watch polls answered at once
 
 
 def _step(key: Any) -> Any:
+    if type(key) is str or type(key) is int:    # the common case, and never a bool
+        return key
     if isinstance(key, slice):
         for part in (key.start, key.stop, key.step):
             if part is not None and (not isinstance(part, int) or isinstance(part, bool)):
@@ -64,7 +66,7 @@ class Proxy:
 
     # --- paths and reads -------------------------------------------------------------
     def __getitem__(self, key: Any) -> "Proxy":
-        return Proxy(self._conn, self._path + [_step(key)])
+        return _proxy(self._conn, self._path + [_step(key)])
 
     def _run(self, consistency: str | None = None) -> Any:
         """Read the value this path names (``consistency``: 'eventual', 'read-your-writes' or 'strong')."""
@@ -251,6 +253,13 @@ class Proxy:
         return RemoteFile(self._conn, self._path, chunk_size)
 
 
+def _proxy(conn: Any, path: list, _new: Any = object.__new__) -> Proxy:
+    """``Proxy(conn, path)`` without the call to ``__init__``: every ``db[k]`` builds one."""
+    proxy = _new(Proxy)
+    proxy._conn, proxy._path = conn, path
+    return proxy
+
+
 class LockSession:
     """Returned by ``db.lock()``: ``with`` unlocks on success and rolls back on an exception."""
 
@@ -272,14 +281,23 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.ops: list[dict] = []
+        self.writes = False     # whether any op was recorded through write(): the batch goes to the RW server
         self.locked = False
 
-    def write(self, query: dict, consistency: str | None = None) -> None:
+    def read(self, query: dict, consistency: str | None = None) -> None:
         if query["op"] in q.CONTROL_OPS:
             raise QueryError(f"{query['op']} cannot run inside a batch")
         self.ops.append(query)
 
-    read = write
+    def write(self, query: dict, consistency: str | None = None) -> None:
+        self.read(query)
+        self.writes = True
+
+    def take(self) -> tuple[list[dict], bool]:
+        """The ops recorded so far and whether any writes; the recorder starts again empty."""
+        taken = self.ops, self.writes
+        self.ops, self.writes = [], False
+        return taken
 
 
 class Batch:
@@ -297,7 +315,7 @@ class Batch:
         self.results: list | None = None
 
     def __getitem__(self, key: Any) -> Proxy:
-        return self.root[key]
+        return _proxy(self._recorder, [_step(key)])
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.root[key] = value
@@ -307,11 +325,10 @@ class Batch:
 
     def execute(self) -> list:
         """Send the collected operations; return their results in order."""
-        ops, self._recorder.ops = self._recorder.ops, []
+        ops, writes = self._recorder.take()
         if not ops:
             self.results = []
             return self.results
-        writes = any(op["op"] in ("set", "del", "iadd", "cas") or op.get("method") in WRITE_METHODS for op in ops)
         query = {"op": "batch", "ops": ops}
         self.results = self._conn.write(query) if writes else self._conn.read(query)
         return self.results

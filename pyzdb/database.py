@@ -139,28 +139,22 @@ class Database:
                 raise ReadOnlyError(f"{op}: this client's key is read-only")
             if op in q.CONTROL_OPS:
                 return ok_reply(rid, self._control(cid, rid, query, now), self.journal.seq)
-            if not self.engine.is_write(query):
-                return ok_reply(rid, self.engine.execute(query).result, self.journal.seq)
-            return self._write(cid, rid, query)
+            return self._execute(cid, rid, query)
         except Error as exc:
             return error_reply(rid, exc, self.journal.seq)
 
-    def _write(self, cid: bytes, rid: int, query: dict) -> dict:
-        seen = self.replies.get(cid)
-        if seen is not None and seen[0] == rid:
-            return seen[1]
-        if cid in self.lost_locks:
+    def _execute(self, cid: bytes, rid: int, query: dict) -> dict:
+        """Run a tree query once; what it changed (``outcome.is_write``) is recorded for undo and the journal."""
+        if cid in self.lost_locks and self.engine.is_write(query):   # refused before it runs, as it always was
             del self.lost_locks[cid]
             raise LockLost("the lock's lease ended before this request; the writes made under it were rolled back")
-        self._begin()
         outcome = self.engine.execute(query)
         if not outcome.is_write:
             return ok_reply(rid, outcome.result, self.journal.seq)
+        self._begin()
         self.history.record(outcome.forward, outcome.inverse)
-        reply = ok_reply(rid, outcome.result, self.next_seq())
-        self._add_entry({"k": "w", "ops": outcome.forward, "inv": outcome.inverse, "cid": cid, "rid": rid,
-                         "res": outcome.result}, outcome.inverse)
-        return reply
+        return self._add_entry({"k": "w", "ops": outcome.forward, "inv": outcome.inverse, "cid": cid, "rid": rid,
+                                "res": outcome.result}, outcome.inverse)
 
     def _undo_redo(self, cid: bytes, rid: int, kind: str) -> Any:
         seen = self.replies.get(cid)
@@ -187,21 +181,24 @@ class Database:
             self.savepoint = Savepoint()
             self.history.mark()
 
-    def _add_entry(self, entry: dict, inverse: list | None) -> None:
+    def _add_entry(self, entry: dict, inverse: list | None) -> dict | None:
         seq = self.next_seq()
         self.savepoint.entries.append([entry, inverse])
         self.pending.append(entry)
-        self._remember(entry, seq)
+        return self._remember(entry, seq)
 
-    def _remember(self, entry: dict, seq: int | None = None) -> None:
+    def _remember(self, entry: dict, seq: int | None = None) -> dict | None:
+        """Keep the reply to the entry's request for a retry of it; return that reply."""
         cid = entry.get("cid")
         if cid is None:
-            return
+            return None
         seq = self.journal.seq if seq is None else seq
-        self.replies[cid] = [entry["rid"], ok_reply(entry["rid"], entry.get("res"), seq)]
+        reply = ok_reply(entry["rid"], entry.get("res"), seq)
+        self.replies[cid] = [entry["rid"], reply]
         self.replies.move_to_end(cid)
         while len(self.replies) > MAX_CLIENTS_REMEMBERED:
             self.replies.popitem(last=False)
+        return reply
 
     # --- control operations ----------------------------------------------------------
     def _control(self, cid: bytes, rid: int, query: dict, now: float) -> Any:

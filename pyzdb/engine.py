@@ -59,7 +59,7 @@ class Engine:
         """Whether a query would change the tree (without running it)."""
         op = query["op"]
         if op == "batch":
-            return any(self.is_write(sub) for sub in query["ops"])
+            return any(self.is_write(sub) for sub in query["ops"] if sub["op"] != "get")
         if op == "call":
             try:
                 container = self.resolve(query["path"])
@@ -83,10 +83,10 @@ class Engine:
 
     def _get_many(self, ops: list) -> Outcome:
         """A batch of plain reads: no inverses to track, no Outcome per read."""
-        results = []
+        results, resolve = [], self.resolve
         for index, sub in enumerate(ops):
             try:
-                results.append(self.resolve(sub["path"]))
+                results.append(resolve(sub["path"]))
             except Error as exc:
                 raise type(exc)(f"batch operation {index}: {exc}") from None
         return Outcome(results)
@@ -100,6 +100,12 @@ class Engine:
         """The value a path names (slices produce copies, as in Python)."""
         node: Any = self.tree
         for depth, step in enumerate(path):
+            if type(node) is dict:
+                try:
+                    node = node[step]
+                    continue
+                except (KeyError, TypeError):   # missing, or a slice: _step says which, with the path
+                    pass
             node = self._step(node, step, path[:depth + 1])
         return node
 
@@ -124,7 +130,7 @@ class Engine:
         raise ValueTypeError(f"{q.format_path(where[:-1])} is a {type_name(node)}; it has no item {step!r}")
 
     def _parent(self, path: list) -> tuple[Any, Any]:
-        if any(q.is_slice(step) for step in path[:-1]):
+        if q.has_slice(path[:-1]):
             raise QueryError(f"cannot write through a slice in {q.format_path(path)}")
         parent = self.resolve(path[:-1])
         if not isinstance(parent, (dict, list)):
@@ -132,7 +138,7 @@ class Engine:
         return parent, path[-1]
 
     def _container(self, path: list, kind: type) -> Any:
-        if any(q.is_slice(step) for step in path):
+        if q.has_slice(path):
             raise QueryError(f"cannot write through a slice in {q.format_path(path)}")
         node = self.resolve(path)
         if not isinstance(node, kind):
@@ -256,7 +262,12 @@ class Engine:
         missing = isinstance(parent, dict) and key not in parent
         if missing and not query.get("create"):
             raise PathKeyError(f"{q.format_path(path)}: key {key!r} not found")
-        old = 0 if missing else self.resolve(path)
+        if missing:
+            old = 0
+        elif isinstance(parent, dict):
+            old = parent[key]
+        else:
+            old = self.resolve(path)    # a list: a bad index is named as a get would name it
         if isinstance(old, list) and isinstance(amount, list):
             old.extend(amount)
             size = len(old)

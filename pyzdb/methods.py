@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import query as q
 from .errors import InvalidValue, PathIndexError, PathKeyError, QueryError, ValueTypeError
-from .values import call_op, clone, del_op, insert_op, set_op, type_name
+from .values import call_op, clone_items, del_op, insert_op, set_op, type_name
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -23,19 +23,37 @@ def call_method(engine: "Engine", query: dict) -> tuple[Any, list | None]:
     node = engine.resolve(path)
     kind = q.method_kind(node, method, path)
     args, kwargs = query.get("args", []), query.get("kwargs", {})
-    accepted = q.allowed_kwargs(node, method)
-    if accepted is not None and set(kwargs) - set(accepted):
-        raise QueryError(f"{method}() on {q.format_path(path)} takes no keyword {sorted(set(kwargs) - set(accepted))[0]!r}")
-    where = f"{type_name(node)}.{method}() at {q.format_path(path)}"
+    if kwargs:
+        _check_kwargs(node, method, kwargs, path)
+    where = Where(node, method, path)
     if kind == "read":
         return _read(node, method, args, kwargs, where), None
-    if any(q.is_slice(step) for step in path):
+    if q.has_slice(path):
         raise QueryError(f"cannot write through a slice in {q.format_path(path)}")
     table = _LIST if isinstance(node, list) else _DICT
-    return table[method](node, path, clone(args), kwargs, where)
+    return table[method](node, path, clone_items(args), clone_items(kwargs), where)
 
 
-def _read(node: Any, method: str, args: list, kwargs: dict, where: str) -> Any:
+class Where:
+    """How errors name a method call ("list.append() at db['l']"), rendered only when an error needs it."""
+
+    __slots__ = ("node", "method", "path")
+
+    def __init__(self, node: Any, method: str, path: list) -> None:
+        self.node, self.method, self.path = node, method, path
+
+    def __str__(self) -> str:
+        return f"{type_name(self.node)}.{self.method}() at {q.format_path(self.path)}"
+
+
+def _check_kwargs(node: Any, method: str, kwargs: dict, path: list) -> None:
+    accepted = q.allowed_kwargs(node, method)
+    unknown = set() if accepted is None else set(kwargs) - set(accepted)
+    if unknown:
+        raise QueryError(f"{method}() on {q.format_path(path)} takes no keyword {sorted(unknown)[0]!r}")
+
+
+def _read(node: Any, method: str, args: list, kwargs: dict, where: Where) -> Any:
     try:
         result = getattr(node, method)(*args, **kwargs)  # method is in the per-type allow-list
     except ValueError as exc:
@@ -49,20 +67,20 @@ def _read(node: Any, method: str, args: list, kwargs: dict, where: str) -> Any:
     return result
 
 
-def _arity(args: list, low: int, high: int, where: str) -> None:
+def _arity(args: list, low: int, high: int, where: Where) -> None:
     if not low <= len(args) <= high:
         wanted = str(low) if low == high else f"{low} to {high}"
         raise ValueTypeError(f"{where} takes {wanted} arguments ({len(args)} given)")
 
 
 # --- lists ------------------------------------------------------------------------
-def _list_append(node: list, path: list, args: list, kwargs: dict, where: str):
+def _list_append(node: list, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 1, 1, where)
     node.append(args[0])
     return None, [del_op(path + [len(node) - 1])]
 
 
-def _list_extend(node: list, path: list, args: list, kwargs: dict, where: str):
+def _list_extend(node: list, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 1, 1, where)
     if not isinstance(args[0], list):
         raise ValueTypeError(f"{where} needs a list, not {type_name(args[0])}")
@@ -71,7 +89,7 @@ def _list_extend(node: list, path: list, args: list, kwargs: dict, where: str):
     return None, [del_op(path + [[start, len(node), None]])]
 
 
-def _list_insert(node: list, path: list, args: list, kwargs: dict, where: str):
+def _list_insert(node: list, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 2, 2, where)
     index, value = args
     if not isinstance(index, int) or isinstance(index, bool):
@@ -82,7 +100,7 @@ def _list_insert(node: list, path: list, args: list, kwargs: dict, where: str):
     return None, [del_op(path + [position])]
 
 
-def _list_pop(node: list, path: list, args: list, kwargs: dict, where: str):
+def _list_pop(node: list, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 0, 1, where)
     index = args[0] if args else -1
     if not isinstance(index, int) or isinstance(index, bool):
@@ -94,7 +112,7 @@ def _list_pop(node: list, path: list, args: list, kwargs: dict, where: str):
     return value, [insert_op(path, position, value)]
 
 
-def _list_remove(node: list, path: list, args: list, kwargs: dict, where: str):
+def _list_remove(node: list, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 1, 1, where)
     try:
         position = node.index(args[0])
@@ -104,7 +122,7 @@ def _list_remove(node: list, path: list, args: list, kwargs: dict, where: str):
     return None, [insert_op(path, position, value)]
 
 
-def _list_sort(node: list, path: list, args: list, kwargs: dict, where: str):
+def _list_sort(node: list, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 0, 0, where)
     reverse = kwargs.get("reverse", False)
     if not isinstance(reverse, bool):
@@ -118,13 +136,13 @@ def _list_sort(node: list, path: list, args: list, kwargs: dict, where: str):
     return None, [set_op(path + [[0, len(node), None]], old)]
 
 
-def _list_reverse(node: list, path: list, args: list, kwargs: dict, where: str):
+def _list_reverse(node: list, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 0, 0, where)
     node.reverse()
     return None, [call_op(path, "reverse")]
 
 
-def _list_clear(node: list, path: list, args: list, kwargs: dict, where: str):
+def _list_clear(node: list, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 0, 0, where)
     old = list(node)
     node.clear()
@@ -132,12 +150,12 @@ def _list_clear(node: list, path: list, args: list, kwargs: dict, where: str):
 
 
 # --- dicts ------------------------------------------------------------------------
-def _check_key(key: Any, where: str) -> None:
+def _check_key(key: Any, where: Where) -> None:
     if isinstance(key, bool) or not isinstance(key, (str, int)):
         raise ValueTypeError(f"{where}: dict key {key!r} must be str or int")
 
 
-def _dict_pop(node: dict, path: list, args: list, kwargs: dict, where: str):
+def _dict_pop(node: dict, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 1, 2, where)
     key = args[0]
     if isinstance(key, (list, dict)) or key not in node:
@@ -148,7 +166,7 @@ def _dict_pop(node: dict, path: list, args: list, kwargs: dict, where: str):
     return value, [set_op(path + [key], value)]
 
 
-def _dict_popitem(node: dict, path: list, args: list, kwargs: dict, where: str):
+def _dict_popitem(node: dict, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 0, 0, where)
     if not node:
         raise PathKeyError(f"{where}: dictionary is empty")
@@ -156,7 +174,7 @@ def _dict_popitem(node: dict, path: list, args: list, kwargs: dict, where: str):
     return [key, value], [set_op(path + [key], value)]
 
 
-def _dict_setdefault(node: dict, path: list, args: list, kwargs: dict, where: str):
+def _dict_setdefault(node: dict, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 1, 2, where)
     key = args[0]
     _check_key(key, where)
@@ -166,7 +184,7 @@ def _dict_setdefault(node: dict, path: list, args: list, kwargs: dict, where: st
     return node[key], [del_op(path + [key])]
 
 
-def _dict_update(node: dict, path: list, args: list, kwargs: dict, where: str):
+def _dict_update(node: dict, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 0, 1, where)
     changes = dict(args[0]) if args and isinstance(args[0], dict) else None
     if args and changes is None:
@@ -179,14 +197,14 @@ def _dict_update(node: dict, path: list, args: list, kwargs: dict, where: str):
     return None, inverse
 
 
-def _dict_clear(node: dict, path: list, args: list, kwargs: dict, where: str):
+def _dict_clear(node: dict, path: list, args: list, kwargs: dict, where: Where):
     _arity(args, 0, 0, where)
     old = dict(node)
     node.clear()
     return None, [call_op(path, "update", old)]
 
 
-Writer = Callable[[Any, list, list, dict, str], tuple[Any, list]]
+Writer = Callable[[Any, list, list, dict, Where], tuple[Any, list]]
 _LIST: dict[str, Writer] = {
     "append": _list_append, "extend": _list_extend, "insert": _list_insert, "pop": _list_pop,
     "remove": _list_remove, "sort": _list_sort, "reverse": _list_reverse, "clear": _list_clear,

@@ -76,6 +76,14 @@ def is_slice(step: Any) -> bool:
     return isinstance(step, list)
 
 
+def has_slice(path: list) -> bool:
+    """True when a step of the path is a slice (writes cannot go through one)."""
+    for step in path:
+        if isinstance(step, list):
+            return True
+    return False
+
+
 def check_path(path: Any) -> list:
     """Validate a path from the network and return it."""
     if not isinstance(path, list):
@@ -83,6 +91,8 @@ def check_path(path: Any) -> list:
     if len(path) > MAX_PATH_DEPTH:
         raise QueryError(f"path of {len(path)} steps is deeper than the limit of {MAX_PATH_DEPTH}")
     for step in path:
+        if type(step) is int or (type(step) is str and len(step) <= MAX_KEY_LENGTH):
+            continue    # the common case; bool is not of type int
         if isinstance(step, bool):
             raise QueryError(f"path step {step!r} is a bool; keys are str or int")
         if isinstance(step, str):
@@ -172,6 +182,9 @@ def _check_batch(query: dict, depth: int) -> None:
     if len(ops) > MAX_BATCH:
         raise QueryError(f"batch of {len(ops)} operations is over the limit of {MAX_BATCH}")
     for index, sub in enumerate(ops):
+        if type(sub) is dict and len(sub) == 2 and sub.get("op") == "get" and "path" in sub:
+            check_path(sub["path"])     # a plain read: its path is all there is to check
+            continue
         if isinstance(sub, dict) and sub.get("op") in CONTROL_OPS:
             raise QueryError(f"batch operation {index}: {sub.get('op')!r} cannot run inside a batch")
         validate(sub, depth + 1)

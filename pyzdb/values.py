@@ -15,6 +15,17 @@ def clone(value: Any) -> Any:
     return unpack(pack(value))
 
 
+def clone_items(items: list | dict) -> list | dict:
+    """``clone(items)`` (a method's args or kwargs), or ``items`` itself when every one is a scalar.
+
+    Scalars are immutable, so then nothing can be shared between the tree and a log record.
+    """
+    for item in (items.values() if isinstance(items, dict) else items):
+        if type(item) not in _SCALARS:
+            return clone(items)
+    return items
+
+
 def type_name(value: Any) -> str:
     """The name users see for a value's type (a File reference is 'File')."""
     return "File" if isinstance(value, tuple) else type(value).__name__

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from pyzdb.client import File, client
+from pyzdb.client import Batch, File, client
 from pyzdb.errors import (Error, InvalidValue, MethodNotAllowed, PathIndexError, PathKeyError,
                           QueryError, ValueTypeError)
 
@@ -128,6 +128,42 @@ def test_batch_sends_many_operations_in_one_message_all_or_none(db):
     with pytest.raises(InvalidValue, match="batch operation 1"):
         pipe.execute()
     assert "y" not in db
+
+
+class _Sent:
+    """A connection that keeps each query and whether it was sent as a read or a write."""
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def read(self, query: dict, consistency: str | None = None) -> list:
+        self.sent.append(("read", query))
+        return []
+
+    def write(self, query: dict, consistency: str | None = None) -> list:
+        self.sent.append(("write", query))
+        return []
+
+
+def test_a_batch_goes_to_the_read_write_server_only_when_it_writes():
+    conn = _Sent()
+    reads = Batch(conn)
+    reads["a"][0]._run()
+    reads["d"].get("k")
+    reads.execute()
+    writes = Batch(conn)
+    writes["a"]._run()
+    writes["l"].pop()
+    writes.execute()
+    writes["a"]._run()      # the recorder starts again empty: this batch only reads
+    writes.execute()
+    assert [kind for kind, _ in conn.sent] == ["read", "write", "read"]
+    assert conn.sent[0][1]["ops"][0] == {"op": "get", "path": ["a", 0]}
+    assert conn.sent[2][1]["ops"] == [{"op": "get", "path": ["a"]}]
+    with pytest.raises(QueryError, match="keys are str, int or slices"):
+        reads[True]
+    with pytest.raises(QueryError, match="cannot run inside a batch"):
+        reads.root.undo()
 
 
 def test_values_msgpack_carries_round_trip(db):

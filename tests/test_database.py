@@ -84,6 +84,54 @@ def test_an_expired_lease_rolls_back_the_session_and_tells_the_holder():
     assert db.handle(b"a", 4, {"op": "unlock"})["err"][0] == "LockLost"
 
 
+def test_after_a_lost_lock_reads_are_answered_and_the_next_write_is_refused_once():
+    db = open_db(lock_lease=1.0)
+    ok(db.handle(b"a", 1, {"op": "lock"}, now=100.0))
+    ok(db.handle(b"a", 2, {"op": "set", "path": ["x"], "value": 1}, now=100.5))
+    assert db.expire_lock(now=102.0) is True
+    assert ok(db.handle(b"a", 3, {"op": "batch", "ops": [{"op": "get", "path": []}]})) == [{}]
+    assert db.handle(b"a", 4, {"op": "call", "path": ["nope"], "method": "append", "args": [1]})["err"][0] == "LockLost"
+    assert db.handle(b"a", 5, {"op": "set", "path": ["x"], "value": 2}) == {"rid": 5, "ok": None, "seq": 1}
+    assert db.engine.tree == {"x": 2}
+
+
+def test_a_read_only_client_reads_and_every_write_is_refused_before_it_runs():
+    db = open_db()
+    ok(db.handle(b"w", 1, {"op": "set", "path": ["l"], "value": [1]}))
+    gets = {"op": "batch", "ops": [{"op": "get", "path": ["l", 0]}, {"op": "call", "path": ["l"], "method": "count",
+                                                                      "args": [1]}]}
+    assert ok(db.handle(b"r", 1, gets, read_only=True)) == [1, 1]
+    for rid, query in enumerate([{"op": "set", "path": ["l"], "value": 2},
+                                 {"op": "call", "path": ["l"], "method": "append", "args": [2]},
+                                 {"op": "call", "path": ["nope"], "method": "append", "args": [2]},
+                                 {"op": "batch", "ops": [{"op": "get", "path": ["l"]}, {"op": "del", "path": ["l"]}]},
+                                 {"op": "undo"}], start=2):
+        assert db.handle(b"r", rid, query, read_only=True)["err"][0] == "ReadOnlyError"
+    assert db.engine.tree == {"l": [1]} and len(db.history.undo_stack) == 1
+
+
+def test_a_write_that_changes_nothing_or_fails_is_not_logged():
+    db = open_db()
+    ok(db.handle(b"c", 1, {"op": "set", "path": ["n"], "value": 1}))
+    db.commit()
+    assert db.handle(b"c", 2, {"op": "cas", "path": ["n"], "expected": 5, "value": 6}) == {"rid": 2, "ok": False,
+                                                                                          "seq": 1}
+    assert db.handle(b"c", 3, {"op": "iadd", "path": ["n"], "value": "x"})["err"][0] == "ValueTypeError"
+    assert db.pending == [] and db.commit() is False and db.journal.seq == 1
+
+
+def test_logged_method_arguments_are_copies_not_the_tree_values():
+    store = MemoryStore()
+    db = open_db(store)
+    ok(db.handle(b"c", 1, {"op": "set", "path": ["d"], "value": {}}))
+    ok(db.handle(b"c", 2, {"op": "call", "path": ["d"], "method": "update", "args": [], "kwargs": {"x": [1]}}))
+    ok(db.handle(b"c", 3, {"op": "call", "path": ["d"], "method": "update", "args": [{"y": [1]}]}))
+    ok(db.handle(b"c", 4, {"op": "call", "path": ["d", "x"], "method": "append", "args": [2]}))
+    ok(db.handle(b"c", 5, {"op": "call", "path": ["d", "y"], "method": "append", "args": [2]}))
+    db.commit()
+    assert db.engine.tree == open_db(store).engine.tree == {"d": {"x": [1, 2], "y": [1, 2]}}
+
+
 def test_abort_rolls_back_and_releases():
     db = open_db()
     ok(db.handle(b"a", 1, {"op": "lock"}))

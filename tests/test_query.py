@@ -44,6 +44,29 @@ def test_malformed_queries_name_the_problem(query, message):
         q.validate(query)
 
 
+@pytest.mark.parametrize("path, error, message", [
+    ("x", QueryError, "path must be a list"),
+    ([True], QueryError, "bool"),
+    ([1.5], QueryError, "float"),
+    ([[1, 2]], QueryError, "slice step"),
+    ([[1, 2, 0]], QueryError, "cannot be zero"),
+    (["k" * (q.MAX_KEY_LENGTH + 1)], QueryError, "over the limit"),
+    (["k"] * (q.MAX_PATH_DEPTH + 1), QueryError, "deeper than the limit"),
+])
+def test_a_batch_of_gets_checks_each_path_as_a_lone_get_does(path, error, message):
+    with pytest.raises(error, match=message):
+        q.validate({"op": "get", "path": path})
+    ops = [{"op": "get", "path": ["ok", 1, [None, 2, None]]}, {"op": "get", "path": path}]
+    with pytest.raises(error, match=message):
+        q.validate({"op": "batch", "ops": ops})
+
+
+def test_a_get_in_a_batch_with_extra_fields_is_checked_in_full():
+    with pytest.raises(ValueTypeError):
+        q.validate({"op": "batch", "ops": [{"op": "get", "path": ["k"], "value": object()}]})
+    assert q.validate({"op": "batch", "ops": [{"op": "get"}]})["ops"] == [{"op": "get", "path": []}]
+
+
 def test_path_depth_limit():
     with pytest.raises(QueryError, match="deeper than the limit"):
         q.validate({"op": "get", "path": ["k"] * (q.MAX_PATH_DEPTH + 1)})
