@@ -70,16 +70,24 @@ class Engine:
 
     def _batch(self, ops: list) -> Outcome:
         done: list[Outcome] = []
+        results: list = []
+        # a read answers the value as it was when it ran: copied if a later op may change it in place
+        last_change = max((i for i, sub in enumerate(ops) if sub.get("op") != "get"), default=-1)
         for index, sub in enumerate(ops):
             try:
-                done.append(self.execute(sub))
+                outcome = self.execute(sub)
             except Error as exc:
                 for outcome in reversed(done):
                     self._batch_silent(outcome.inverse)
                 raise type(exc)(f"batch operation {index}: {exc}") from None
+            done.append(outcome)
+            result = outcome.result
+            if index < last_change and not outcome.is_write and isinstance(result, (list, dict)):
+                result = clone(result)
+            results.append(result)
         inverse = list(itertools.chain.from_iterable(o.inverse for o in reversed(done)))
         forward = [sub for sub, o in zip(ops, done) if o.is_write]
-        return Outcome([o.result for o in done], forward, inverse)
+        return Outcome(results, forward, inverse)
 
     def _get_many(self, ops: list) -> Outcome:
         """A batch of plain reads: no inverses to track, no Outcome per read."""
@@ -259,6 +267,12 @@ class Engine:
     def _op_iadd(self, query: dict) -> Outcome:
         path, amount = query["path"], clone(query["value"])
         parent, key = self._parent(path)
+        if q.is_slice(key):     # as in Python: l[a:b] += x is l[a:b] = l[a:b] + x
+            old = self.resolve(path)
+            if not isinstance(amount, list):
+                raise ValueTypeError(f"+= on {q.format_path(path)}: cannot add {type_name(amount)} to a list slice")
+            new = old + amount
+            return Outcome(len(new), [query], self._set_slice(parent, key, new, path))
         missing = isinstance(parent, dict) and key not in parent
         if missing and not query.get("create"):
             raise PathKeyError(f"{q.format_path(path)}: key {key!r} not found")

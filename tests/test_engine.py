@@ -174,6 +174,23 @@ def test_batch_is_all_or_nothing():
     assert outcome.result == [None, None] and after["x"] == 1 and after["l"][-1] == 5
 
 
+def test_a_read_in_a_batch_answers_the_value_as_it_was_before_later_writes():
+    engine = Engine({"x": [1], "m": {"a": 1}})
+    batch = {"op": "batch", "ops": [{"op": "get", "path": ["x"]}, call(["x"], "append", 2),
+                                    {"op": "get", "path": ["m"]}, {"op": "set", "path": ["m", "b"], "value": 2},
+                                    {"op": "get", "path": ["x"]}]}
+    assert run(engine, batch).result == [[1], None, {"a": 1}, None, [1, 2]]
+
+
+def test_iadd_on_a_slice_is_a_slice_assignment_and_undoes():
+    outcome, after = check_undo({"l": [1, 2, 3, 4]}, {"op": "iadd", "path": ["l", [1, 3, None]], "value": [9]})
+    assert after == {"l": [1, 2, 3, 9, 4]} and outcome.result == 3
+    outcome, after = check_undo({"l": [[], None]}, {"op": "iadd", "path": ["l", [None, None, None]], "value": []})
+    assert after == {"l": [[], None]}
+    with pytest.raises(ValueTypeError, match="list slice"):
+        run(Engine({"l": [1]}), {"op": "iadd", "path": ["l", [0, 1, None]], "value": 5})
+
+
 def test_stored_values_are_not_shared_with_the_query():
     engine = Engine({})
     query = {"op": "set", "path": ["x"], "value": [1, 2]}
