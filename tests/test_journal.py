@@ -414,6 +414,31 @@ def test_batch_durability_flushes_the_wal_in_the_background(tmp_path):
     store.close()
 
 
+def test_batch_durability_checkpoints_the_wal_in_the_flush_thread_not_in_writes(tmp_path):
+    import shutil
+    import sqlite3
+
+    from pyzdb.store.sqlite import SqliteStore
+
+    def keys_in_main_file(name):
+        """The keys a copy of the database file alone (no WAL) holds."""
+        copy = tmp_path / name
+        shutil.copy(tmp_path / "c.db", copy)
+        with sqlite3.connect(copy) as db:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'kv'").fetchall():
+                return 0                          # even the table is still only in the WAL
+            return db.execute("SELECT count(*) FROM kv").fetchone()[0]
+
+    store = SqliteStore(str(tmp_path / "c.db"), durability="batch", flush_seconds=3600)
+    for i in range(3000):                     # sqlite's own checkpoint would have run after ~1000 pages
+        store.set_bulk({b"log/%08d" % i: b"x" * 100})
+    assert keys_in_main_file("before.db") == 0
+    store.checkpoint()
+    assert keys_in_main_file("after.db") == 3000
+    assert store.get_bulk([b"log/00002999"]) == {b"log/00002999": b"x" * 100}
+    store.close()
+
+
 SYNC_SCRIPT = """
 import sys
 from pyzdb.store.sqlite import SqliteStore
