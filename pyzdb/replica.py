@@ -138,8 +138,9 @@ class ReplicaServer:
                 frames = self.sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if len(frames) == 2 and len(frames[1]) == 8:
-                self.known_seq = max(self.known_seq, int.from_bytes(frames[1], "big"))
+            data = frames[1] if len(frames) == 2 else frames[0][3:]   # also the two-frame form earlier servers sent
+            if len(data) == 8:
+                self.known_seq = max(self.known_seq, int.from_bytes(data, "big"))
 
     def _follow(self) -> None:
         """Read the log once per new notification, and every ``poll_interval`` whatever happens."""

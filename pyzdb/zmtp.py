@@ -32,6 +32,7 @@ GREETING = (b"\xff" + bytes(8) + b"\x7f"      # signature
 MORE, LONG, COMMAND = 1, 2, 4
 PEER_TYPES = (b"ROUTER", b"DEALER", b"REP")     # the peers a DEALER may talk to
 RECONNECT_PAUSE = 0.05                           # seconds between attempts to reach a peer that is down
+IDLE_CHECK = 1.0     # a connection quiet this long is checked for a hang-up before a send (else receive finds it)
 
 
 def parse_address(uri: str) -> tuple[int, object]:
@@ -48,6 +49,8 @@ def parse_address(uri: str) -> tuple[int, object]:
 
 def encode_frames(frames: list[bytes], command: bool = False) -> bytes:
     """The wire bytes of one message (or, with ``command``, one command body)."""
+    if len(frames) == 2 and not command and not frames[0] and len(frames[1]) < 256:
+        return b"\x01\x00\x00" + bytes((len(frames[1]),)) + frames[1]   # a request's [b"", payload], short
     out = []
     last = len(frames) - 1
     for i, frame in enumerate(frames):
@@ -96,6 +99,7 @@ class ZmtpDealer:
         self.buffer = bytearray()
         self.state = "greeting"               # then "ready" (the peer's READY is due), then "open"
         self.answered = False                 # this connection has delivered a message
+        self.last_read = 0.0                  # time.monotonic() of the last message received
         self.unsent: bytes | None = None      # a message waiting for a peer
         self.last: bytes | None = None        # the last message sent, sent again if the peer hangs up before answering
         self.next_try = 0.0
@@ -227,7 +231,7 @@ class ZmtpDealer:
     def send(self, frames: list[bytes]) -> None:
         """Send one message (multipart); kept until a peer is reachable if none is now."""
         data = encode_frames(frames)
-        if self.sock is not None:
+        if self.sock is not None and time.monotonic() - self.last_read > IDLE_CHECK:
             self._take_arrived()
         self.last = data
         if self.sock is None and not self._connect():
@@ -261,7 +265,7 @@ class ZmtpDealer:
                 try:
                     message = self._next()
                     if message is not None:
-                        self.last, self.answered = None, True
+                        self.last, self.answered, self.last_read = None, True, time.monotonic()
                         return message
                     left = max(0, int((deadline - time.monotonic()) * 1000))
                     if self.poller.poll(left):

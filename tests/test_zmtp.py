@@ -12,7 +12,7 @@ from pyzdb.connection import Connection, DirectEndpoint, Endpoint, open_endpoint
 from pyzdb.errors import QueryError
 from pyzdb.front import ZmtpRouter
 from pyzdb.testing import free_ports
-from pyzdb.zmtp import ZmtpDealer, parse_address
+from pyzdb.zmtp import IDLE_CHECK, ZmtpDealer, parse_address
 
 
 def tcp() -> str:
@@ -185,7 +185,7 @@ def test_dealer_reconnects_after_an_idle_drop_and_resends_after_a_hang_up(contex
         route, _, _ = router.recv_multipart()
         router.send_multipart([route, b"", b"r1"])
         assert dealer.receive(5000) == [b"", b"r1"]
-        time.sleep(0.6)                               # the router drops the silent connection
+        time.sleep(IDLE_CHECK + 0.3)                  # the router drops the silent connection; send notices
         dealer.send([b"", b"2"])
         assert router.poll(5000)
         route, _, body = router.recv_multipart()
