@@ -21,7 +21,8 @@ from collections import deque
 import zmq
 
 from .errors import ProtocolError
-from .zmtp import COMMAND, GREETING, LONG, MORE, encode_frames, parse_address, parse_properties, ready_command
+from .zmtp import (COMMAND, GREETING, LONG, MORE, encode_frames, parse_address, parse_properties, ready_command,
+                   whole_message)
 
 CLIENT_TYPES = (b"DEALER", b"REQ")
 MAX_UNSENT = 256 << 20          # bytes of replies a client leaves unread before its connection is closed
@@ -209,6 +210,11 @@ class ZmtpRouter:
         if not data:
             self._drop(peer)
             return
+        if not peer.inbox and peer.state == "open" and not peer.frames:
+            message = whole_message(data, self.max_message)   # the common case: one whole [b"", payload]
+            if message is not None:
+                self.arrived.append([peer.routing_id, *message])
+                return
         peer.inbox += data
         try:
             self._parse(peer)

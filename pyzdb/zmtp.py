@@ -61,6 +61,22 @@ def encode_frames(frames: list[bytes], command: bool = False) -> bytes:
     return b"".join(out)
 
 
+def whole_message(data: bytes, limit: int) -> list[bytes] | None:
+    """``[b"", payload]`` if ``data`` is exactly that one message (most requests and replies), else None."""
+    if len(data) < 4 or data[0] != MORE or data[1] != 0:
+        return None
+    flags = data[2]
+    if flags == 0:
+        head, size = 4, data[3]
+    elif flags == LONG and len(data) >= 11:
+        head, size = 11, int.from_bytes(data[3:11], "big")
+    else:
+        return None
+    if head + size != len(data) or size > limit:
+        return None
+    return [b"", data[head:]]
+
+
 def ready_command(socket_type: bytes) -> bytes:
     """A READY command naming this end's socket type."""
     prop = b"Socket-Type"
@@ -272,6 +288,11 @@ class ZmtpDealer:
                         chunk = self.sock.recv(65536)
                         if not chunk:
                             raise ConnectionResetError("the peer closed the connection")
+                        if not self.buffer and self.state == "open":
+                            message = whole_message(chunk, self.max_message)
+                            if message is not None:
+                                self.last, self.answered, self.last_read = None, True, time.monotonic()
+                                return message
                         self.buffer += chunk
                         continue
                 except OSError:
