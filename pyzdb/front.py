@@ -61,6 +61,24 @@ class QueueSocket:
         self.socket.close()
 
 
+class Poll:
+    """epoll where the system has it (Linux: cost by ready sockets, not by connections), else poll; times in seconds."""
+
+    def __init__(self) -> None:
+        self.epoll = getattr(select, "epoll", None)
+        self.poller = self.epoll() if self.epoll else select.poll()
+        self.register, self.modify, self.unregister = self.poller.register, self.poller.modify, self.poller.unregister
+
+    def poll(self, timeout: float) -> list[tuple[int, int]]:
+        """Ready (fd, events) pairs within ``timeout`` seconds."""
+        return self.poller.poll(timeout if self.epoll else int(timeout * 1000))
+
+    def close(self) -> None:
+        """Release the epoll descriptor, if any."""
+        if self.epoll:
+            self.poller.close()
+
+
 class Peer:
     """One client connection: its buffers and where its handshake is."""
 
@@ -97,16 +115,12 @@ class ZmtpRouter:
             self.listener.close()
             raise
         self.listener.setblocking(False)
-        self.epoll = select.epoll()
-        self.epoll.register(self.listener, select.EPOLLIN)
+        self.poll = Poll()
+        self.poll.register(self.listener, select.POLLIN)
         self.peers: dict[int, Peer] = {}
         self.routes: dict[bytes, Peer] = {}
         self.ids = itertools.count(1)
         self.arrived: deque[list[bytes]] = deque()
-
-    def fileno(self) -> int:
-        """The epoll descriptor: readable while any connection has something to do."""
-        return self.epoll.fileno()
 
     def drain(self, limit: int) -> list[list[bytes]]:
         """Up to ``limit`` whole messages, without blocking."""
@@ -132,23 +146,23 @@ class ZmtpRouter:
         """Close every connection and the listener."""
         for peer in list(self.peers.values()):
             self._drop(peer)
-        self.epoll.close()
+        self.poll.close()
         self.listener.close()
         if self.path is not None and os.path.exists(self.path):
             os.unlink(self.path)
 
     # -- events -------------------------------------------------------------
     def _pump(self, timeout: float) -> None:
-        for fd, events in self.epoll.poll(timeout):
+        for fd, events in self.poll.poll(timeout):
             if fd == self.listener.fileno():
                 self._accept()
                 continue
             peer = self.peers.get(fd)
             if peer is None:
                 continue
-            if events & select.EPOLLOUT:
+            if events & select.POLLOUT:
                 self._flush(peer)
-            if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+            if events & (select.POLLIN | select.POLLHUP | select.POLLERR):
                 self._read(peer)
 
     def _accept(self) -> None:
@@ -166,7 +180,7 @@ class ZmtpRouter:
             peer = Peer(sock, b"\x00" + next(self.ids).to_bytes(4, "big"))
             self.peers[sock.fileno()] = peer
             self.routes[peer.routing_id] = peer
-            self.epoll.register(sock, select.EPOLLIN)
+            self.poll.register(sock, select.POLLIN)
             # libzmq sends its whole greeting only after it sees ours: ours goes first, READY with it (NULL)
             self._write(peer, GREETING + ready_command(b"ROUTER"))
 
@@ -186,7 +200,7 @@ class ZmtpRouter:
             return
         if sent < len(data):
             peer.outbox += data[sent:]
-            self.epoll.modify(peer.sock, select.EPOLLIN | select.EPOLLOUT)
+            self.poll.modify(peer.sock, select.POLLIN | select.POLLOUT)
 
     def _flush(self, peer: Peer) -> None:
         try:
@@ -198,7 +212,7 @@ class ZmtpRouter:
             return
         del peer.outbox[:sent]
         if not peer.outbox:
-            self.epoll.modify(peer.sock, select.EPOLLIN)
+            self.poll.modify(peer.sock, select.POLLIN)
 
     def _read(self, peer: Peer) -> None:
         try:
@@ -279,7 +293,7 @@ class ZmtpRouter:
             return
         self.routes.pop(peer.routing_id, None)
         try:
-            self.epoll.unregister(fd)
+            self.poll.unregister(fd)
         except (OSError, ValueError):
             pass
         peer.sock.close()

@@ -36,14 +36,17 @@ IDLE_CHECK = 1.0     # a connection quiet this long is checked for a hang-up bef
 
 
 def parse_address(uri: str) -> tuple[int, object]:
-    """(socket family, address) for ``tcp://host:port`` or ``ipc:///path``; ProtocolError for anything else."""
+    """(socket family, address) for ``tcp://host:port`` or ``ipc:///path``; ProtocolError for anything else.
+
+    A host of ``*`` (as in a zmq bind) is every IPv4 interface.
+    """
     if uri.startswith("ipc://"):
         return socket.AF_UNIX, uri[len("ipc://"):]
     if uri.startswith("tcp://"):
         host, sep, port = uri[len("tcp://"):].rpartition(":")
         if sep and port.isdigit():
             host = host.strip("[]")
-            return (socket.AF_INET6 if ":" in host else socket.AF_INET), (host if host != "*" else "127.0.0.1", int(port))
+            return (socket.AF_INET6 if ":" in host else socket.AF_INET), (host if host != "*" else "0.0.0.0", int(port))
     raise ProtocolError(f"{uri!r} is not a tcp://host:port or ipc:///path address")
 
 

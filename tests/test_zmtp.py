@@ -220,3 +220,23 @@ def test_endpoint_choice_and_bad_transports(context):
         Connection("tcp://127.0.0.1:1", transport="udp")
     with pytest.raises(Exception, match="not a tcp"):
         parse_address("tcp://nohostport")
+
+
+def test_router_without_epoll_uses_poll(monkeypatch):
+    import select
+    monkeypatch.delattr(select, "epoll")
+    server = RouterThread(tcp(), lambda message: [b"", message[-1] + b"!"])
+    dealer = ZmtpDealer([f"tcp://127.0.0.1:{server.router.listener.getsockname()[1]}"])
+    try:
+        assert not server.router.poll.epoll
+        dealer.send([b"", b"hi"])
+        assert dealer.receive(5000) == [b"", b"hi!"]
+    finally:
+        dealer.close()
+        server.close()
+
+
+def test_addresses():
+    assert parse_address("tcp://*:5559") == (socket.AF_INET, ("0.0.0.0", 5559))
+    assert parse_address("tcp://[::1]:5559") == (socket.AF_INET6, ("::1", 5559))
+    assert parse_address("ipc:///tmp/x") == (socket.AF_UNIX, "/tmp/x")
