@@ -439,6 +439,31 @@ def test_batch_durability_checkpoints_the_wal_in_the_flush_thread_not_in_writes(
     store.close()
 
 
+def test_sqlite_keeps_log_records_in_their_own_table_and_moves_those_of_an_older_file(tmp_path):
+    import sqlite3
+
+    from pyzdb.store.sqlite import SqliteStore
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:                # a file as the first session's store wrote it
+        old.execute("CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
+        old.executemany("INSERT INTO kv VALUES (?, ?)", [(log_key(1), b"one"), (log_key(2), b"two"),
+                                                          (b"meta", b"m"), (b"log/short", b"odd")])
+    store = SqliteStore(str(path))
+    odd = [b"log/", b"log/" + b"1" * 21, b"log/0001", b"app/" + log_key(3)]
+    store.set_bulk({log_key(3): b"three", **{key: key for key in odd}})
+    everything = [log_key(1), log_key(2), log_key(3), b"meta", b"log/short", *odd]
+    assert store.get_bulk(everything) == {log_key(1): b"one", log_key(2): b"two", log_key(3): b"three",
+                                          b"meta": b"m", b"log/short": b"odd", **{key: key for key in odd}}
+    assert store.key_count() == len(everything)
+    store.remove_bulk([log_key(2), b"log/short"])
+    assert set(store.get_bulk(everything)) == set(everything) - {log_key(2), b"log/short"}
+    store.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT seq FROM log ORDER BY seq").fetchall() == [(1,), (3,)]
+        assert raw.execute("SELECT count(*) FROM kv WHERE k = ?", (log_key(1),)).fetchone() == (0,)
+
+
 SYNC_SCRIPT = """
 import sys
 from pyzdb.store.sqlite import SqliteStore

@@ -16,6 +16,29 @@ FLUSH_SECONDS = 1.0
 WAL_SIZE_LIMIT = 64 << 20   # bytes the WAL is cut back to after a checkpoint
 
 
+LOG_PREFIX = b"log/"
+LOG_KEY_LENGTH = len(LOG_PREFIX) + 20     # journal.log_key: b"log/%020d"
+
+
+def log_seq(key: bytes) -> int | None:
+    """The seq of a journal log key (``log/`` and exactly 20 digits), else None."""
+    if len(key) != LOG_KEY_LENGTH or not key.startswith(LOG_PREFIX) or not key[4:].isdigit():
+        return None
+    return int(key[4:])
+
+
+def _split(keys: Iterable[bytes]) -> tuple[list[bytes], dict[int, bytes]]:
+    """(keys of the kv table, {seq: key} of the log table)."""
+    plain, logged = [], {}
+    for key in keys:
+        seq = log_seq(key)
+        if seq is None:
+            plain.append(key)
+        else:
+            logged[seq] = key
+    return plain, logged
+
+
 class SqliteStore(Store):
     """A key-value table in one sqlite file.
 
@@ -28,6 +51,11 @@ class SqliteStore(Store):
     run inside every thousandth write: half the cost of a write here. ``'none'`` never
     calls fsync (synchronous=OFF). The file never shrinks: space freed by
     removed records is reused.
+
+    Keys of the journal's log (``log/`` and 20 digits) live in a table of
+    their own keyed by the integer, ``log``: one b-tree instead of a table
+    and an index, which makes a write about 9 µs (a third) cheaper with its
+    share of the checkpoint. Every other key is in ``kv``.
     """
 
     def __init__(self, path: str, *, durability: str = "always", flush_seconds: float = FLUSH_SECONDS) -> None:
@@ -46,6 +74,8 @@ class SqliteStore(Store):
                 self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             # a rowid table: deleting small records beside MiB-sized chunks is ~80x faster than WITHOUT ROWID
             self._db.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+            self._move_log_keys()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open sqlite store {path!r}: {exc}") from exc
         self.flushes = 0
@@ -91,36 +121,69 @@ class SqliteStore(Store):
                 os.close(fd)
         self.flushes += 1
 
+    def _move_log_keys(self) -> None:
+        """Move log records a file written before the ``log`` table keeps in ``kv`` (once; then there are none)."""
+        with self._lock:
+            rows = self._db.execute("SELECT k, v FROM kv WHERE k >= ? AND k < ?", (LOG_PREFIX, b"log0")).fetchall()
+            moved = [(log_seq(bytes(k)), bytes(k), v) for k, v in rows if log_seq(bytes(k)) is not None]
+            if not moved:
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO log (seq, v) VALUES (?, ?)", [(s, v) for s, _, v in moved])
+                self._db.executemany("DELETE FROM kv WHERE k = ?", [(k,) for _, k, _ in moved])
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+
     def get_bulk(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
         """Return the values of the keys that exist."""
-        keys = list(keys)
+        plain, logged = _split(keys)
         found: dict[bytes, bytes] = {}
         with self._lock:
-            for i in range(0, len(keys), _CHUNK):
-                part = keys[i:i + _CHUNK]
-                marks = ",".join("?" * len(part))
-                rows = self._db.execute(f"SELECT k, v FROM kv WHERE k IN ({marks})", part)
+            for i in range(0, len(plain), _CHUNK):
+                part = plain[i:i + _CHUNK]
+                rows = self._db.execute(f"SELECT k, v FROM kv WHERE k IN ({','.join('?' * len(part))})", part)
                 found.update((bytes(k), bytes(v)) for k, v in rows)
+            seqs = list(logged)
+            for i in range(0, len(seqs), _CHUNK):
+                part = seqs[i:i + _CHUNK]
+                rows = self._db.execute(f"SELECT seq, v FROM log WHERE seq IN ({','.join('?' * len(part))})", part)
+                found.update((logged[seq], bytes(v)) for seq, v in rows)
         return found
 
     def set_bulk(self, items: Mapping[bytes, bytes]) -> None:
         """Store all pairs in one transaction."""
-        self._write("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", list(items.items()))
+        plain, logged = [], []
+        for key, value in items.items():
+            seq = log_seq(key)
+            if seq is None:
+                plain.append((key, value))
+            else:
+                logged.append((seq, value))
+        self._write([("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", plain),
+                     ("INSERT OR REPLACE INTO log (seq, v) VALUES (?, ?)", logged)])
 
     def remove_bulk(self, keys: Iterable[bytes]) -> None:
         """Remove the keys in one transaction."""
-        self._write("DELETE FROM kv WHERE k = ?", [(k,) for k in keys])
+        plain, logged = _split(keys)
+        self._write([("DELETE FROM kv WHERE k = ?", [(k,) for k in plain]),
+                     ("DELETE FROM log WHERE seq = ?", [(seq,) for seq in logged])])
 
-    def _write(self, sql: str, rows: list) -> None:
-        if not rows:
+    def _write(self, statements: list[tuple[str, list]]) -> None:
+        statements = [(sql, rows) for sql, rows in statements if rows]
+        if not statements:
             return
         with self._lock:
             try:
-                if len(rows) == 1:   # one statement commits atomically by itself: ~1/3 less time with fsync
-                    self._db.execute(sql, rows[0])
+                if len(statements) == 1 and len(statements[0][1]) == 1:
+                    # one statement commits atomically by itself: ~1/3 less time with fsync
+                    self._db.execute(statements[0][0], statements[0][1][0])
                 else:
                     self._db.execute("BEGIN")
-                    self._db.executemany(sql, rows)
+                    for sql, rows in statements:
+                        self._db.executemany(sql, rows)
                     self._db.execute("COMMIT")
                 if not self._dirty.is_set():   # set() takes a lock each call
                     self._dirty.set()
@@ -152,6 +215,6 @@ class SqliteStore(Store):
         return (pages - free) * size
 
     def key_count(self) -> int:
-        """How many records the table holds."""
+        """How many records the store holds."""
         with self._lock:
-            return self._db.execute("SELECT count(*) FROM kv").fetchone()[0]
+            return sum(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("kv", "log"))
