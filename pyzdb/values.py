@@ -59,6 +59,9 @@ def call_op(path: list, method: str, *args: Any) -> dict:
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
 
 
+_PLAIN_SCALARS = frozenset((bool, float, str, bytes))   # exact types, stored as they are
+
+
 def to_storable(value: Any, depth: int = 0) -> Any:
     """Convert a Python value to what the tree stores, or raise ValueTypeError before sending.
 
@@ -68,6 +71,9 @@ def to_storable(value: Any, depth: int = 0) -> Any:
     >>> to_storable({'r': range(3), 't': (1, 2)})
     {'r': [0, 1, 2], 't': [1, 2]}
     """
+    kind = type(value)
+    if value is None or kind in _PLAIN_SCALARS or (kind is int and _INT_MIN <= value <= _INT_MAX):
+        return value
     from .errors import ValueTypeError
     from .files import File
     if depth > 100:
