@@ -41,9 +41,9 @@ class Checkpointer:
 
     def maybe_start(self, force: bool = False) -> bool:
         """Start a checkpoint if one is due and none is running; call only between commits."""
-        if self.thread is not None and self.thread.is_alive():
-            return False
         if not (force or self.due()):
+            return False
+        if self.thread is not None and self.thread.is_alive():
             return False
         data, seq, crc = self.db.snapshot()
         covered = self.db.journal.appended_bytes
