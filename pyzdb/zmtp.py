@@ -32,6 +32,7 @@ GREETING = (b"\xff" + bytes(8) + b"\x7f"      # signature
 MORE, LONG, COMMAND = 1, 2, 4
 PEER_TYPES = (b"ROUTER", b"DEALER", b"REP")     # the peers a DEALER may talk to
 RECONNECT_PAUSE = 0.05                           # seconds between attempts to reach a peer that is down
+RCVTIMEO_STEP_MS = 20   # receive timeouts are rounded up to this
 IDLE_CHECK = 1.0     # a connection quiet this long is checked for a hang-up before a send (else receive finds it)
 
 
@@ -119,6 +120,7 @@ class ZmtpDealer:
         self.state = "greeting"               # then "ready" (the peer's READY is due), then "open"
         self.answered = False                 # this connection has delivered a message
         self.last_read = 0.0                  # time.monotonic() of the last message received
+        self.rcvtimeo = 0                     # SO_RCVTIMEO now set on the socket, ms (0: none)
         self.unsent: bytes | None = None      # a message waiting for a peer
         self.last: bytes | None = None        # the last message sent, sent again if the peer hangs up before answering
         self.next_try = 0.0
@@ -142,7 +144,7 @@ class ZmtpDealer:
             if family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.sendall(GREETING + ready_command(b"DEALER"))
-            self.sock, self.buffer, self.state, self.answered = sock, bytearray(), "greeting", False
+            self.sock, self.buffer, self.state, self.answered, self.rcvtimeo = sock, bytearray(), "greeting", False, 0
             self.poller = select.poll()
             self.poller.register(sock, select.POLLIN)
             deadline = time.monotonic() + self.connect_timeout
@@ -286,9 +288,8 @@ class ZmtpDealer:
                     if message is not None:
                         self.last, self.answered, self.last_read = None, True, time.monotonic()
                         return message
-                    left = max(0, int((deadline - time.monotonic()) * 1000))
-                    if self.poller.poll(left):
-                        chunk = self.sock.recv(65536)
+                    chunk = self._recv_within(max(0, int((deadline - time.monotonic()) * 1000)))
+                    if chunk is not None:
                         if not chunk:
                             raise ConnectionResetError("the peer closed the connection")
                         if not self.buffer and self.state == "open":
@@ -312,6 +313,25 @@ class ZmtpDealer:
                 time.sleep(min(RECONNECT_PAUSE, max(0.0, deadline - time.monotonic())))
             if time.monotonic() >= deadline:
                 return None
+
+    def _recv_within(self, timeout_ms: int) -> bytes | None:
+        """What arrives within about ``timeout_ms`` (b"" if the peer closed), or None.
+
+        A blocking recv bounded by SO_RCVTIMEO, one system call where poll and
+        recv are two; the bound is rounded up to RCVTIMEO_STEP_MS so that it
+        is rarely set again.
+        """
+        if timeout_ms <= 0:
+            return self.sock.recv(65536) if self.poller.poll(0) else None
+        bound = -(-timeout_ms // RCVTIMEO_STEP_MS) * RCVTIMEO_STEP_MS
+        if bound != self.rcvtimeo:
+            seconds, millis = divmod(bound, 1000)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, millis * 1000))
+            self.rcvtimeo = bound
+        try:
+            return self.sock.recv(65536)
+        except (BlockingIOError, TimeoutError):
+            return None
 
     def reopen(self) -> None:
         """Close the connection; the next send goes to the next address."""

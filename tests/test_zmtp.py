@@ -240,3 +240,20 @@ def test_addresses():
     assert parse_address("tcp://*:5559") == (socket.AF_INET, ("0.0.0.0", 5559))
     assert parse_address("tcp://[::1]:5559") == (socket.AF_INET6, ("::1", 5559))
     assert parse_address("ipc:///tmp/x") == (socket.AF_UNIX, "/tmp/x")
+
+
+def test_receive_gives_up_at_its_timeout_on_a_silent_peer(context):
+    uri = tcp()
+    router = context.socket(zmq.ROUTER)
+    router.bind(uri)
+    dealer = ZmtpDealer([uri])
+    try:
+        dealer.send([b"", b"unanswered"])
+        for wait_ms in (150, 30, 150):                 # the receive bound changes and changes back
+            started = time.monotonic()
+            assert dealer.receive(wait_ms) is None
+            assert wait_ms / 1000 <= time.monotonic() - started < wait_ms / 1000 + 0.2
+        assert router.poll(1000) and router.recv_multipart()[-1] == b"unanswered"
+    finally:
+        dealer.close()
+        router.close(linger=0)
