@@ -21,8 +21,8 @@ from collections import deque
 import zmq
 
 from .errors import ProtocolError
-from .zmtp import (COMMAND, GREETING, LONG, MORE, encode_frames, parse_address, parse_properties, ready_command,
-                   whole_message)
+from .zmtp import (COMMAND, GREETING, LONG, MORE, command_name, encode_frames, parse_address, peer_type, pong,
+                   ready_command, whole_message)
 
 CLIENT_TYPES = (b"DEALER", b"REQ")
 MAX_UNSENT = 256 << 20          # bytes of replies a client leaves unread before its connection is closed
@@ -276,14 +276,12 @@ class ZmtpRouter:
         del inbox[:at]
 
     def _command(self, peer: Peer, body: bytes) -> None:
-        name = body[1:1 + body[0]] if body else b""
+        name = command_name(body)
         if name == b"READY" and peer.state == "ready":
-            kind = parse_properties(body[1 + len(name):]).get(b"Socket-Type")
-            if kind not in CLIENT_TYPES:
-                raise ProtocolError(f"a {kind!r} socket cannot talk to a ROUTER")
+            peer_type(body, CLIENT_TYPES, b"ROUTER")
             peer.state = "open"
         elif name == b"PING" and peer.state == "open":
-            self._write(peer, encode_frames([b"\x04PONG" + body[7:]], command=True))
+            self._write(peer, pong(body))
         elif name == b"ERROR" or peer.state != "open":
             raise ProtocolError(f"unexpected {name!r} command")
 

@@ -88,6 +88,24 @@ def ready_command(socket_type: bytes) -> bytes:
     return encode_frames([body], command=True)
 
 
+def command_name(body: bytes) -> bytes:
+    """The name a command frame's body starts with."""
+    return body[1:1 + body[0]] if body else b""
+
+
+def peer_type(ready: bytes, allowed: tuple[bytes, ...], mine: bytes) -> bytes:
+    """The Socket-Type a READY command body names; ProtocolError unless it is one ``mine`` may talk to."""
+    kind = parse_properties(ready[6:]).get(b"Socket-Type")
+    if kind not in allowed:
+        raise ProtocolError(f"a {mine.decode()} cannot talk to a {kind!r} socket")
+    return kind
+
+
+def pong(ping: bytes) -> bytes:
+    """The wire bytes of the PONG that answers a PING command body (its context sent back)."""
+    return encode_frames([b"\x04PONG" + ping[7:]], command=True)
+
+
 def parse_properties(body: bytes) -> dict[bytes, bytes]:
     """The metadata of a READY command body after its name."""
     props, at = {}, 0
@@ -224,14 +242,12 @@ class ZmtpDealer:
 
     def _command(self, body: bytes) -> None:
         """READY (check the peer's type), PING (answer PONG with its context), ERROR (the peer refused us)."""
-        name = body[1:1 + body[0]] if body else b""
+        name = command_name(body)
         if name == b"READY" and self.state == "ready":
-            kind = parse_properties(body[1 + len(name):]).get(b"Socket-Type")
-            if kind not in PEER_TYPES:
-                raise ProtocolError(f"a DEALER cannot talk to a {kind!r} socket")
+            peer_type(body, PEER_TYPES, b"DEALER")
             self.state = "open"
         elif name == b"PING":
-            self.sock.sendall(encode_frames([b"\x04PONG" + body[7:]], command=True))
+            self.sock.sendall(pong(body))
         elif name == b"ERROR":
             raise ProtocolError(f"the peer refused the connection: {body[7:].decode(errors='replace')}")
 
