@@ -16,6 +16,7 @@ import itertools
 import os
 import select
 import socket
+import time
 from collections import deque
 
 import zmq
@@ -25,6 +26,7 @@ from .zmtp import (COMMAND, GREETING, LONG, MORE, command_name, encode_frames, p
                    ready_command, whole_message)
 
 CLIENT_TYPES = (b"DEALER", b"REQ")
+HANDSHAKE_SECONDS = 30.0       # a connection that has not finished the ZMTP handshake by then is closed
 MAX_UNSENT = 256 << 20          # bytes of replies a client leaves unread before its connection is closed
 READ_SIZE = 262144
 
@@ -89,6 +91,7 @@ class Peer:
         self.state = "greeting"      # then "ready" (waiting for READY), then "open"
         self.frames: list[bytes] = []
         self.size = 0
+        self.deadline = time.monotonic() + HANDSHAKE_SECONDS   # for the handshake
 
 
 class ZmtpRouter:
@@ -121,6 +124,8 @@ class ZmtpRouter:
         self.routes: dict[bytes, Peer] = {}
         self.ids = itertools.count(1)
         self.arrived: deque[list[bytes]] = deque()
+        self.handshaking = False     # some connection has not finished its handshake
+        self.next_sweep = 0.0
 
     def drain(self, limit: int) -> list[list[bytes]]:
         """Up to ``limit`` whole messages, without blocking."""
@@ -153,6 +158,8 @@ class ZmtpRouter:
 
     # -- events -------------------------------------------------------------
     def _pump(self, timeout: float) -> None:
+        if self.handshaking and time.monotonic() >= self.next_sweep:
+            self._drop_slow_handshakes()
         for fd, events in self.poll.poll(timeout):
             if fd == self.listener.fileno():
                 self._accept()
@@ -164,6 +171,14 @@ class ZmtpRouter:
                 self._flush(peer)
             if events & (select.POLLIN | select.POLLHUP | select.POLLERR):
                 self._read(peer)
+
+    def _drop_slow_handshakes(self) -> None:
+        """Close connections that have not finished the handshake in HANDSHAKE_SECONDS (as libzmq's HANDSHAKE_IVL)."""
+        now = time.monotonic()
+        self.next_sweep = now + 1.0
+        for peer in [p for p in self.peers.values() if p.state != "open" and p.deadline <= now]:
+            self._drop(peer)
+        self.handshaking = any(p.state != "open" for p in self.peers.values())
 
     def _accept(self) -> None:
         while True:
@@ -180,6 +195,7 @@ class ZmtpRouter:
             peer = Peer(sock, b"\x00" + next(self.ids).to_bytes(4, "big"))
             self.peers[sock.fileno()] = peer
             self.routes[peer.routing_id] = peer
+            self.handshaking = True
             self.poll.register(sock, select.POLLIN)
             # libzmq sends its whole greeting only after it sees ours: ours goes first, READY with it (NULL)
             self._write(peer, GREETING + ready_command(b"ROUTER"))

@@ -257,3 +257,22 @@ def test_receive_gives_up_at_its_timeout_on_a_silent_peer(context):
     finally:
         dealer.close()
         router.close(linger=0)
+
+
+def test_a_connection_that_never_finishes_the_handshake_is_closed(monkeypatch):
+    import pyzdb.front
+    monkeypatch.setattr(pyzdb.front, "HANDSHAKE_SECONDS", 0.2)
+    server = RouterThread(tcp(), lambda message: [b"", b"ok"])
+    port = server.router.listener.getsockname()[1]
+    try:
+        silent = socket.create_connection(("127.0.0.1", port))
+        silent.settimeout(5)
+        assert len(silent.recv(4096)) >= 64          # our greeting, then nothing from it
+        assert silent.recv(4096) == b""               # closed after the handshake time plus a sweep
+        dealer = ZmtpDealer([f"tcp://127.0.0.1:{port}"])
+        dealer.send([b"", b"hi"])
+        assert dealer.receive(5000) == [b"", b"ok"]   # a real client is served as before
+        dealer.close()
+        silent.close()
+    finally:
+        server.close()
