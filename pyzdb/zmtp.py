@@ -125,7 +125,7 @@ class ZmtpDealer:
     """A DEALER socket's client end, in the calling thread, to the first of ``uris`` that answers.
 
     Like pyzmq's DEALER, a message sent while no peer is reachable is kept and
-    sent once one is (``wait`` keeps trying). ``reopen`` moves to the next
+    sent once one is (``receive`` keeps trying). ``reopen`` moves to the next
     address. Not thread-safe: one per thread, as with zmq sockets.
     """
 
