@@ -22,8 +22,8 @@ from collections import deque
 import zmq
 
 from .errors import ProtocolError
-from .zmtp import (COMMAND, GREETING, LONG, MORE, command_name, encode_frames, parse_address, peer_type, pong,
-                   ready_command, whole_message)
+from .zmtp import (COMMAND, GREETING, MORE, command_name, encode_frames, frame_header, parse_address, peer_type,
+                   pong, ready_command, take_greeting, whole_message)
 
 CLIENT_TYPES = (b"DEALER", b"REQ")
 HANDSHAKE_SECONDS = 30.0       # a connection that has not finished the ZMTP handshake by then is closed
@@ -254,25 +254,12 @@ class ZmtpRouter:
     def _parse(self, peer: Peer) -> None:
         inbox = peer.inbox
         if peer.state == "greeting":
-            if len(inbox) < 64:
-                if inbox[:1] not in (b"", b"\xff"):
-                    raise ProtocolError("not a ZMTP peer")
+            if not take_greeting(inbox):
                 return
-            if inbox[9] != 0x7F or inbox[10] < 3 or bytes(inbox[12:32]).rstrip(b"\x00") != b"NULL":
-                raise ProtocolError("not a ZMTP 3 peer with the NULL mechanism")
-            del inbox[:64]
             peer.state = "ready"
         at = 0
-        while True:
-            if len(inbox) - at < 2:
-                break
-            flags = inbox[at]
-            if flags & LONG:
-                if len(inbox) - at < 9:
-                    break
-                size, head = int.from_bytes(inbox[at + 1:at + 9], "big"), 9
-            else:
-                size, head = inbox[at + 1], 2
+        while (header := frame_header(inbox, at)) is not None:
+            flags, head, size = header
             if peer.size + size > self.max_message:
                 raise ProtocolError("a message over the size limit")
             if len(inbox) - at < head + size:

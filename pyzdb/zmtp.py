@@ -65,6 +65,38 @@ def encode_frames(frames: list[bytes], command: bool = False) -> bytes:
     return b"".join(out)
 
 
+def take_greeting(buffer: bytearray) -> bool:
+    """Check and remove the peer's 64-byte greeting at the start of ``buffer``; False while it is not whole.
+
+    ProtocolError unless the peer speaks ZMTP 3 with the NULL mechanism.
+    """
+    if len(buffer) < 64:
+        if buffer[:1] not in (b"", b"\xff"):
+            raise ProtocolError("the peer does not speak ZMTP")
+        return False
+    if buffer[9] != 0x7F or buffer[10] < 3:
+        raise ProtocolError("the peer does not speak ZMTP 3")
+    mechanism = bytes(buffer[12:32]).rstrip(b"\x00")
+    if mechanism != b"NULL":
+        raise ProtocolError(f"the peer wants the {mechanism.decode(errors='replace')} mechanism "
+                            "(CURVE needs the pyzmq transport)")
+    del buffer[:64]
+    return True
+
+
+def frame_header(buffer: bytearray, at: int) -> tuple[int, int, int] | None:
+    """(flags, header length, body size) of the frame at ``at``, or None while its header is not whole."""
+    left = len(buffer) - at
+    if left < 2:
+        return None
+    flags = buffer[at]
+    if not flags & LONG:
+        return flags, 2, buffer[at + 1]
+    if left < 9:
+        return None
+    return flags, 9, int.from_bytes(buffer[at + 1:at + 9], "big")
+
+
 def whole_message(data: bytes, limit: int) -> list[bytes] | None:
     """``[b"", payload]`` if ``data`` is exactly that one message (most requests and replies), else None."""
     if len(data) < 4 or data[0] != MORE or data[1] != 0:
@@ -191,36 +223,15 @@ class ZmtpDealer:
         self.sock, self.buffer = None, bytearray()
 
     # -- reading ----------------------------------------------------------
-    def _handshake(self) -> bool:
-        """Check the peer's greeting once it is buffered; False while it is not whole."""
-        buffer = self.buffer
-        if len(buffer) < 64:
-            if buffer[:1] not in (b"", b"\xff"):
-                raise ProtocolError("the peer does not speak ZMTP")
-            return False
-        if buffer[9] != 0x7F or buffer[10] < 3:
-            raise ProtocolError("the peer does not speak ZMTP 3")
-        mechanism = bytes(buffer[12:32]).rstrip(b"\x00")
-        if mechanism != b"NULL":
-            raise ProtocolError(f"the peer wants the {mechanism.decode(errors='replace')} mechanism "
-                                "(CURVE needs the pyzmq transport)")
-        del buffer[:64]
-        self.state = "ready"
-        return True
-
     def _next(self) -> list[bytes] | None:
         """One whole message from the buffer, answering the peer's commands on the way; None if none is whole."""
-        if self.state == "greeting" and not self._handshake():
-            return None
+        if self.state == "greeting":
+            if not take_greeting(self.buffer):
+                return None
+            self.state = "ready"
         buffer, at, frames = self.buffer, 0, []
-        while len(buffer) - at >= 2:
-            flags = buffer[at]
-            if flags & LONG:
-                if len(buffer) - at < 9:
-                    return None
-                size, head = int.from_bytes(buffer[at + 1:at + 9], "big"), 9
-            else:
-                size, head = buffer[at + 1], 2
+        while (header := frame_header(buffer, at)) is not None:
+            flags, head, size = header
             if size > self.max_message:
                 raise ProtocolError(f"the peer sent a frame of {size} bytes, over the limit of {self.max_message}")
             if len(buffer) - at < head + size:
