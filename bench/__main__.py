@@ -90,7 +90,7 @@ def measure_all(plan: list, clients_list: list[int], seconds: float, repeat: int
                         rounds.setdefault(key, []).append(stats)
                 finally:
                     running.stop()
-    return {key: _median(runs) for key, runs in rounds.items()}, [configs[l] for l, _ in plan if l in configs]
+    return {key: _median(runs) for key, runs in rounds.items()}, [configs[label] for label, _ in plan if label in configs]
 
 
 def _median(runs: list[dict]) -> dict:

@@ -18,12 +18,12 @@ from typing import Any, Callable
 
 import msgpack
 
-from pyzdb import wire
 from pyzdb.client import Proxy
-from pyzdb.database import Database
-from pyzdb.files import ext_hook
-from pyzdb.journal import Journal
-from pyzdb.store import open_store
+from pyzdb.server.database import Database
+from pyzdb.storage import open_store
+from pyzdb.storage.journal import Journal
+from pyzdb.transport import wire
+from pyzdb.tree.files import ext_hook
 
 VALUE = "v" * 16
 QUERIES = {"get": {"op": "get", "path": ["k"]},

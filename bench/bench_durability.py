@@ -33,7 +33,7 @@ import tempfile
 import time
 
 from pyzdb.client import client
-from pyzdb.store.sqlite import SqliteStore
+from pyzdb.storage.sqlite import SqliteStore
 from pyzdb.testing import EmbeddedService
 
 MODES = ("always", "batch", "none")

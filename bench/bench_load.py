@@ -22,9 +22,9 @@ import sys
 import tempfile
 import time
 
-from pyzdb.database import Database
-from pyzdb.journal import Journal
-from pyzdb.store import open_store
+from pyzdb.server.database import Database
+from pyzdb.storage import open_store
+from pyzdb.storage.journal import Journal
 from pyzdb.testing import EmbeddedService
 
 

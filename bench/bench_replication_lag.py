@@ -20,9 +20,9 @@ import time
 
 import zmq
 
-from pyzdb import wire
-from pyzdb.replica import STATUS_TOPIC, bind_when_free
+from pyzdb.server.replica import STATUS_TOPIC, bind_when_free
 from pyzdb.testing import Cluster
+from pyzdb.transport import wire
 
 from .timing import percentile
 

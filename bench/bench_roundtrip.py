@@ -17,9 +17,9 @@ import time
 
 import zmq
 
-from pyzdb import wire
 from pyzdb.testing import EmbeddedService, free_ports, stop_process
-from pyzdb.zmtp import ZmtpDealer
+from pyzdb.transport import wire
+from pyzdb.transport.zmtp import ZmtpDealer
 
 from . import echo_broker
 from .timing import median_of, ratio, timed_loop

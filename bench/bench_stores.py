@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pyzdb.store import open_store  # noqa: E402
+from pyzdb.storage import open_store  # noqa: E402
 
 VALUE = b"v" * 100
 
@@ -155,7 +155,7 @@ def run_stores(urls: dict[str, str], records: int, repeats: int) -> None:
 
 def run_kt_http(kt: str, records: int, repeats: int) -> None:
     """Print KT's binary client against its HTTP/RPC on the same loads."""
-    from pyzdb.store.kt import KyotoTycoonStore
+    from pyzdb.storage.kt import KyotoTycoonStore
     host, _, port = kt.rpartition(":")
     print(f"\nKyoto Tycoon at {kt}: binary protocol vs HTTP/RPC (TSV, keep-alive)")
     print(f"{'load':6} {'batch':>5} {'binary rec/s':>13} {'http rec/s':>11} {'binary/http':>12}")

@@ -17,7 +17,7 @@ import threading
 
 import zmq
 
-from pyzdb.front import ZmtpRouter
+from pyzdb.transport.router import ZmtpRouter
 
 BACK = "inproc://bench-echo-back"
 

@@ -1,4 +1,4 @@
 """``python -m pyzdb``: the command line."""
-from .cli import main
+from pyzdb.cli import main
 
 main()

@@ -16,8 +16,8 @@ import tempfile
 import time
 from typing import Any
 
-from .client import Proxy, client
-from .errors import Error
+from pyzdb.client import Proxy, client
+from pyzdb.errors import Error
 
 
 def free_ports(count: int) -> list[int]:
@@ -212,7 +212,7 @@ class Cluster:
 
     def wait_replicas(self, indexes: Any, timeout: float = 20.0) -> dict:
         """Wait until the replicas named by ``indexes`` report their status; return the reports."""
-        from .replica import collect_status
+        from pyzdb.server.replica import collect_status
         names = {self.replica_name(i) for i in indexes}
         reports = collect_status(self.status_feed, timeout, want=names)
         if not names <= set(reports):

@@ -9,15 +9,14 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 
 import pytest
 
 import pyzdb
-from pyzdb.connection import Connection
-from pyzdb.health import query_status
+from pyzdb.broker.health import query_status
+from pyzdb.client.connection import Connection
 from pyzdb.testing import free_ports, start_process, stop_process
 
 WRITER = textwrap.dedent("""
@@ -57,7 +56,7 @@ WRITER = textwrap.dedent("""
 
 def replicas_available() -> bool:
     """True when this tree has read-only servers (``pyzdb server --ro``); the chaos then kills them too."""
-    return os.path.exists(os.path.join(os.path.dirname(pyzdb.__file__), "replica.py"))
+    return os.path.exists(os.path.join(os.path.dirname(pyzdb.__file__), "server", "replica.py"))
 
 
 class Cluster:

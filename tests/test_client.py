@@ -5,8 +5,15 @@ import time
 import pytest
 
 from pyzdb.client import Batch, File, client
-from pyzdb.errors import (Error, InvalidValue, MethodNotAllowed, PathIndexError, PathKeyError,
-                          QueryError, ValueTypeError)
+from pyzdb.errors import (
+    Error,
+    InvalidValue,
+    MethodNotAllowed,
+    PathIndexError,
+    PathKeyError,
+    QueryError,
+    ValueTypeError,
+)
 
 
 def test_the_original_design_example(db):

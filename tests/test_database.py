@@ -1,10 +1,10 @@
 """Unit tests of the read-write state machine: exactly-once, history, locks and commit failures."""
 import pytest
 
-from pyzdb.database import DEFER, Database
 from pyzdb.errors import StoreError
-from pyzdb.journal import Journal
-from pyzdb.store.memory import MemoryStore
+from pyzdb.server.database import DEFER, Database
+from pyzdb.storage.journal import Journal
+from pyzdb.storage.memory import MemoryStore
 
 
 def open_db(store=None, **options):
@@ -174,8 +174,8 @@ def test_a_failed_query_is_an_error_reply_not_an_exception():
 
 
 def test_history_rollback_returns_both_stacks_to_the_mark_even_at_full_depth():
-    from pyzdb.engine import Engine
-    from pyzdb.history import History
+    from pyzdb.tree.engine import Engine
+    from pyzdb.tree.history import History
     engine, history = Engine(), History(depth=3)
     for i in range(4):
         engine.execute({"op": "set", "path": ["k"], "value": i})

@@ -6,10 +6,11 @@ import sys
 import threading
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pyzdb.dump import from_json, to_json
-from pyzdb.files import File
+from pyzdb.cli.dump import from_json, to_json
+from pyzdb.tree.files import File
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,10 +5,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyzdb import query as q
-from pyzdb.engine import Engine
-from pyzdb.errors import (Error, InvalidValue, PathIndexError, PathKeyError, QueryError,
-                          ValueTypeError)
+from pyzdb.errors import (
+    Error,
+    InvalidValue,
+    PathIndexError,
+    PathKeyError,
+    QueryError,
+    ValueTypeError,
+)
+from pyzdb.tree import query as q
+from pyzdb.tree.engine import Engine
 
 
 def run(engine, query):

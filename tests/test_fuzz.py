@@ -6,14 +6,16 @@ import random
 import msgpack
 import pytest
 import zmq
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from pyzdb import query as q, wire
-from pyzdb.database import DEFER, Database
 from pyzdb.errors import Error
-from pyzdb.journal import Journal
-from pyzdb.store import open_store
+from pyzdb.server.database import DEFER, Database
+from pyzdb.storage import open_store
+from pyzdb.storage.journal import Journal
 from pyzdb.testing import EmbeddedService
+from pyzdb.transport import wire
+from pyzdb.tree import query as q
 
 SEED_TREE = {"l": [1, 2, [3, 4], "x"], "d": {"a": 1, "b": [1, {"c": b"z"}]}, "s": "text", "b": b"bytes",
              "n": 5, "f": 1.5, "t": True, "none": None}

@@ -10,11 +10,18 @@ import zlib
 import msgpack
 import pytest
 
-from pyzdb.database import Database
 from pyzdb.errors import CorruptStore, StoreError, UndoError
-from pyzdb.journal import META_KEY, PENDING_KEY, Journal, chunk_key, encode_record, log_key
-from pyzdb.store import open_store
-from pyzdb.store.memory import MemoryStore
+from pyzdb.server.database import Database
+from pyzdb.storage import open_store
+from pyzdb.storage.journal import (
+    META_KEY,
+    PENDING_KEY,
+    Journal,
+    chunk_key,
+    encode_record,
+    log_key,
+)
+from pyzdb.storage.memory import MemoryStore
 
 
 def append_q(key, value):
@@ -342,8 +349,8 @@ class CountingStore(MemoryStore):
 @pytest.fixture
 def batch_server():
     """An in-process broker + read-write server with --durability batch --batch-ms 150 on a counting store."""
-    from pyzdb.broker import Broker, BrokerConfig
-    from pyzdb.server import ReadWriteServer, ServerConfig
+    from pyzdb.broker.queues import Broker, BrokerConfig
+    from pyzdb.server.rw import ReadWriteServer, ServerConfig
     from pyzdb.testing import free_ports
     store = CountingStore()
     db = Database(Journal(store))
@@ -391,7 +398,7 @@ def test_batch_durability_groups_concurrent_writes_and_replies_wait_for_their_gr
 
 
 def test_sqlite_durability_sets_the_sync_level(tmp_path):
-    from pyzdb.store.sqlite import SqliteStore
+    from pyzdb.storage.sqlite import SqliteStore
     levels = {}
     for mode in ("always", "batch", "none"):
         store = SqliteStore(str(tmp_path / f"{mode}.db"), durability=mode)
@@ -401,7 +408,7 @@ def test_sqlite_durability_sets_the_sync_level(tmp_path):
 
 
 def test_batch_durability_flushes_the_wal_in_the_background(tmp_path):
-    from pyzdb.store.sqlite import SqliteStore
+    from pyzdb.storage.sqlite import SqliteStore
     store = SqliteStore(str(tmp_path / "b.db"), durability="batch", flush_seconds=0.05)
     time.sleep(0.2)
     assert store.flushes == 0                 # nothing written, nothing to flush
@@ -418,7 +425,7 @@ def test_batch_durability_checkpoints_the_wal_in_the_flush_thread_not_in_writes(
     import shutil
     import sqlite3
 
-    from pyzdb.store.sqlite import SqliteStore
+    from pyzdb.storage.sqlite import SqliteStore
 
     def keys_in_main_file(name):
         """The keys a copy of the database file alone (no WAL) holds."""
@@ -442,7 +449,7 @@ def test_batch_durability_checkpoints_the_wal_in_the_flush_thread_not_in_writes(
 def test_sqlite_keeps_log_records_in_their_own_table_and_moves_those_of_an_older_file(tmp_path):
     import sqlite3
 
-    from pyzdb.store.sqlite import SqliteStore
+    from pyzdb.storage.sqlite import SqliteStore
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as old:                # a file as the first session's store wrote it
@@ -466,7 +473,7 @@ def test_sqlite_keeps_log_records_in_their_own_table_and_moves_those_of_an_older
 
 SYNC_SCRIPT = """
 import sys
-from pyzdb.store.sqlite import SqliteStore
+from pyzdb.storage.sqlite import SqliteStore
 store = SqliteStore(sys.argv[1], durability=sys.argv[2])
 for i in range(30):
     store.set_bulk({b"log/%d" % i: b"x" * 100})
@@ -502,7 +509,7 @@ def steady_writes(db, checkpointer, count, sizes, store):
 
 
 def test_store_size_stabilises_under_steady_writes():
-    from pyzdb.checkpoint import Checkpointer
+    from pyzdb.server.checkpoint import Checkpointer
     store = MemoryStore()
     db = open_db(store, history_depth=20, chunk_size=256)
     checkpointer = Checkpointer(db, every_records=50, every_bytes=1 << 30, every_seconds=3600)
@@ -517,7 +524,7 @@ def test_store_size_stabilises_under_steady_writes():
 
 
 def test_a_checkpoint_is_due_by_bytes_and_by_time():
-    from pyzdb.checkpoint import Checkpointer
+    from pyzdb.server.checkpoint import Checkpointer
     db = open_db(MemoryStore())
     by_bytes = Checkpointer(db, every_records=10 ** 9, every_bytes=2000, every_seconds=3600)
     write(db, b"c1", 1, set_q("x", "y" * 500))

@@ -7,11 +7,32 @@ import threading
 import time
 
 import pytest
+from kttt_fixtures import (  # noqa: F401
+    kt_server,
+    prefix,
+    protocol_server,
+    raw_connection,
+    recv_all,
+    start_protocol_server,
+)
 
-from kttt_fixtures import (kt_server, prefix, protocol_server, raw_connection, recv_all,  # noqa: F401
-                           start_protocol_server)
-from pyzdb.errors import RecordTooLarge, StoreConnectionError, StoreProtocolError, StoreTimeout, ValueTypeError
-from pyzdb.kt import DATAMAXSIZ, KT_BINARY, KT_JSON, KT_MSGPACK, KT_NONE, XT_MAX, KyotoTycoon, Record
+from pyzdb.errors import (
+    RecordTooLarge,
+    StoreConnectionError,
+    StoreProtocolError,
+    StoreTimeout,
+    ValueTypeError,
+)
+from pyzdb.kt import (
+    DATAMAXSIZ,
+    KT_BINARY,
+    KT_JSON,
+    KT_MSGPACK,
+    KT_NONE,
+    XT_MAX,
+    KyotoTycoon,
+    Record,
+)
 from pyzdb.kt import protocol as p
 
 

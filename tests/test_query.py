@@ -2,8 +2,8 @@
 import msgpack
 import pytest
 
-from pyzdb import query as q
 from pyzdb.errors import MethodNotAllowed, QueryError, ValueTypeError
+from pyzdb.tree import query as q
 
 
 def test_valid_call_query_is_accepted():

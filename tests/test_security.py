@@ -6,17 +6,17 @@ import pathlib
 import re
 import subprocess
 import sys
-import time
 
 import msgpack
 import pytest
 import zmq
 
 import pyzdb
-from pyzdb import auth, wire
 from pyzdb.client import client
 from pyzdb.errors import ReadOnlyError, ServiceUnavailable
 from pyzdb.testing import free_ports, start_process, stop_process
+from pyzdb.transport import curve as auth
+from pyzdb.transport import wire
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -133,7 +133,7 @@ def test_removing_a_key_file_revokes_it_for_new_connections(keys, curve_service)
 
 
 def test_binding_beyond_loopback_without_curve_warns(capsys):
-    from pyzdb.commands import _broker_config
+    from pyzdb.cli.commands import _broker_config
     args = argparse.Namespace(rw_front="tcp://0.0.0.0:5559", rw_back="tcp://127.0.0.1:5560",
                               ro_front="tcp://127.0.0.1:5561", ro_back="tcp://127.0.0.1:5562",
                               health="tcp://127.0.0.1:5564", curve=None)

@@ -1,5 +1,4 @@
 """The service as users run it: undo/redo, locks, restarts, hostile messages, the CLI and the shell."""
-import os
 import subprocess
 import sys
 import threading
@@ -9,9 +8,9 @@ import msgpack
 import pytest
 import zmq
 
-from pyzdb import wire
-from pyzdb.errors import LockLost, MessageTooLarge, ProtocolError, UndoError
+from pyzdb.errors import LockLost, MessageTooLarge, UndoError
 from pyzdb.testing import EmbeddedService, free_ports, start_process, stop_process
+from pyzdb.transport import wire
 
 
 def test_undo_redo_over_nested_and_method_writes(db):

@@ -7,8 +7,8 @@ import time
 import uuid
 
 import pytest
-
 from kttt_fixtures import real_address, start_protocol_server
+
 from pyzdb.testing import EmbeddedService
 
 

@@ -8,10 +8,10 @@ import textwrap
 import time
 
 import pytest
+from test_chaos import Cluster
 
 from pyzdb.client import Proxy
-from pyzdb.connection import Connection
-from test_chaos import Cluster
+from pyzdb.client.connection import Connection
 
 CLIENT = textwrap.dedent("""
     import json, os, random, sys, time

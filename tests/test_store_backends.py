@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
-
 from kttt_fixtures import prefix, protocol_server, real_address  # noqa: F401
+
 from pyzdb.errors import StoreProtocolError
-from pyzdb.store import open_store
-from pyzdb.store.kt import KyotoTycoonStore
+from pyzdb.storage import open_store
+from pyzdb.storage.kt import KyotoTycoonStore
 
 BACKENDS = ["memory", "sqlite", "kt", "tt", "kt-real", "tt-real"]
 

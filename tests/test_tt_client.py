@@ -6,11 +6,17 @@ import struct
 import threading
 
 import pytest
+from kttt_fixtures import (  # noqa: F401
+    prefix,
+    protocol_server,
+    raw_connection,
+    recv_all,
+    start_protocol_server,
+    tt_server,
+)
 
-from kttt_fixtures import (prefix, protocol_server, raw_connection, recv_all,  # noqa: F401
-                           start_protocol_server, tt_server)
 from pyzdb.errors import RecordTooLarge, StoreConnectionError, StoreProtocolError
-from pyzdb.netpool import Connection, Pool, batches
+from pyzdb.kvnet.pool import Connection, Pool, batches
 from pyzdb.tt import KT_MSGPACK, MAXARGSIZ, TokyoTyrant
 from pyzdb.tt import protocol as p
 

@@ -1,4 +1,4 @@
-"""ZMTP spoken in Python (pyzdb.zmtp, pyzdb.front) against libzmq's own sockets, and against each other."""
+"""ZMTP spoken in Python (pyzdb.transport.zmtp, pyzdb.transport.router) against libzmq's own sockets, and against each other."""
 from __future__ import annotations
 
 import socket
@@ -8,11 +8,11 @@ import time
 import pytest
 import zmq
 
-from pyzdb.connection import Connection, DirectEndpoint, Endpoint, open_endpoint
+from pyzdb.client.connection import Connection, DirectEndpoint, Endpoint, open_endpoint
 from pyzdb.errors import QueryError
-from pyzdb.front import ZmtpRouter
 from pyzdb.testing import free_ports
-from pyzdb.zmtp import IDLE_CHECK, ZmtpDealer, parse_address
+from pyzdb.transport.router import ZmtpRouter
+from pyzdb.transport.zmtp import IDLE_CHECK, ZmtpDealer, parse_address
 
 
 def tcp() -> str:
@@ -260,8 +260,8 @@ def test_receive_gives_up_at_its_timeout_on_a_silent_peer(context):
 
 
 def test_a_connection_that_never_finishes_the_handshake_is_closed(monkeypatch):
-    import pyzdb.front
-    monkeypatch.setattr(pyzdb.front, "HANDSHAKE_SECONDS", 0.2)
+    import pyzdb.transport.router
+    monkeypatch.setattr(pyzdb.transport.router, "HANDSHAKE_SECONDS", 0.2)
     server = RouterThread(tcp(), lambda message: [b"", b"ok"])
     port = server.router.listener.getsockname()[1]
     try:

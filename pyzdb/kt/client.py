@@ -3,11 +3,18 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from ..netpool import Connection, Pool, as_list, batches
-from . import protocol as p
-from .mapping import DictAccess
-from .replication import Replication
-from .serializers import KT_BINARY, KT_NONE, Serializer, decode_key, encode_key, get_serializer
+from pyzdb.kt import protocol as p
+from pyzdb.kt.replication import Replication
+from pyzdb.kvnet.mapping import DictAccess
+from pyzdb.kvnet.pool import Connection, Pool, as_list, batches
+from pyzdb.kvnet.serializers import (
+    KT_BINARY,
+    KT_NONE,
+    Serializer,
+    decode_key,
+    encode_key,
+    get_serializer,
+)
 
 _MAX_BATCH_BYTES = 4 << 20
 _MAX_BATCH_COUNT = 10_000

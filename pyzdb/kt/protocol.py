@@ -7,8 +7,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple, Sequence
 
-from ..errors import RecordTooLarge, StoreProtocolError
-from ..netpool import Connection
+from pyzdb.errors import RecordTooLarge, StoreProtocolError
+from pyzdb.kvnet.pool import Connection
 
 BMNOP = 0xB0            # replication keep-alive (server -> client)
 BMREPLICATION = 0xB1

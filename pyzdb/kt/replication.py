@@ -5,9 +5,9 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator
 
-from ..errors import StoreConnectionError, StoreProtocolError
-from ..netpool import Connection
-from . import protocol as p
+from pyzdb.errors import StoreConnectionError, StoreProtocolError
+from pyzdb.kt import protocol as p
+from pyzdb.kvnet.pool import Connection
 
 OP_SET = 0xA1
 OP_REMOVE = 0xA2

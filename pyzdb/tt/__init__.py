@@ -3,9 +3,9 @@
 >>> from pyzdb.tt import TokyoTyrant
 >>> tt = TokyoTyrant('127.0.0.1', 1978)   # doctest: +SKIP
 """
-from ..kt.serializers import KT_BINARY, KT_JSON, KT_MSGPACK, KT_NONE, SERIALIZERS
-from .client import TokyoTyrant
-from .protocol import MAXARGNUM, MAXARGSIZ, RDBMONOULOG
+from pyzdb.kvnet.serializers import KT_BINARY, KT_JSON, KT_MSGPACK, KT_NONE, SERIALIZERS
+from pyzdb.tt.client import TokyoTyrant
+from pyzdb.tt.protocol import MAXARGNUM, MAXARGSIZ, RDBMONOULOG
 
 TT_BINARY, TT_JSON, TT_MSGPACK, TT_NONE = KT_BINARY, KT_JSON, KT_MSGPACK, KT_NONE
 

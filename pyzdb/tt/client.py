@@ -3,11 +3,17 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
-from ..errors import StoreProtocolError
-from ..kt.mapping import DictAccess
-from ..kt.serializers import KT_BINARY, Serializer, decode_key, encode_key, get_serializer
-from ..netpool import Connection, Pool, batches
-from . import protocol as p
+from pyzdb.errors import StoreProtocolError
+from pyzdb.kvnet.mapping import DictAccess
+from pyzdb.kvnet.pool import Connection, Pool, batches
+from pyzdb.kvnet.serializers import (
+    KT_BINARY,
+    Serializer,
+    decode_key,
+    encode_key,
+    get_serializer,
+)
+from pyzdb.tt import protocol as p
 
 T = TypeVar("T")
 _MAX_BATCH_BYTES = 4 << 20

@@ -8,8 +8,8 @@ import math
 import struct
 from typing import Sequence
 
-from ..errors import RecordTooLarge, StoreProtocolError
-from ..netpool import Connection
+from pyzdb.errors import RecordTooLarge, StoreProtocolError
+from pyzdb.kvnet.pool import Connection
 
 TTMAGICNUM = 0xC8
 TTCMDPUT = 0x10

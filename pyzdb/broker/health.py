@@ -1,0 +1,112 @@
+"""The broker's health table: which servers are alive (from their beats), answered to ``pyzdb status``.
+
+Each server's ``pyzdb.transport.heartbeat.Beacon`` sends a beat with its
+facts (role, pid, seq) every ``INTERVAL``; the ``HealthMonitor`` answers each
+beat and answers ``STATUS`` with its table.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Callable
+
+import msgpack
+import zmq
+
+from pyzdb.transport.heartbeat import BEAT, INTERVAL, LIVENESS, STATUS
+
+FORGET_AFTER = 60.0            # dead servers stay listed this long
+
+
+class HealthMonitor:
+    """The broker's side: a ROUTER that records beats and answers ``STATUS``, on its own thread."""
+
+    def __init__(self, address: str, context: zmq.Context | None = None, facts: Callable[[], dict] | None = None) -> None:
+        self.address = address
+        self.context = context or zmq.Context.instance()
+        self.facts = facts or dict
+        self.servers: dict[bytes, dict] = {}
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.started = time.time()
+
+    def start(self) -> None:
+        """Bind the health socket (raises zmq.ZMQError if taken) and start answering."""
+        sock = self.context.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, 65536)    # beats are small; anything larger is cut off by zmq
+        sock.bind(self.address)
+        self.thread = threading.Thread(target=self._run, args=(sock,), name="pyzdb-health", daemon=True)
+        self.thread.start()
+
+    def _run(self, sock: zmq.Socket) -> None:
+        try:
+            while not self.stopping.is_set():
+                if not sock.poll(200):
+                    continue
+                frames = sock.recv_multipart()
+                if len(frames) == 3 and frames[1] == BEAT:
+                    self._beat(frames[0], frames[2])
+                    sock.send_multipart([frames[0], BEAT], zmq.NOBLOCK)
+                elif len(frames) == 2 and frames[1] == STATUS:
+                    sock.send_multipart([frames[0], msgpack.packb(self.status())], zmq.NOBLOCK)
+        except (zmq.ContextTerminated, zmq.Again):
+            pass
+        finally:
+            sock.close()
+
+    def _beat(self, peer: bytes, payload: bytes) -> None:
+        try:
+            info = msgpack.unpackb(payload, raw=False)
+        except Exception:   # a beat that does not decode is ignored, never trusted
+            return
+        if isinstance(info, dict):
+            self.servers[peer] = {"info": info, "last": time.monotonic()}
+
+    def status(self) -> dict:
+        """This broker's facts and every server heard from in the last minute, alive or not."""
+        now = time.monotonic()
+        for peer in [p for p, s in self.servers.items() if now - s["last"] > FORGET_AFTER]:
+            del self.servers[peer]
+        servers = []
+        for entry in self.servers.values():
+            age = now - entry["last"]
+            servers.append({**entry["info"], "alive": age <= INTERVAL * LIVENESS, "last_beat_s": round(age, 2)})
+        servers.sort(key=lambda s: (str(s.get("role")), str(s.get("pid"))))
+        return {"broker_pid": os.getpid(), "uptime_s": round(time.time() - self.started, 1),
+                **self.facts(), "servers": servers}
+
+    def stop(self) -> None:
+        """End the thread and close the socket."""
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(2)
+            self.thread = None
+
+
+def query_status(address: str, timeout: float = 2.0, context: zmq.Context | None = None) -> dict | None:
+    """Ask a broker's health socket for its table; None if it does not answer in time."""
+    sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(address)
+        sock.send(STATUS)
+        if not sock.poll(int(timeout * 1000)):
+            return None
+        reply = msgpack.unpackb(sock.recv(), raw=False)
+        return reply if isinstance(reply, dict) else None
+    finally:
+        sock.close()
+
+
+def summary(status: dict[str, Any]) -> list[str]:
+    """Lines for ``pyzdb status``: one per server the broker knows."""
+    lines = [f"broker pid {status.get('broker_pid')}, up {status.get('uptime_s')} s"]
+    for server in status.get("servers", []):
+        state = "alive" if server.get("alive") else "DEAD"
+        lines.append(f"  {server.get('role', '?'):3} pid {server.get('pid')!s:>7} {state:5} seq {server.get('seq')}"
+                     f" last beat {server.get('last_beat_s')} s ago  {server.get('back', '')}")
+    if not status.get("servers"):
+        lines.append("  no server has sent a heartbeat")
+    return lines

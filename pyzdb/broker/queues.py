@@ -1,0 +1,188 @@
+"""The broker: two request queues (read-write and read-only), each a ROUTER front and a DEALER back.
+
+Clients connect to the fronts; servers connect to the backs. ``pyzdb broker``
+runs it alone; ``pyzdb serve`` runs it on threads beside a read-write server.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from dataclasses import dataclass
+
+import zmq
+
+from pyzdb.broker.health import HealthMonitor
+from pyzdb.transport import curve as auth
+from pyzdb.transport.heartbeat import set_heartbeats
+from pyzdb.transport.wire import DEFAULT_MAX_MESSAGE
+
+_QUEUE_NUMBERS = itertools.count(1)
+log = logging.getLogger("pyzdb.broker")
+
+
+@dataclass
+class BrokerConfig:
+    """The broker's addresses; ``rw_back_inproc`` adds an in-process back end for a server on a thread."""
+
+    rw_front: str = "tcp://127.0.0.1:5559"
+    rw_back: str = "tcp://127.0.0.1:5560"
+    ro_front: str = "tcp://127.0.0.1:5561"
+    ro_back: str = "tcp://127.0.0.1:5562"
+    rw_back_inproc: str | None = None
+    max_message: int = DEFAULT_MAX_MESSAGE
+    health: str | None = None        # heartbeat/status socket (``pyzdb status --health``)
+    curve_dir: str | None = None     # key directory: CURVE on the fronts, roles from clients/rw and clients/ro
+
+
+class Queue:
+    """One request queue: a ROUTER front, a DEALER back, and zmq's proxy between them on a thread.
+
+    Sockets are bound in ``start()`` on the caller's thread, so a taken
+    address raises there; ``stop()`` ends the proxy through its control socket.
+    With CURVE (``curve`` holds the front's server options) a small relay
+    loop replaces zmq's proxy: it puts the client's role, from the ZAP
+    User-Id, in a frame just before the payload, where the server reads it.
+    """
+
+    def __init__(self, name: str, front: str, backs: list[str], max_message: int,
+                 context: zmq.Context | None = None, curve: dict | None = None) -> None:
+        self.name, self.front_addr, self.back_addrs = name, front, backs
+        self.max_message = max_message
+        self.curve = curve or {}
+        self.context = context or zmq.Context.instance()
+        self.thread: threading.Thread | None = None
+        self.control_addr = f"inproc://pyzdb-broker-{name}-{next(_QUEUE_NUMBERS)}"
+
+    def start(self) -> None:
+        """Bind both sides and start forwarding."""
+        front, back = self.context.socket(zmq.ROUTER), self.context.socket(zmq.DEALER)
+        # a peer that sends more than a message's limit (plus envelope) is cut off by zmq itself
+        front.setsockopt(zmq.MAXMSGSIZE, self.max_message + 65536)
+        for option, value in self.curve.items():
+            front.setsockopt(option, value)
+        for sock in (front, back):
+            set_heartbeats(sock)
+            sock.setsockopt(zmq.LINGER, 0)
+        try:
+            front.bind(self.front_addr)
+            for addr in self.back_addrs:
+                back.bind(addr)
+        except zmq.ZMQError:
+            front.close()
+            back.close()
+            raise
+        control = self.context.socket(zmq.PAIR)
+        control.bind(self.control_addr)
+        self.thread = threading.Thread(target=self._relay if self.curve else self._run, args=(front, back, control),
+                                       name=f"pyzdb-broker-{self.name}", daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _run(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket) -> None:
+        try:
+            zmq.proxy_steerable(front, back, None, control)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            for sock in (front, back, control):
+                sock.close()
+
+    @staticmethod
+    def _relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket) -> None:
+        """Forward like the proxy, stamping each request with the role of the key that sent it."""
+        poller = zmq.Poller()
+        for sock in (front, back, control):
+            poller.register(sock, zmq.POLLIN)
+        try:
+            while True:
+                ready = dict(poller.poll())
+                if control in ready:
+                    return
+                if front in ready:
+                    frames = front.recv_multipart(copy=False)
+                    role = auth.role_of(frames[-1].get("User-Id"))
+                    # only the peer id and the payload pass: a client cannot forge a role frame
+                    back.send_multipart([frames[0], b"", auth.ROLE_FRAMES[role], frames[-1]])
+                if back in ready:
+                    front.send_multipart(back.recv_multipart(copy=False))
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            for sock in (front, back, control):
+                sock.close()
+
+    def stop(self) -> None:
+        """End the proxy and close its sockets."""
+        if self.thread is None:
+            return
+        with self.context.socket(zmq.PAIR) as command:
+            command.connect(self.control_addr)
+            command.send(b"TERMINATE")
+        # a proxy blocked sending into a queue with no server attached (zmq blocks there) never reads
+        # its control socket; its thread is a daemon and ends with the process
+        self.thread.join(1)
+        self.thread = None
+
+
+class Broker:
+    """Both request queues, each on its own thread.
+
+    >>> broker = Broker(BrokerConfig()); broker.start(); broker.join()   # doctest: +SKIP
+    """
+
+    def __init__(self, config: BrokerConfig, context: zmq.Context | None = None) -> None:
+        self.config = config
+        self.context = context or zmq.Context.instance()
+        self.authenticator = auth.RoleAuthenticator(self.context, config.curve_dir) if config.curve_dir else None
+        curve = auth.server_options(config.curve_dir) if config.curve_dir else None
+        rw_backs = [config.rw_back] + ([config.rw_back_inproc] if config.rw_back_inproc else [])
+        self.queues = []
+        if config.rw_front:   # None: the read-write server binds the front itself (`pyzdb serve`)
+            self.queues.append(Queue("rw", config.rw_front, rw_backs, config.max_message, self.context, curve))
+        if config.ro_front:
+            self.queues.append(Queue("ro", config.ro_front, [config.ro_back], config.max_message, self.context, curve))
+        self.health = HealthMonitor(config.health, self.context, self._facts) if config.health else None
+
+    def _facts(self) -> dict:
+        return {"curve": self.authenticator is not None,
+                "queues": {q.name: {"front": q.front_addr, "backs": q.back_addrs} for q in self.queues}}
+
+    def start(self) -> None:
+        """Bind every socket and start forwarding; raises zmq.ZMQError if an address is taken."""
+        started = []
+        if self.authenticator is not None:
+            self.authenticator.start()
+        try:
+            for queue in self.queues:
+                queue.start()
+                started.append(queue)
+            self._start_health()
+        except zmq.ZMQError:
+            for queue in started:
+                queue.stop()
+            raise
+
+    def _start_health(self) -> None:
+        if self.health is None:
+            return
+        try:
+            self.health.start()
+        except zmq.ZMQError as exc:   # the queues matter more than the status table: serve without it
+            log.warning("no health socket on %s (%s): `pyzdb status` cannot list servers", self.config.health, exc)
+            self.health = None
+
+    def stop(self) -> None:
+        """Stop both queues, the health socket and the authenticator."""
+        for queue in self.queues:
+            queue.stop()
+        if self.health is not None:
+            self.health.stop()
+        if self.authenticator is not None:
+            self.authenticator.stop()
+
+    def join(self) -> None:
+        """Block until the queues end (in practice: until the process is stopped)."""
+        for queue in self.queues:
+            while queue.thread is not None and queue.thread.is_alive():
+                queue.thread.join(0.5)

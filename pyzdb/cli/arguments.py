@@ -1,0 +1,98 @@
+"""The arguments of every ``pyzdb`` subcommand (``build_parser``) and the store URL they name."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from pyzdb.storage import DURABILITIES
+from pyzdb.transport import wire
+from pyzdb.tree.history import DEFAULT_DEPTH
+
+DEFAULTS = {"rw_front": "tcp://127.0.0.1:5559", "rw_back": "tcp://127.0.0.1:5560",
+            "ro_front": "tcp://127.0.0.1:5561", "ro_back": "tcp://127.0.0.1:5562",
+            "feed": "tcp://127.0.0.1:5563", "status_feed": "tcp://127.0.0.1:5564",
+            "health": "tcp://127.0.0.1:5565"}
+
+
+def _broker_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("broker addresses")
+    group.add_argument("--rw-front", default=DEFAULTS["rw_front"], help="clients' read-write queue (default %(default)s)")
+    group.add_argument("--rw-back", default=DEFAULTS["rw_back"], help="read-write server side (default %(default)s)")
+    group.add_argument("--ro-front", default=DEFAULTS["ro_front"], help="clients' read-only queue (default %(default)s)")
+    group.add_argument("--ro-back", default=DEFAULTS["ro_back"], help="read-only servers' side (default %(default)s)")
+    group.add_argument("--health", default=DEFAULTS["health"], help="servers' heartbeats and `pyzdb status` (default %(default)s)")
+    group.add_argument("--curve", metavar="KEYS_DIR", help="require CURVE: server key pair and allowed client keys "
+                                                           "from this directory (see `pyzdb keygen`)")
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("storage and limits")
+    group.add_argument("--data", default="pyzdb-data", help="data directory for the embedded store and files (default ./%(default)s)")
+    group.add_argument("--store", help="store URL: sqlite:///path.db, memory://, kt://host:port[/db], tt://host:port "
+                                       "(default sqlite in --data)")
+    group.add_argument("--durability", choices=DURABILITIES, default="always",
+                       help="always: fsync before every reply; batch: group commit; none: no fsync (default %(default)s)")
+    group.add_argument("--batch-ms", type=float, default=2.0, help="group-commit window for --durability batch (ms)")
+    group.add_argument("--feed", default=DEFAULTS["feed"], help="change feed the RW server publishes (default %(default)s)")
+    group.add_argument("--max-message", type=int, default=wire.DEFAULT_MAX_MESSAGE, help="largest request or reply in bytes")
+    group.add_argument("--lock-lease", type=float, default=5.0, help="seconds a silent lock holder keeps the lock")
+    group.add_argument("--lock-wait", type=float, default=20.0, help="seconds a request waits for another's lock")
+    group.add_argument("--history-depth", type=int, default=DEFAULT_DEPTH, help="undo steps kept")
+    group.add_argument("--chunk-size", type=int, default=1 << 20, help="checkpoint chunk size in bytes")
+    group.add_argument("--checkpoint-records", type=int, default=20_000, help="checkpoint after this many log records")
+    group.add_argument("--checkpoint-bytes", type=int, default=64 << 20, help="checkpoint after this many log bytes")
+    group.add_argument("--checkpoint-seconds", type=float, default=300.0, help="checkpoint after this long with writes")
+    group.add_argument("--files-root", action="append", default=[], help="directory File references may be read from (repeatable; default DATA/files)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every checkpoint and fault")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="pyzdb", description="A shared nested document tree for Python programs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="broker and read-write server in one process (the quick start)")
+    _broker_options(serve)
+    _server_options(serve)
+    broker = sub.add_parser("broker", help="the two request queues alone")
+    _broker_options(broker)
+    server = sub.add_parser("server", help="a read-write server (or --ro: a read-only one) behind a broker")
+    server.add_argument("--ro", action="store_true", help="serve reads only, following the read-write server's log")
+    server.add_argument("--back", help="broker back end to connect to (default: RW 5560, or RO 5562 with --ro)")
+    server.add_argument("--health", default=DEFAULTS["health"], help="broker's heartbeat socket (default %(default)s; '' for none)")
+    replica = server.add_argument_group("read-only replicas (--ro)")
+    replica.add_argument("--name", help="the replica's name in `pyzdb status` (default ro-PID)")
+    replica.add_argument("--status-feed", default=DEFAULTS["status_feed"],
+                         help="where the replica publishes its status; `pyzdb status` listens there (default %(default)s)")
+    replica.add_argument("--ro-wait", type=float, default=0.5,
+                         help="seconds a read-your-writes read waits for the replica before going to the RW server")
+    _server_options(server)
+    shell = sub.add_parser("shell", help="an interactive prompt with `db` bound")
+    shell.add_argument("uris", nargs="*", help="RW_URI [RO_URI ...] (default tcp://127.0.0.1:5559)")
+    for name, text in (("dump", "write the whole tree to FILE"), ("load", "replace top-level keys from FILE")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("file")
+        cmd.add_argument("--uri", default=DEFAULTS["rw_front"])
+        cmd.add_argument("--format", choices=("jsonl", "msgpack"), help="default: from the file name (.jsonl or .msgpack)")
+    status = sub.add_parser("status", help="which servers are alive; seq, log, checkpoint, store of the read-write server")
+    status.add_argument("--uri", default=DEFAULTS["rw_front"])
+    status.add_argument("--status-feed", default=DEFAULTS["status_feed"],
+                        help="address to listen on for replicas' status reports ('' to skip them)")
+    status.add_argument("--listen", type=float, default=1.2, help="seconds to listen for replicas' reports")
+    bench = sub.add_parser("bench", help="the benchmark suite against redis-py and ZEO (from a source checkout)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of `python -m bench` (see its --help)")
+    status.add_argument("--health", default=DEFAULTS["health"], help="the broker's heartbeat socket")
+    status.add_argument("--curve-server-key", help="server public key file (when the broker requires CURVE)")
+    status.add_argument("--curve-keypair", help="this client's .key_secret file")
+    keygen = sub.add_parser("keygen", help="CURVE keys: a server key pair and client key pairs with their roles")
+    keygen.add_argument("dir", help="key directory (server.key, clients/rw, clients/ro, private/)")
+    keygen.add_argument("--rw", action="append", default=[], metavar="NAME", help="a read-write client key (repeatable)")
+    keygen.add_argument("--ro", action="append", default=[], metavar="NAME", help="a read-only client key (repeatable)")
+    check = sub.add_parser("check", help="verify a store's journal offline")
+    check.add_argument("--data", default="pyzdb-data")
+    check.add_argument("--store")
+    return parser
+
+
+def store_url(args: argparse.Namespace) -> str:
+    """The store URL the options name (sqlite in the data directory by default)."""
+    return args.store or f"sqlite:///{os.path.abspath(os.path.join(args.data, 'pyzdb.db'))}"

@@ -1,0 +1,54 @@
+"""``pyzdb server --ro``: the replica's settings from its options, and running one until SIGTERM."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from pyzdb.cli.arguments import store_url
+from pyzdb.cli.signals import run_until_signal
+from pyzdb.errors import Error
+from pyzdb.server.follower import Follower
+from pyzdb.server.replica import ReplicaConfig, ReplicaServer
+from pyzdb.storage import open_store
+from pyzdb.storage.journal import Journal
+
+
+def replica_config(args: argparse.Namespace) -> ReplicaConfig:
+    """The replica's settings from ``pyzdb server --ro`` options."""
+    roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
+    config = ReplicaConfig(back=args.back or "tcp://127.0.0.1:5562", feed=args.feed or None,
+                           status_feed=getattr(args, "status_feed", None) or None,
+                           health=getattr(args, "health", None) or None,
+                           max_message=args.max_message, file_roots=roots)
+    if getattr(args, "name", None):
+        config.name = args.name
+    if getattr(args, "ro_wait", None) is not None:
+        config.max_wait = args.ro_wait
+    return config
+
+
+def run_replica(args: argparse.Namespace) -> int:
+    """``pyzdb server --ro``: load the store's state, then serve reads until SIGTERM."""
+    config = replica_config(args)
+    if store_url(args).startswith("memory:"):
+        print("pyzdb server --ro: a replica reads the RW server's store; memory:// is private to one process",
+              file=sys.stderr)
+        return 2
+    try:
+        store = open_store(store_url(args), durability="none")
+        follower = Follower(Journal(store, chunk_size=args.chunk_size))
+        started = time.monotonic()
+        follower.load()
+    except Error as exc:
+        print(f"pyzdb server --ro: {exc}", file=sys.stderr)
+        return 2
+    print(f"pyzdb replica {config.name}: {store.url} at seq {follower.seq}, loaded in "
+          f"{time.monotonic() - started:.2f} s; serving reads on {config.back}", file=sys.stderr, flush=True)
+    try:
+        server = ReplicaServer(follower, config)
+        run_until_signal(server.stop, server.serve_forever)
+    finally:
+        store.close()
+    return 0

@@ -1,0 +1,264 @@
+"""The client's connection: request ids, the Lazy Pirate retry loop, read/write routing, reply decoding."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import msgpack
+import zmq
+
+from pyzdb.errors import (
+    AuthError,
+    MessageTooLarge,
+    NoAnswer,
+    ProtocolError,
+    QueryError,
+    ServiceUnavailable,
+)
+from pyzdb.transport import wire, zmtp
+from pyzdb.transport.curve import client_options
+from pyzdb.tree.files import ext_hook
+
+DEFAULT_RW = "tcp://127.0.0.1:5559"
+RO_RETRY_AFTER = 5.0   # seconds reads skip the replicas' queue after it gave no answer at all
+CONSISTENCIES = ("read-your-writes", "eventual", "strong")
+TRANSPORTS = ("auto", "zmtp", "zmq")   # auto: zmtp when it can, pyzmq for CURVE and inproc://
+
+
+def check_consistency(level: str) -> str:
+    """Return ``level`` if it is one of CONSISTENCIES; raise QueryError otherwise."""
+    if level not in CONSISTENCIES:
+        raise QueryError(f"consistency {level!r} is not one of {', '.join(CONSISTENCIES)}")
+    return level
+
+
+class Endpoint:
+    """A pyzmq DEALER socket to one queue of one or more brokers, reopened after a timeout (Lazy Pirate)."""
+
+    def __init__(self, context: zmq.Context, uris: list[str], curve: dict | None = None) -> None:
+        self.context, self.uris, self.curve = context, uris, curve or {}
+        self.socket: zmq.Socket = self._open()
+
+    def _open(self) -> zmq.Socket:
+        sock = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        for option, value in self.curve.items():
+            sock.setsockopt(option, value)
+        for uri in self.uris:
+            sock.connect(uri)
+        self.poller = zmq.Poller()   # kept: socket.poll() would build a new Poller on every wait
+        self.poller.register(sock, zmq.POLLIN)
+        return sock
+
+    def send(self, frames: list[bytes]) -> None:
+        """Queue one message for the broker."""
+        self.socket.send_multipart(frames)
+
+    def receive(self, timeout_ms: int) -> list[bytes] | None:
+        """The next message's frames, or None if none came within ``timeout_ms``."""
+        if not self.poller.poll(timeout_ms):
+            return None
+        return self.socket.recv_multipart()
+
+    def reopen(self) -> None:
+        """Drop the socket and whatever it queued; connect a fresh one."""
+        self.socket.close()
+        self.socket = self._open()
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.socket.close()
+
+
+class DirectEndpoint:
+    """The same Lazy Pirate endpoint over ``zmtp.ZmtpDealer``: ZMTP spoken in the calling thread, no zmq I/O thread."""
+
+    def __init__(self, uris: list[str], max_message: int) -> None:
+        self.uris = uris
+        self.socket = zmtp.ZmtpDealer(uris, max_message + 65536)
+        self.send, self.receive = self.socket.send, self.socket.receive
+        self.reopen, self.close = self.socket.reopen, self.socket.close
+
+
+def open_endpoint(context: zmq.Context, uris: list[str], curve: dict | None, transport: str,
+                  max_message: int) -> Endpoint | DirectEndpoint:
+    """A ``DirectEndpoint`` when ``transport`` allows it (no CURVE, tcp:// or ipc:// only), else a pyzmq ``Endpoint``."""
+    if transport not in TRANSPORTS:
+        raise QueryError(f"transport {transport!r} is not one of {', '.join(TRANSPORTS)}")
+    direct_ok = not curve and all(uri.startswith(("tcp://", "ipc://")) for uri in uris)
+    if transport == "zmtp" and not direct_ok:
+        raise QueryError("transport 'zmtp' needs tcp:// or ipc:// addresses and no CURVE")
+    if transport != "zmq" and direct_ok:
+        return DirectEndpoint(uris, max_message)
+    return Endpoint(context, uris, curve)
+
+
+class Connection:
+    """Sends queries and returns results, retrying until ``timeout`` seconds have passed.
+
+    Every write carries this client's id and a fresh request id, so a write
+    that is sent again after a timeout is applied once. Reads go to the
+    read-only queue when one is given (and no lock is held).
+
+    >>> conn = Connection('tcp://127.0.0.1:5559'); conn.request({'op': 'ping'})   # doctest: +SKIP
+    'pong'
+    """
+
+    def __init__(self, rw_uri: str = DEFAULT_RW, ro_uris: list[str] | tuple = (), *, timeout: float = 30.0,
+                 attempt_timeout: float = 1.0, max_message: int = wire.DEFAULT_MAX_MESSAGE,
+                 context: zmq.Context | None = None, curve: dict | None = None,
+                 consistency: str = "read-your-writes", curve_server_key: bytes | str | None = None,
+                 curve_keypair: tuple | str | None = None, transport: str = "auto") -> None:
+        self.context = context or zmq.Context.instance()
+        if curve_server_key is not None or curve_keypair is not None:
+            if curve_server_key is None or curve_keypair is None:
+                raise AuthError("CURVE needs both curve_server_key and curve_keypair")
+            curve = {**(curve or {}), **client_options(curve_server_key, curve_keypair)}
+        self.curve = curve
+        self.rw_uri, self.ro_uris = rw_uri, list(ro_uris)
+        self.timeout, self.attempt_timeout, self.max_message = timeout, attempt_timeout, max_message
+        self.consistency = check_consistency(consistency)
+        self.client_id = os.urandom(16)
+        self.request_id = 0
+        self.last_seq = 0
+        self.lease: float = 5.0
+        self._keeper: LeaseKeeper | None = None
+        self._owner = threading.get_ident()
+        self.transport = transport
+        self.rw = self.open_endpoint([rw_uri])
+        self.ro = self.open_endpoint(self.ro_uris) if self.ro_uris else None
+        self.ro_skip_until = 0.0
+
+    def open_endpoint(self, uris: list[str]) -> Endpoint | DirectEndpoint:
+        """A new endpoint to ``uris`` with this connection's transport and CURVE keys."""
+        return open_endpoint(self.context, uris, self.curve, self.transport, self.max_message)
+
+    @property
+    def locked(self) -> bool:
+        """True while this client holds the lock; setting it starts or stops the lease keeper."""
+        return self._keeper is not None
+
+    @locked.setter
+    def locked(self, value: bool) -> None:
+        if value and self._keeper is None:
+            self._keeper = LeaseKeeper(self)
+        elif not value and self._keeper is not None:
+            self._keeper.stop()
+            self._keeper = None
+
+    @property
+    def socket(self) -> zmq.Socket | zmtp.ZmtpDealer:
+        """The read-write socket (as the original API's ``db, socket = client()`` returned)."""
+        return self.rw.socket
+
+    def read(self, query: dict, consistency: str | None = None) -> Any:
+        """Run a read: on a replica when there is one and no lock is held.
+
+        ``consistency`` (default: the connection's) is ``read-your-writes``
+        (the replica must have applied this client's newest seen seq, or the
+        read goes to the RW server), ``eventual`` (any replica state) or
+        ``strong`` (always the RW server).
+        """
+        level = check_consistency(consistency or self.consistency)
+        if self.ro is not None and not self.locked and level != "strong" and time.monotonic() >= self.ro_skip_until:
+            if level == "read-your-writes" and self.last_seq:
+                query = {**query, "min_seq": self.last_seq}
+            try:
+                return self._call(self.ro, query, self.attempt_timeout * 3)
+            except NoAnswer:
+                # no replica is up: ask the read-write server, and skip the replicas for a while
+                self.ro_skip_until = time.monotonic() + RO_RETRY_AFTER
+            except ServiceUnavailable:
+                pass  # a replica too far behind: the read-write server can answer any read
+        return self._call(self.rw, query, self.timeout)
+
+    def write(self, query: dict) -> Any:
+        """Run a write (or a lock/undo/control operation) on the read-write server."""
+        result = self._call(self.rw, query, self.timeout)
+        if query.get("op") == "lock" and isinstance(result, dict):
+            self.lease = float(result.get("lease") or self.lease)
+        return result
+
+    request = write
+
+    def _call(self, endpoint: Endpoint | DirectEndpoint, query: dict, timeout: float) -> Any:
+        self.request_id += 1
+        rid = self.request_id
+        if self._keeper is not None and query.get("op") != "lock":
+            query = {**query, "locked": True}   # the server answers LockLost if the lock is gone
+        payload = wire.encode_request(self.client_id, rid, query)
+        if len(payload) > self.max_message:
+            raise MessageTooLarge(f"request of {len(payload)} bytes is over the limit of {self.max_message} bytes")
+        deadline = time.monotonic() + timeout
+        attempt = self.attempt_timeout
+        while True:
+            endpoint.send([b"", payload])
+            reply = self._wait(endpoint, rid, min(attempt, max(deadline - time.monotonic(), 0.001)))
+            if reply is not None:
+                self.last_seq = max(self.last_seq, reply.get("seq") or 0)
+                return wire.raise_for_reply(reply)
+            if time.monotonic() >= deadline:
+                raise NoAnswer(f"no answer from {', '.join(endpoint.uris)} within {timeout:g} s "
+                               f"(is `pyzdb serve` running?)")
+            endpoint.reopen()
+            attempt = min(attempt * 2, 5.0)
+
+    def _wait(self, endpoint: Endpoint | DirectEndpoint, rid: int, seconds: float) -> dict | None:
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            frames = endpoint.receive(int(left * 1000) + 1) if left > 0 else None
+            if frames is None:
+                return None
+            try:
+                reply = msgpack.unpackb(frames[-1], raw=False, strict_map_key=False, ext_hook=ext_hook)
+            except Exception as exc:
+                raise ProtocolError(f"the server sent a reply that is not msgpack: {exc}") from None
+            if isinstance(reply, dict) and reply.get("rid") in (rid, None):
+                return reply
+            # a late answer to an earlier attempt: skip it
+
+    def close(self) -> None:
+        """Close the sockets (and stop renewing a lock)."""
+        self.locked = False
+        self.rw.close()
+        if self.ro is not None:
+            self.ro.close()
+
+
+class LeaseKeeper:
+    """While a lock is held: a thread with its own socket sends ``renew`` (same client id) every lease/3.
+
+    So a holder that is busy (not sending) keeps the lock, and a holder whose
+    process dies or freezes loses it when the lease runs out.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="pyzdb-lease", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        endpoint = self.conn.open_endpoint([self.conn.rw_uri])
+        payload = wire.encode_request(self.conn.client_id, 0, {"op": "renew"})
+        try:
+            while not self.stopping.wait(self.conn.lease / 3):
+                endpoint.send([b"", payload])
+                frames = endpoint.receive(int(self.conn.lease * 1000 / 3))
+                if frames is None:
+                    endpoint.reopen()       # no answer: try a fresh connection next time
+                    continue
+                reply = msgpack.unpackb(frames[-1], raw=False)
+                if isinstance(reply, dict) and "err" in reply:
+                    return                  # the lock is gone; the holder learns it at its next request
+        except (zmq.ZMQError, OSError, ValueError, msgpack.UnpackException, ProtocolError):
+            pass
+        finally:
+            endpoint.close()
+
+    def stop(self) -> None:
+        """Stop renewing; the thread ends after its current renew round trip, if any."""
+        self.stopping.set()

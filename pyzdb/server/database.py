@@ -1,0 +1,304 @@
+"""The read-write state machine: engine + undo history + exactly-once table + lock, committed through the journal.
+
+``Database.handle`` answers one request or defers it (another client holds
+the lock); ``Database.commit`` makes every write since the last commit
+durable in one journal append, or rolls them all back. It knows no sockets.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyzdb.errors import CorruptStore, Error, LockError, LockLost, ReadOnlyError
+from pyzdb.storage.journal import Journal, log_key
+from pyzdb.transport.wire import error_reply, ok_reply, pack
+from pyzdb.tree import files
+from pyzdb.tree import query as q
+from pyzdb.tree.engine import Engine
+from pyzdb.tree.history import DEFAULT_DEPTH, History
+
+DEFER = object()
+FREE_OPS = frozenset({"ping", "status", "renew"})        # never held behind another client's lock
+WRITE_CONTROL_OPS = frozenset({"undo", "redo", "lock", "unlock", "abort", "renew"})
+MAX_CLIENTS_REMEMBERED = 100_000
+
+
+@dataclass
+class Savepoint:
+    """What is needed to roll back every write since it was taken (the history notes its own changes)."""
+
+    entries: list = field(default_factory=list)   # [entry, ops that revert it]
+    locked: bool = False                           # a lock session: commits as one record
+
+
+@dataclass
+class Lock:
+    """One client's exclusive access, with a lease that its requests renew."""
+
+    holder: bytes
+    expires: float
+
+
+class Database:
+    """The tree a read-write server serves, and the rules for changing it.
+
+    >>> db = Database(Journal(open_store('memory://'))); db.open()      # doctest: +SKIP
+    >>> db.handle(b'c1', 1, {'op': 'set', 'path': ['x'], 'value': 3}); db.commit()  # doctest: +SKIP
+    """
+
+    def __init__(self, journal: Journal, *, history_depth: int = DEFAULT_DEPTH, lock_lease: float = 5.0,
+                 file_roots: list[str] | None = None, durability: str = "always") -> None:
+        self.journal = journal
+        self.durability = durability
+        self.engine = Engine()
+        self.history = History(history_depth)
+        self.replies: OrderedDict[bytes, list] = OrderedDict()   # cid -> [rid, reply] of its last write
+        self.lock: Lock | None = None
+        self.lock_lease = lock_lease
+        self.lost_locks: OrderedDict[bytes, float] = OrderedDict()
+        self.file_roots = file_roots or []
+        self.savepoint: Savepoint | None = None
+        self.pending: list[list] = []      # entries of the writes not yet committed
+
+    # --- start-up ------------------------------------------------------------------
+    def open(self, progress=None, *, clean: bool = True) -> int:
+        """Recover the tree, history and exactly-once table from the journal; return the seq.
+
+        With ``clean`` (the writer), what earlier runs left behind is removed
+        afterwards; ``pyzdb check`` opens with ``clean=False`` and changes nothing.
+        """
+        state, records = self.journal.recover(progress)
+        if state is not None:
+            try:
+                self.engine.tree = state["tree"]
+                self.history.restore(state["history"])
+                self.replies = OrderedDict((bytes(k), v) for k, v in state["replies"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CorruptStore(f"checkpoint of generation {self.journal.meta['gen']} is not a pyzdb state: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        first = self.journal.meta.get("seq", 0) + 1
+        for offset, entries in enumerate(records):
+            try:
+                for entry in entries:
+                    self.replay(entry)
+            except (Error, KeyError, TypeError) as exc:
+                raise CorruptStore(f"log record {log_key(first + offset).decode()} does not replay: {exc}") from None
+        if clean:
+            self.journal.clean_up()
+        return self.journal.seq
+
+    def replay(self, entry: dict) -> None:
+        """Apply one logged entry exactly as it was applied when it was first committed."""
+        kind = entry["k"]
+        if kind == "w":
+            inverse = self.engine.apply(entry["ops"])
+            self.history.record(entry["ops"], inverse)
+        elif kind in ("u", "r"):
+            # the record holds the operations the undo/redo applied: apply those, so a restart with a
+            # smaller --history-depth (fewer entries on the stack) replays exactly the same tree
+            self.engine.apply(entry["ops"])
+            source, target = ((self.history.undo_stack, self.history.redo_stack) if kind == "u"
+                              else (self.history.redo_stack, self.history.undo_stack))
+            if source:
+                target.append(source.pop())
+        self._remember(entry)
+
+    def snapshot(self) -> tuple[bytes, int, int]:
+        """The committed state as bytes, with the seq and crc of the record it follows."""
+        state = {"tree": self.engine.tree, "history": self.history.state(),
+                 "replies": [[cid, value] for cid, value in self.replies.items()]}
+        return pack(state), self.journal.seq, self.journal.last_crc
+
+    # --- requests ----------------------------------------------------------------
+    def handle(self, cid: bytes, rid: int, query: dict, now: float | None = None, *, read_only: bool = False) -> Any:
+        """Answer one request with a reply map, or return DEFER while another client holds the lock.
+
+        A query flagged ``"locked": True`` was sent by a client that believes it
+        holds the lock; if it does not (lease ended, server restarted) the
+        answer is LockLost, never a write applied outside the lock session.
+        ``read_only`` (a read-only CURVE key) refuses every write with ReadOnlyError.
+        """
+        now = time.monotonic() if now is None else now
+        try:
+            in_session = query.pop("locked", False) if isinstance(query, dict) else False
+            q.validate(query)
+            op = query["op"]
+            seen = self.replies.get(cid)
+            if seen is not None and seen[0] == rid:
+                return seen[1]      # a retry of a write already applied: its first reply again
+            holds = self.lock is not None and self.lock.holder == cid
+            if in_session and not holds and op != "lock":
+                raise self._lost_or(cid, LockLost("this client's lock ended (lease ran out or the server restarted);"
+                                                  " the writes made under it were rolled back"))
+            if self.lock and not holds and op not in FREE_OPS:
+                return DEFER
+            if holds:
+                self.lock.expires = now + self.lock_lease
+            if read_only and (op in WRITE_CONTROL_OPS or (op not in q.CONTROL_OPS and self.engine.is_write(query))):
+                raise ReadOnlyError(f"{op}: this client's key is read-only")
+            if op in q.CONTROL_OPS:
+                return ok_reply(rid, self._control(cid, rid, query, now), self.journal.seq)
+            return self._execute(cid, rid, query)
+        except Error as exc:
+            return error_reply(rid, exc, self.journal.seq)
+
+    def _execute(self, cid: bytes, rid: int, query: dict) -> dict:
+        """Run a tree query once; what it changed (``outcome.is_write``) is recorded for undo and the journal."""
+        if cid in self.lost_locks and self.engine.is_write(query):   # refused before it runs, as it always was
+            del self.lost_locks[cid]
+            raise LockLost("the lock's lease ended before this request; the writes made under it were rolled back")
+        outcome = self.engine.execute(query)
+        if not outcome.is_write:
+            return ok_reply(rid, outcome.result, self.journal.seq)
+        self._begin()
+        self.history.record(outcome.forward, outcome.inverse)
+        return self._add_entry({"k": "w", "ops": outcome.forward, "inv": outcome.inverse, "cid": cid, "rid": rid,
+                                "res": outcome.result}, outcome.inverse)
+
+    def _undo_redo(self, cid: bytes, rid: int, kind: str) -> Any:
+        seen = self.replies.get(cid)
+        if seen is not None and seen[0] == rid:
+            return seen[1]["ok"]
+        self._begin()
+        if kind == "u":
+            applied = self.history.undo(self.engine)
+            revert = self.history.redo_stack[-1][0]
+        else:
+            applied = self.history.redo(self.engine)
+            revert = self.history.undo_stack[-1][1]
+        self._add_entry({"k": kind, "ops": applied, "cid": cid, "rid": rid, "res": None}, revert)
+        return None
+
+    def next_seq(self) -> int:
+        """The seq the next write will be committed under."""
+        if self.savepoint is not None and self.savepoint.locked:
+            return self.journal.seq + 1
+        return self.journal.seq + len(self.pending) + 1
+
+    def _begin(self) -> None:
+        if self.savepoint is None:
+            self.savepoint = Savepoint()
+            self.history.mark()
+
+    def _add_entry(self, entry: dict, inverse: list | None) -> dict | None:
+        seq = self.next_seq()
+        self.savepoint.entries.append([entry, inverse])
+        self.pending.append(entry)
+        return self._remember(entry, seq)
+
+    def _remember(self, entry: dict, seq: int | None = None) -> dict | None:
+        """Keep the reply to the entry's request for a retry of it; return that reply."""
+        cid = entry.get("cid")
+        if cid is None:
+            return None
+        seq = self.journal.seq if seq is None else seq
+        reply = ok_reply(entry["rid"], entry.get("res"), seq)
+        self.replies[cid] = [entry["rid"], reply]
+        self.replies.move_to_end(cid)
+        while len(self.replies) > MAX_CLIENTS_REMEMBERED:
+            self.replies.popitem(last=False)
+        return reply
+
+    # --- control operations ----------------------------------------------------------
+    def _control(self, cid: bytes, rid: int, query: dict, now: float) -> Any:
+        op = query["op"]
+        if op == "ping":
+            return "pong"
+        if op == "status":
+            return self.status()
+        if op in ("undo", "redo"):
+            return self._undo_redo(cid, rid, op[0])
+        if op == "file_read":
+            value = self.engine.resolve(q.check_path(query.get("path", [])))
+            return files.read_chunk(value, self.file_roots, query.get("offset", 0), query.get("size", 0))
+        return self._lock_op(cid, rid, op, now)
+
+    def _lock_op(self, cid: bytes, rid: int, op: str, now: float) -> Any:
+        if op == "sync":
+            return self.journal.seq
+        if op in ("lock", "renew"):
+            if self.lock is None and op == "renew":
+                raise self._lost_or(cid, LockError("renew: this client holds no lock"))
+            if self.lock is None:
+                self.commit()       # others' writes before the lock are not part of its session
+                self.lost_locks.pop(cid, None)
+                self.lock = Lock(cid, now + self.lock_lease)
+                self._begin()
+                self.savepoint.locked = True
+            return {"lease": self.lock_lease}
+        if self.lock is None:                       # unlock or abort
+            raise self._lost_or(cid, LockError(f"{op}: this client holds no lock"))
+        self.lock = None
+        if op == "abort":
+            self.rollback()
+        self._begin()   # the end of the session is logged with it, so a retried unlock is answered once
+        self._add_entry({"k": "l", "ops": [], "cid": cid, "rid": rid, "res": None}, [])
+        self.commit()
+        return None
+
+    def _lost_or(self, cid: bytes, error: Error) -> Error:
+        if self.lost_locks.pop(cid, None) is not None:
+            return LockLost("the lock's lease ended before this request; the writes made under it were rolled back")
+        return error
+
+    def expire_lock(self, now: float | None = None) -> bool:
+        """End a lock whose lease has run out, rolling back its writes; True if one ended."""
+        now = time.monotonic() if now is None else now
+        if self.lock is None or self.lock.expires > now:
+            return False
+        self.lost_locks[self.lock.holder] = now
+        while len(self.lost_locks) > 10_000:
+            self.lost_locks.popitem(last=False)
+        self.lock = None
+        self.rollback()
+        return True
+
+    # --- commit ------------------------------------------------------------------
+    def commit(self) -> bool:
+        """Make the pending writes durable as one journal record each, or one for a lock session.
+
+        Nothing is committed while a lock is held (its writes commit at unlock).
+        On a store failure every pending write is rolled back and the error raised.
+        """
+        if self.lock is not None or not self.pending:
+            if self.lock is None:
+                self.savepoint = None
+                self.history.release()
+            return False
+        batch = [self.pending] if self.savepoint.locked else [[entry] for entry in self.pending]
+        try:
+            self.journal.append(batch)
+        except Error:
+            self.rollback()
+            raise
+        self.pending, self.savepoint = [], None
+        self.history.release()
+        return True
+
+    def rollback(self) -> None:
+        """Undo every write since the savepoint, in reverse, and restore the history as it was."""
+        point = self.savepoint
+        if point is None:
+            return
+        for entry, revert in reversed(point.entries):
+            self.engine.apply(revert)
+            cid = entry.get("cid")
+            if cid is not None and self.replies.get(cid, [None])[0] == entry["rid"]:
+                del self.replies[cid]
+        self.history.rollback()
+        self.pending, self.savepoint = [], None
+
+    def status(self) -> dict:
+        """Sequence number, log length, checkpoint, store, durability, sizes and lock facts for ``pyzdb status``."""
+        journal, meta = self.journal, self.journal.meta
+        store = journal.store
+        return {"role": "rw", "seq": journal.seq, "log_records": journal.log_records, "log_bytes": journal.log_bytes,
+                "checkpoint_gen": meta.get("gen", 0), "checkpoint_seq": meta.get("seq", 0),
+                "checkpoint_time": meta.get("time"), "checkpoint_bytes": meta.get("size", 0),
+                "checkpoint_chunks": meta.get("chunks", 0), "store": store.url, "durability": self.durability,
+                "store_bytes": store.byte_size() if hasattr(store, "byte_size") else None,
+                "store_used_bytes": store.used_bytes() if hasattr(store, "used_bytes") else None,
+                "locked": self.lock is not None, "undo_depth": len(self.history.undo_stack),
+                "redo_depth": len(self.history.redo_stack), "top_level_keys": len(self.engine.tree)}

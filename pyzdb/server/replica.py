@@ -1,0 +1,306 @@
+"""The read-only server: follow the journal, answer reads from the broker's RO queue, publish its own status.
+
+``pyzdb server --ro --back RO_BACK --feed FEED --store URL`` runs one. It
+loads the checkpoint and replays the log, then connects to the broker, so
+it never answers from a half-loaded tree. New records are applied when the
+RW server's change feed announces them, and on a timer in case a
+notification was missed. Writes, locks and undo/redo are refused with
+ReadOnlyError. A read carrying ``min_seq`` (read-your-writes) waits until
+the replica has applied that seq, at most ``max_wait`` seconds, and is then
+answered with ServiceUnavailable, which sends the client to the RW server.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from pyzdb.errors import Error, ProtocolError, ReadOnlyError, ServiceUnavailable
+from pyzdb.server import watch
+from pyzdb.server.follower import Follower
+from pyzdb.server.rw import split_frames
+from pyzdb.transport import wire
+from pyzdb.transport.heartbeat import Beacon
+from pyzdb.tree import files
+from pyzdb.tree import query as q
+
+log = logging.getLogger("pyzdb.replica")
+READ_CONTROL = frozenset({"ping", "status", "sync", "file_read"})
+STATUS_TOPIC = b"replica"
+
+
+@dataclass
+class ReplicaConfig:
+    """Addresses and timings of a read-only server."""
+
+    back: str = "tcp://127.0.0.1:5562"
+    feed: str | None = "tcp://127.0.0.1:5563"
+    status_feed: str | None = "tcp://127.0.0.1:5564"
+    health: str | None = None      # the broker's heartbeat socket
+    name: str = field(default_factory=lambda: f"ro-{os.getpid()}")
+    poll_interval: float = 0.2     # seconds between log polls when the feed is silent
+    status_interval: float = 0.5   # seconds between status reports when nothing changes
+    max_wait: float = 0.5          # seconds a read waits for its min_seq before going to the RW server
+    max_message: int = wire.DEFAULT_MAX_MESSAGE
+    file_roots: list = field(default_factory=list)
+
+
+@dataclass
+class Held:
+    """A request waiting for the replica to apply more of the log (min_seq, or a watch's long poll)."""
+
+    route: list
+    rid: int
+    query: dict
+    deadline: float
+
+
+class ReplicaServer:
+    """Serves a ``Follower``'s tree on a DEALER socket connected to the broker's RO back end.
+
+    >>> follower = Follower(journal); follower.load()                        # doctest: +SKIP
+    >>> ReplicaServer(follower, ReplicaConfig(back='tcp://127.0.0.1:5562')).serve_forever()  # doctest: +SKIP
+    """
+
+    def __init__(self, follower: Follower, config: ReplicaConfig, context: zmq.Context | None = None) -> None:
+        self.follower, self.config = follower, config
+        self.context = context or zmq.Context.instance()
+        self.socket = self._socket(zmq.DEALER, config.back)
+        self.sub = self._socket(zmq.SUB, config.feed)
+        if self.sub is not None:
+            self.sub.setsockopt(zmq.SUBSCRIBE, b"seq")
+        self.status_pub = self._socket(zmq.PUB, config.status_feed)
+        self.beacon = Beacon(self.context, config.health, self._beat_info) if config.health else None
+        self.held: list[Held] = []
+        self.known_seq = follower.seq     # the newest seq the feed announced
+        self.stopping = threading.Event()
+        self.reads = 0
+        self._next_poll = self._next_status = 0.0
+        self._polled_for = 0              # the announced seq the log was last read for
+        self._reported = self._held_seq = -1
+
+    def _socket(self, kind: int, address: str | None) -> zmq.Socket | None:
+        if not address:
+            return None
+        sock = self.context.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(address)
+        return sock
+
+    def serve_forever(self) -> None:
+        """Run until ``stop()``: requests, feed notifications, log polls, held requests, status reports."""
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        if self.sub is not None:
+            poller.register(self.sub, zmq.POLLIN)
+        try:
+            while not self.stopping.is_set():
+                events = dict(poller.poll(self._timeout_ms()))
+                if self.sub in events:
+                    self._read_feed()
+                self._follow()
+                if self.socket in events:
+                    self._serve_requests()
+                self._release_held()
+                self._report()
+                if self.beacon is not None:
+                    self.beacon.tick()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Ask the loop to end after its current step."""
+        self.stopping.set()
+
+    def close(self) -> None:
+        """Close the sockets."""
+        for sock in (self.socket, self.sub, self.status_pub):
+            if sock is not None:
+                sock.close()
+        if self.beacon is not None:
+            self.beacon.close()
+
+    def _beat_info(self) -> dict:
+        return {"role": "ro", "name": self.config.name, "back": self.config.back, "seq": self.follower.seq}
+
+    def _timeout_ms(self) -> int:
+        wake = min(self._next_poll, self._next_status, *(h.deadline for h in self.held))
+        return max(0, int((wake - time.monotonic()) * 1000) + 1)
+
+    # --- following the log ------------------------------------------------------------
+    def _read_feed(self) -> None:
+        while True:
+            try:
+                frames = self.sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            data = frames[1] if len(frames) == 2 else frames[0][3:]   # also the two-frame form earlier servers sent
+            if len(data) == 8:
+                self.known_seq = max(self.known_seq, int.from_bytes(data, "big"))
+
+    def _follow(self) -> None:
+        """Read the log once per new notification, and every ``poll_interval`` whatever happens."""
+        now = time.monotonic()
+        if self.known_seq <= max(self.follower.seq, self._polled_for) and now < self._next_poll:
+            return
+        self._polled_for, self._next_poll = self.known_seq, now + self.config.poll_interval
+        try:
+            self.follower.catch_up(self.known_seq)
+        except Error as exc:
+            log.error("cannot read the log (serving the tree as of seq %d): %s", self.follower.seq, exc)
+        self.known_seq = max(self.known_seq, self.follower.seq)
+
+    # --- requests ------------------------------------------------------------------
+    def _serve_requests(self) -> None:
+        for _ in range(1000):
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                route, payload = split_frames(frames)
+            except ProtocolError:
+                continue
+            try:
+                _, rid, query = wire.decode_request(payload, self.config.max_message)
+            except Error as exc:
+                self._send(route, wire.error_reply(wire.peek_ids(payload)[1], exc, self.follower.seq))
+                continue
+            self.reads += 1
+            self._answer(route, rid, query)
+
+    def _answer(self, route: list, rid: int, query: dict, deadline: float | None = None) -> None:
+        """Reply now, or hold the request until the log reaches what it needs or its deadline passes."""
+        try:
+            reply = wire.ok_reply(rid, self._run(query), self.follower.seq)
+        except _NotYet as not_yet:
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + (watch.parse(query)[2] if query.get("op") == "watch" else self.config.max_wait)
+            if now < deadline:
+                self.held.append(Held(route, rid, query, deadline))
+                return
+            reply = self._too_late(rid, query, not_yet.args[0])
+        except Error as exc:
+            reply = wire.error_reply(rid, exc, self.follower.seq)
+        self._send(route, reply)
+
+    def _run(self, query: dict):
+        op = query.get("op")
+        if op == "watch":
+            answer = watch.answer(query, self.follower.journal, self.follower.seq, self.follower)
+            if not answer["changes"] and query.get("since") is not None and answer["seq"] >= self.follower.seq:
+                raise _NotYet(answer["seq"])   # nothing new under the path yet: a long poll
+            return answer
+        min_seq = query.get("min_seq", 0)
+        if isinstance(min_seq, int) and min_seq > self.follower.seq:
+            raise _NotYet(self.follower.seq)
+        if op in q.CONTROL_OPS:
+            return self._control(op, query)
+        q.validate(query)
+        engine = self.follower.engine
+        if engine.is_write(query):
+            what = f"{query['method']}()" if op == "call" else op
+            raise ReadOnlyError(f"{what} on {q.format_path(query.get('path', []))} is a write; this is a "
+                                f"read-only replica (send writes to the read-write server)")
+        return engine.execute(query).result
+
+    def _control(self, op: str, query: dict):
+        if op not in READ_CONTROL:
+            raise ReadOnlyError(f"{op} is not served by a read-only replica (send it to the read-write server)")
+        if op == "ping":
+            return "pong"
+        if op == "sync":
+            return self.follower.seq
+        if op == "status":
+            return self.status()
+        value = self.follower.engine.resolve(q.check_path(query.get("path", [])))
+        return files.read_chunk(value, self.config.file_roots, query.get("offset", 0), query.get("size", 0))
+
+    def _too_late(self, rid: int, query: dict, scanned: int) -> dict:
+        """The reply once a held request's deadline passed: an empty watch page, or go to the RW server."""
+        if query.get("op") == "watch":
+            return wire.ok_reply(rid, {"seq": scanned, "changes": []}, self.follower.seq)
+        error = ServiceUnavailable(f"replica {self.config.name} is at seq {self.follower.seq}, behind the "
+                                   f"requested seq {query.get('min_seq')} after {self.config.max_wait:g} s")
+        return wire.error_reply(rid, error, self.follower.seq)
+
+    def _release_held(self) -> None:
+        """Answer again the held requests, once the log moved on or a deadline passed."""
+        now = time.monotonic()
+        if not self.held or (self.follower.seq == self._held_seq and all(h.deadline > now for h in self.held)):
+            return
+        self._held_seq = self.follower.seq
+        held, self.held = self.held, []
+        for request in held:
+            self._answer(request.route, request.rid, request.query, request.deadline)
+
+    def _send(self, route: list, reply: dict) -> None:
+        self.socket.send_multipart(route + [wire.encode_reply(reply, self.config.max_message)])
+
+    # --- status --------------------------------------------------------------------
+    def status(self) -> dict:
+        """This replica's facts: name, applied seq, how far behind the feed it is, reads served."""
+        return {"role": "ro", "name": self.config.name, "pid": os.getpid(), "seq": self.follower.seq,
+                "feed_seq": self.known_seq, "lag": max(0, self.known_seq - self.follower.seq),
+                "reads": self.reads, "reloads": self.follower.reloads, "held": len(self.held),
+                "store": self.follower.journal.store.url, "time": time.time()}
+
+    def _report(self) -> None:
+        """Publish the status when the applied seq moved, and every ``status_interval`` anyway."""
+        now = time.monotonic()
+        if self.status_pub is None or (self.follower.seq == self._reported and now < self._next_status):
+            return
+        self._reported, self._next_status = self.follower.seq, now + self.config.status_interval
+        self.status_pub.send_multipart([STATUS_TOPIC, wire.pack(self.status())])
+
+
+class _NotYet(Exception):
+    """Internal: the request needs log records this replica has not applied yet."""
+
+
+def collect_status(address: str, seconds: float = 1.2, want: set[str] | None = None,
+                   context: zmq.Context | None = None) -> dict[str, dict]:
+    """Bind ``address`` and gather replicas' status reports for ``seconds``, or until every name in ``want`` reported.
+
+    Replicas connect to this address and publish every ``status_interval``;
+    the newest report of each replica name is kept.
+
+    >>> collect_status('tcp://127.0.0.1:5564')     # doctest: +SKIP
+    {'ro-4242': {'role': 'ro', 'seq': 17, 'lag': 0, ...}}
+    """
+    context = context or zmq.Context.instance()
+    reports: dict[str, dict] = {}
+    with context.socket(zmq.SUB) as sub:
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, STATUS_TOPIC)
+        bind_when_free(sub, address)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not (want and want <= set(reports)):
+            if not sub.poll(int(left * 1000) + 1):
+                break
+            frames = sub.recv_multipart()
+            try:
+                report = wire.unpack(frames[-1])
+            except Error:
+                continue
+            if isinstance(report, dict) and isinstance(report.get("name"), str):
+                reports[report["name"]] = report
+    return reports
+
+
+def bind_when_free(sock: zmq.Socket, address: str, patience: float = 1.0) -> None:
+    """Bind, waiting a moment for a socket that was just closed on the same address to let go of it."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            sock.bind(address)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)

@@ -1,0 +1,267 @@
+"""The read-write server's zmq loop: receive, dispatch to the database, commit, reply; hold requests while locked.
+
+Run it with ``pyzdb server`` (or ``python -m pyzdb.server``); ``pyzdb serve``
+runs it in one process with the broker.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import zmq
+
+from pyzdb.errors import Error, LockTimeout, ProtocolError
+from pyzdb.server import watch
+from pyzdb.server.checkpoint import Checkpointer
+from pyzdb.server.database import DEFER, Database
+from pyzdb.transport import wire
+from pyzdb.transport.curve import ROLE_FRAMES
+from pyzdb.transport.heartbeat import Beacon, set_heartbeats
+from pyzdb.transport.router import QueueSocket, ZmtpRouter
+
+log = logging.getLogger("pyzdb.server")
+MAX_DRAIN = 1000
+WRITER_MEMORY = 10   # a client counts as an active writer for this many group-commit windows
+
+
+@dataclass
+class ServerConfig:
+    """Addresses and limits of a read-write server."""
+
+    back: str = "tcp://127.0.0.1:5560"
+    front: str | None = None      # bind a ROUTER here and serve clients directly, with no broker hop
+    feed: str | None = "tcp://127.0.0.1:5563"
+    durability: str = "always"
+    batch_ms: float = 2.0
+    max_message: int = wire.DEFAULT_MAX_MESSAGE
+    lock_wait: float = 20.0
+    checkpoint_records: int = 20_000
+    checkpoint_bytes: int = 64 << 20
+    checkpoint_seconds: float = 300.0
+    curve: dict = field(default_factory=dict)
+    health: str | None = None     # the broker's heartbeat socket
+
+
+@dataclass
+class Waiting:
+    """A request held while another client holds the lock."""
+
+    route: list
+    cid: bytes
+    rid: int
+    query: dict
+    deadline: float
+    read_only: bool = False
+
+
+def split_frames(frames: list[bytes]) -> tuple[list[bytes], bytes]:
+    """(route frames up to and including the empty delimiter, payload)."""
+    if len(frames) < 2:
+        raise ProtocolError("message has no routing envelope")
+    return frames[:-1], frames[-1]
+
+
+def is_read_only(route: list[bytes]) -> bool:
+    """True when a CURVE broker stamped the request as sent by a read-only key (the frame before the payload)."""
+    return route[-1] == ROLE_FRAMES["ro"]
+
+
+class ReadWriteServer:
+    """Serves one ``Database`` on a DEALER socket connected to the broker's RW back end.
+
+    >>> server = ReadWriteServer(db, ServerConfig(back='tcp://127.0.0.1:5560'))  # doctest: +SKIP
+    >>> server.serve_forever()                                                   # doctest: +SKIP
+    """
+
+    def __init__(self, db: Database, config: ServerConfig, context: zmq.Context | None = None) -> None:
+        self.db = db
+        self.config = config
+        self.context = context or zmq.Context.instance()
+        self.front = self._open_front(config)
+        self.beacon = Beacon(self.context, config.health, self._beat_info) if config.health else None
+        self.feed = None
+        if config.feed:
+            self.feed = self.context.socket(zmq.PUB)
+            self.feed.bind(config.feed)
+        self.waiting: list[Waiting] = []
+        self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
+        self.stopping = threading.Event()
+        self.published = db.journal.seq
+        self.writers: OrderedDict[bytes, float] = OrderedDict()   # cid -> time of its last write
+
+    def _open_front(self, config: ServerConfig) -> QueueSocket | ZmtpRouter:
+        """A DEALER connected to the broker's back end, or with ``front`` a ROUTER clients connect to.
+
+        A tcp:// or ipc:// front is a ``ZmtpRouter`` (no zmq I/O thread between
+        the clients and this loop); others (inproc://) are zmq ROUTERs.
+        """
+        if config.front and config.front.startswith(("tcp://", "ipc://")):
+            return ZmtpRouter(config.front, config.max_message + 65536)
+        sock = self.context.socket(zmq.ROUTER if config.front else zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 1000)
+        set_heartbeats(sock)
+        if config.front:
+            sock.setsockopt(zmq.MAXMSGSIZE, config.max_message + 65536)
+            sock.bind(config.front)
+        else:
+            sock.connect(config.back)
+        return QueueSocket(sock)
+
+    def serve_forever(self) -> None:
+        """Run until ``stop()``; every fault in a request becomes an error reply, never a crash."""
+        try:
+            while not self.stopping.is_set():
+                busy = self.front.wait(self._timeout_ms())
+                if busy:
+                    self._process(self.front.drain(MAX_DRAIN))
+                if not busy or self.db.lock is not None or self.waiting:
+                    self._tick()   # timers; after a busy step _process already committed and sent
+                if self.beacon is not None:
+                    self.beacon.tick()   # a clock read unless a beat is due
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Ask the loop to end after its current step."""
+        self.stopping.set()
+
+    def close(self) -> None:
+        """Finish a running checkpoint and close the sockets."""
+        self.checkpointer.wait()
+        self.front.close()
+        if self.beacon is not None:
+            self.beacon.close()
+        if self.feed is not None:
+            self.feed.close()
+
+    def _beat_info(self) -> dict:
+        return {"role": "rw", "back": self.config.front or self.config.back, "seq": self.db.journal.seq,
+                "locked": self.db.lock is not None, "waiting": len(self.waiting)}
+
+    def _timeout_ms(self) -> int:
+        now, wake = time.monotonic(), 250.0 if self.beacon is not None else 500.0
+        if self.db.lock is not None:
+            wake = min(wake, (self.db.lock.expires - now) * 1000)
+        if self.waiting:
+            wake = min(wake, (min(w.deadline for w in self.waiting) - now) * 1000)
+        return max(0, int(wake) + 1)
+
+    def _process(self, batch: list[list[bytes]]) -> None:
+        replies: list[tuple[list, dict]] = []
+        locked_before = self.db.lock is not None
+        for frames in batch:
+            self._handle(frames, replies)
+        if self.config.durability == "batch" and self.db.pending and self.db.lock is None:
+            self._gather(replies)
+        if locked_before and self.db.lock is None:
+            self._release_waiting(replies)
+        self._commit_and_send(replies)
+
+    def _gather(self, replies: list) -> None:
+        """Group commit: for up to batch_ms, take in more requests while a client that wrote lately is not in the group.
+
+        Clients wait for their replies, so one already in the group cannot send
+        again; waiting only pays when other writers are about to send.
+        """
+        deadline = time.monotonic() + self.config.batch_ms / 1000
+        while self._writers_missing():
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.front.wait(int(left * 1000) + 1):
+                return
+            for frames in self.front.drain(MAX_DRAIN):
+                self._handle(frames, replies)
+
+    def _writers_missing(self) -> bool:
+        """Note the clients in the pending group; True if one that wrote lately is not among them."""
+        now, writers, memory = time.monotonic(), self.writers, WRITER_MEMORY * self.config.batch_ms / 1000
+        pending = self.db.pending
+        lone = pending[0].get("cid") if len(pending) == 1 and len(writers) <= 1 else None
+        if lone is not None and (not writers or lone in writers):
+            writers[lone] = now     # the usual lone writer: nobody else to wait for
+            return False
+        group = {entry["cid"] for entry in pending if entry.get("cid") is not None}
+        for cid in group:
+            writers[cid] = now
+            writers.move_to_end(cid)
+        while writers and now - next(iter(writers.values())) > memory:
+            writers.popitem(last=False)
+        return len(writers) > len(group)
+
+    def _handle(self, frames: list[bytes], replies: list) -> None:
+        try:
+            route, payload = split_frames(frames)
+        except ProtocolError:
+            return  # nothing to route a reply to
+        try:
+            cid, rid, query = wire.decode_request(payload, self.config.max_message)
+        except Error as exc:
+            replies.append((route, wire.error_reply(wire.peek_ids(payload)[1], exc, self.db.journal.seq)))
+            return
+        try:
+            self._answer(route, cid, rid, query, replies, is_read_only(route))
+        except Exception as exc:    # a bug must cost one request, never the server (the fuzz tests look for these)
+            log.exception("unexpected failure on a request")
+            replies.append((route, wire.error_reply(rid, exc, self.db.journal.seq)))
+
+    def _answer(self, route: list, cid: bytes, rid: int, query: dict, replies: list, read_only: bool = False) -> None:
+        for waiting in self.waiting:
+            if waiting.cid == cid and waiting.rid == rid:
+                waiting.route = route   # a retry of a held request: answer the newest route
+                return
+        if query.get("op") == "watch":   # committed log records only: never held by a lock
+            replies.append((route, self._watch(rid, query)))
+            return
+        reply = self.db.handle(cid, rid, query, read_only=read_only)
+        if reply is DEFER:
+            self.waiting.append(Waiting(route, cid, rid, query, time.monotonic() + self.config.lock_wait, read_only))
+        else:
+            replies.append((route, reply))
+
+    def _watch(self, rid: int, query: dict) -> dict:
+        """Answer a watch from the stored log at once (replicas hold it as a long poll; this loop does not)."""
+        seq = self.db.journal.seq
+        try:
+            return wire.ok_reply(rid, watch.answer(query, self.db.journal, seq), seq)
+        except Error as exc:
+            return wire.error_reply(rid, exc, seq)
+
+    def _release_waiting(self, replies: list) -> None:
+        """Hand held requests to the database again, in arrival order, until one is held again."""
+        while self.waiting and self.db.lock is None:
+            waiting = self.waiting.pop(0)
+            self._answer(waiting.route, waiting.cid, waiting.rid, waiting.query, replies, waiting.read_only)
+
+    def _commit_and_send(self, replies: list) -> None:
+        try:
+            self.db.commit()
+        except Error as exc:
+            log.error("commit failed, writes rolled back: %s", exc)
+            replies = [(route, wire.error_reply(reply.get("rid"), exc, self.db.journal.seq)) for route, reply in replies]
+        for route, reply in replies:
+            try:
+                data = wire.encode_reply(reply, self.config.max_message)
+            except Error as exc:    # a result that cannot be encoded is refused by name
+                data = wire.encode_reply(wire.error_reply(reply.get("rid"), exc, self.db.journal.seq))
+            self.front.send(route + [data])
+        if self.feed is not None and self.db.journal.seq != self.published:
+            self.published = self.db.journal.seq
+            self.feed.send(b"seq" + self.published.to_bytes(8, "big"))   # one frame: a third of a multipart's cost
+        if self.db.lock is None and not self.db.pending:
+            self.checkpointer.maybe_start()
+
+    def _tick(self) -> None:
+        """Timers: the lock's lease, lock-wait timeouts."""
+        replies: list = []
+        if self.db.expire_lock():
+            log.warning("a lock's lease ran out; its writes were rolled back")
+            self._release_waiting(replies)
+        now = time.monotonic()
+        for waiting in [w for w in self.waiting if w.deadline <= now]:
+            self.waiting.remove(waiting)
+            error = LockTimeout(f"waited {self.config.lock_wait:g} s for another client's lock")
+            replies.append((waiting.route, wire.error_reply(waiting.rid, error, self.db.journal.seq)))
+        if replies or self.db.lock is None:
+            self._commit_and_send(replies)

@@ -1,0 +1,251 @@
+"""The write-ahead log and checkpoints of one tree, laid out on any key-value store.
+
+Keys: ``meta`` (the commit point), ``ckpt/<gen>/<i>`` (checkpoint chunks),
+``ckpt/pending`` (the generation being written, so a crash's chunks are
+removed), ``log/<seq>`` (one record per committed write, 20-digit seq). State = the
+checkpoint ``meta`` names + every log record after its seq, read in order
+until one is missing or does not chain to the one before (each record holds
+the crc32 of its predecessor, so stale records of an earlier run are never
+taken for new ones).
+"""
+from __future__ import annotations
+
+import time
+import zlib
+from typing import Any, Callable, Iterator
+
+import msgpack
+
+from pyzdb.errors import CorruptStore, StoreError
+from pyzdb.storage.base import Store
+
+FORMAT = "pyzdb-journal"
+FORMAT_VERSION = 1
+META_KEY = b"meta"
+PENDING_KEY = b"ckpt/pending"
+META_FIELDS = {"gen": int, "seq": int, "crc": int, "chunks": int, "crcs": list}
+DEFAULT_CHUNK_SIZE = 1 << 20
+READ_BATCH = 512
+WRITE_GROUP_BYTES = 1 << 20
+
+
+def log_key(seq: int) -> bytes:
+    """The store key of log record ``seq``."""
+    return b"log/%020d" % seq
+
+
+def chunk_key(gen: int, index: int) -> bytes:
+    """The store key of checkpoint chunk ``index`` of generation ``gen``."""
+    return b"ckpt/%d/%d" % (gen, index)
+
+
+def encode_record(seq: int, prev_crc: int, entries: list) -> bytes:
+    """The stored bytes of one log record."""
+    return msgpack.packb([seq, prev_crc, entries], use_bin_type=True)
+
+
+def _decode(data: bytes, what: str) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:
+        raise CorruptStore(f"{what} does not decode as msgpack: {exc}") from None
+
+
+class Journal:
+    """Append-only log records and chunked checkpoints over a ``Store``.
+
+    >>> j = Journal(open_store('memory://'))            # doctest: +SKIP
+    >>> state, records = j.recover(); j.append([[...]])  # doctest: +SKIP
+
+    ``append`` runs on the serving thread and ``write_checkpoint`` on the
+    checkpoint thread; the counters each touches are its own.
+    """
+
+    def __init__(self, store: Store, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        self.store = store
+        self.chunk_size = chunk_size
+        self.meta: dict = {}
+        self.seq = 0               # last record appended (or recovered)
+        self.last_crc = 0          # crc32 of that record's bytes
+        self.appended_bytes = 0    # bytes of log records appended or recovered by this process
+        self.covered_bytes = 0     # of those, the bytes the newest checkpoint covers
+
+    @property
+    def log_records(self) -> int:
+        """Log records after the newest checkpoint."""
+        return self.seq - self.meta.get("seq", 0)
+
+    @property
+    def log_bytes(self) -> int:
+        """Bytes of the log records after the newest checkpoint."""
+        return max(0, self.appended_bytes - self.covered_bytes)
+
+    # --- reading -----------------------------------------------------------------
+    def read_meta(self) -> dict:
+        """The current ``meta`` record, or {} for an empty store."""
+        raw = self.store.get_bulk([META_KEY]).get(META_KEY)
+        if raw is None:
+            return {}
+        meta = _decode(raw, "meta record")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise CorruptStore("meta record is not a pyzdb journal meta record (foreign data in the store?)")
+        if meta.get("version") != FORMAT_VERSION:
+            raise CorruptStore(f"meta record has journal format version {meta.get('version')!r}; this pyzdb reads {FORMAT_VERSION}")
+        for name, kind in META_FIELDS.items():
+            if not isinstance(meta.get(name), kind):
+                raise CorruptStore(f"meta record has no valid {name!r} field")
+        if len(meta["crcs"]) != meta["chunks"]:
+            raise CorruptStore(f"meta record names {meta['chunks']} chunks but holds {len(meta['crcs'])} crc32s")
+        return meta
+
+    def load_checkpoint(self, meta: dict, progress: Callable[[int, int], None] | None = None) -> Any:
+        """Read and check every chunk of the checkpoint ``meta`` names; return the decoded state."""
+        gen, count = meta["gen"], meta["chunks"]
+        parts: list[bytes] = []
+        for start in range(0, count, 64):
+            keys = [chunk_key(gen, i) for i in range(start, min(start + 64, count))]
+            found = self.store.get_bulk(keys)
+            for offset, key in enumerate(keys):
+                if key not in found:
+                    raise CorruptStore(f"checkpoint chunk {key.decode()} is missing (meta names {count} chunks)")
+                if zlib.crc32(found[key]) != meta["crcs"][start + offset]:
+                    raise CorruptStore(f"checkpoint chunk {key.decode()} fails its crc32 check")
+                parts.append(found[key])
+            if progress:
+                progress(min(start + 64, count), count)
+        return _decode(b"".join(parts), f"checkpoint of generation {gen}")
+
+    def records_after(self, seq: int, prev_crc: int) -> Iterator[tuple[int, int, list]]:
+        """Yield (seq, crc, entries) of each record after ``seq`` that chains to ``prev_crc``."""
+        while True:
+            keys = [log_key(s) for s in range(seq + 1, seq + 1 + READ_BATCH)]
+            found = self.store.get_bulk(keys)
+            for key in keys:
+                raw = found.get(key)
+                if raw is None:
+                    return
+                record = _decode(raw, f"log record {key.decode()}")
+                if not (isinstance(record, list) and len(record) == 3 and record[0] == seq + 1):
+                    raise CorruptStore(f"log record {key.decode()} is not a pyzdb log record")
+                if record[1] != prev_crc:
+                    return  # left over from an earlier run past the end of this log
+                seq, prev_crc = seq + 1, zlib.crc32(raw)
+                yield seq, prev_crc, record[2]
+
+    def recover(self, progress: Callable[[int, int], None] | None = None) -> tuple[Any, list[list]]:
+        """Load the newest checkpoint state (None if none) and the entries of every record after it."""
+        self.meta = self.read_meta()
+        state = self.load_checkpoint(self.meta, progress) if self.meta else None
+        self.seq = self.meta.get("seq", 0)
+        self.last_crc = self.meta.get("crc", 0)
+        records = []
+        for seq, crc, entries in self.records_after(self.seq, self.last_crc):
+            records.append(entries)
+            self.seq, self.last_crc = seq, crc
+        self.appended_bytes = self.covered_bytes = 0
+        return state, records
+
+    def clean_up(self) -> None:
+        """After ``recover``, in the one writer only: remove what earlier runs left behind.
+
+        That is the chunks and log records a committed checkpoint made
+        obsolete, the chunks of a checkpoint a crash interrupted, and log
+        records past the end of the recovered log. A read-only follower must
+        never call this: the writer may be appending right past its end.
+        """
+        self._remove_leftovers()
+        self._remove_crashed_generation()
+        self._remove_run(log_key, self.seq + 1)
+
+    # --- writing -----------------------------------------------------------------
+    def append(self, batch: list[list]) -> int:
+        """Store one record per item of ``batch`` (each a list of entries); return the last seq.
+
+        The journal's position moves only once the store has taken every
+        record, so a failed append can be retried or rolled back cleanly.
+        """
+        items, seq, crc, size = {}, self.seq, self.last_crc, 0
+        for entries in batch:
+            seq += 1
+            data = encode_record(seq, crc, entries)
+            crc = zlib.crc32(data)
+            items[log_key(seq)] = data
+            size += len(data)
+        self.store.set_bulk(items)
+        self.seq, self.last_crc = seq, crc
+        self.appended_bytes += size
+        return self.seq
+
+    def write_checkpoint(self, state_bytes: bytes, seq: int, crc: int, covered_bytes: int | None = None) -> dict:
+        """Store a checkpoint of the state after record ``seq`` and switch ``meta`` to it.
+
+        Chunks go under a new generation (named in ``ckpt/pending`` first, so
+        a crash's partial chunks are found and removed); the ``meta`` write is
+        the commit point; old chunks and covered log records are removed after
+        it. ``covered_bytes`` is ``appended_bytes`` at the time of the snapshot.
+        """
+        old = self.meta or {"gen": 0, "chunks": 0, "seq": 0}
+        gen = old["gen"] + 1
+        chunks = [state_bytes[i:i + self.chunk_size] for i in range(0, len(state_bytes), self.chunk_size)] or [b""]
+        self.store.set_bulk({PENDING_KEY: b"%d" % gen})
+        group: dict[bytes, bytes] = {}
+        size = 0
+        for i, chunk in enumerate(chunks):   # about 1 MiB per store write, so log appends interleave
+            group[chunk_key(gen, i)] = chunk
+            size += len(chunk)
+            if size >= WRITE_GROUP_BYTES or i == len(chunks) - 1:
+                self.store.set_bulk(group)
+                group, size = {}, 0
+        meta = {"format": FORMAT, "version": FORMAT_VERSION, "gen": gen, "seq": seq, "crc": crc,
+                "chunks": len(chunks), "crcs": [zlib.crc32(c) for c in chunks], "size": len(state_bytes),
+                "time": time.time(), "prev_gen": old["gen"], "prev_chunks": old["chunks"],
+                "prev_seq": old.get("removed_to", old["seq"])}
+        self.store.set_bulk({META_KEY: msgpack.packb(meta, use_bin_type=True)})
+        self.meta = meta
+        if covered_bytes is not None:
+            self.covered_bytes = covered_bytes
+        self._remove_leftovers()
+        self.store.remove_bulk([PENDING_KEY])
+        return meta
+
+    # --- removing what is no longer needed ------------------------------------------
+    def _remove_leftovers(self) -> None:
+        """Remove the previous generation's chunks and the log records the checkpoint covers."""
+        meta = self.meta
+        if not meta or meta.get("removed_to") == meta["seq"]:
+            return
+        # small groups: each store write holds the store's lock, and appends wait for it
+        chunks = [chunk_key(meta["prev_gen"], i) for i in range(meta["prev_chunks"])]
+        step = max(1, WRITE_GROUP_BYTES // max(self.chunk_size, 1))
+        for start in range(0, len(chunks), step):
+            self.store.remove_bulk(chunks[start:start + step])
+        for start in range(meta["prev_seq"] + 1, meta["seq"] + 1, 1024):
+            self.store.remove_bulk([log_key(s) for s in range(start, min(start + 1024, meta["seq"] + 1))])
+        meta["removed_to"] = meta["seq"]
+        try:
+            self.store.set_bulk({META_KEY: msgpack.packb(meta, use_bin_type=True)})
+        except StoreError:
+            pass  # removal is retried from the same meta at the next start
+
+    def _remove_crashed_generation(self) -> None:
+        """Remove the chunks of a checkpoint that a crash left unfinished (never committed)."""
+        raw = self.store.get_bulk([PENDING_KEY]).get(PENDING_KEY)
+        if raw is None:
+            return
+        try:
+            gen = int(raw)
+        except ValueError:
+            raise CorruptStore(f"record {PENDING_KEY.decode()} is not a generation number: {raw[:40]!r}") from None
+        if gen > self.meta.get("gen", 0):
+            self._remove_run(lambda i: chunk_key(gen, i), 0)
+        self.store.remove_bulk([PENDING_KEY])
+
+    def _remove_run(self, key_of: Callable[[int], bytes], first: int) -> None:
+        """Remove keys ``key_of(first)``, ``key_of(first + 1)``, … up to the first batch with none present."""
+        while True:
+            keys = [key_of(i) for i in range(first, first + READ_BATCH)]
+            found = list(self.store.get_bulk(keys))
+            if not found:
+                return
+            self.store.remove_bulk(found)
+            first += READ_BATCH

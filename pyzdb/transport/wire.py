@@ -1,0 +1,109 @@
+"""Message framing: msgpack envelopes, protocol version, request ids, error replies, size limits.
+
+A request is one msgpack map ``{"v": 1, "cid": client id, "rid": request
+number, "q": query}``; a reply is ``{"rid": n, "ok": result, "seq": s}`` or
+``{"rid": n, "err": [class name, message], "seq": s}``. Bytes stay bytes,
+strings stay strings; nothing is ever unpickled or evaluated.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from pyzdb.errors import BY_NAME, Error, InternalError, MessageTooLarge, ProtocolError
+
+VERSION = 1
+DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
+# Nesting deeper than this is refused by the decoder before any work is done.
+MAX_DEPTH = 256
+
+
+def pack(obj: Any) -> bytes:
+    """Encode a value as msgpack (bytes as bin, str as str).
+
+    >>> unpack(pack({'a': [1, b'x']}))
+    {'a': [1, b'x']}
+    """
+    try:
+        return msgpack.packb(obj, use_bin_type=True, datetime=False)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ProtocolError(f"cannot encode value: {exc}") from exc
+
+
+def unpack(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE) -> Any:
+    """Decode one msgpack object, refusing oversized, truncated or trailing input."""
+    if len(data) > max_size:
+        raise MessageTooLarge(f"message of {len(data)} bytes is over the limit of {max_size} bytes")
+    try:
+        return msgpack.unpackb(
+data, raw=False, strict_map_key=False, use_list=True, timestamp=0)
+    except msgpack.ExtraData as exc:
+        raise ProtocolError("message has trailing bytes after its msgpack value") from exc
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ProtocolError(f"message is not valid msgpack: {exc}") from exc
+
+
+def encode_request(client_id: bytes, request_id: int, query: dict) -> bytes:
+    """Build the bytes of one request."""
+    return pack({"v": VERSION, "cid": client_id, "rid": request_id, "q": query})
+
+
+def decode_request(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE) -> tuple[bytes, int, dict]:
+    """Check a request's envelope and return (client id, request id, query)."""
+    msg = unpack(data, max_size)
+    if not isinstance(msg, dict):
+        raise ProtocolError(f"request must be a map, not {type(msg).__name__}")
+    if msg.get("v") != VERSION:
+        raise ProtocolError(f"unsupported protocol version {msg.get('v')!r} (this server speaks {VERSION})")
+    cid, rid, query = msg.get("cid"), msg.get("rid"), msg.get("q")
+    if not isinstance(cid, bytes) or not 0 < len(cid) <= 64:
+        raise ProtocolError("request needs a client id 'cid' of 1 to 64 bytes")
+    if not isinstance(rid, int) or isinstance(rid, bool) or rid < 0:
+        raise ProtocolError("request needs a non-negative integer request id 'rid'")
+    if not isinstance(query, dict):
+        raise ProtocolError("request needs a query map 'q'")
+    return cid, rid, query
+
+
+def peek_ids(data: bytes) -> tuple[bytes | None, int | None]:
+    """Best effort: the client and request ids of a message that failed to decode fully."""
+    try:
+        msg = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception:  # garbage has no ids; the caller replies without one
+        return None, None
+    if not isinstance(msg, dict):
+        return None, None
+    cid, rid = msg.get("cid"), msg.get("rid")
+    return (cid if isinstance(cid, bytes) else None), (rid if isinstance(rid, int) else None)
+
+
+def ok_reply(request_id: int | None, result: Any, seq: int) -> dict:
+    """The reply map for a successful request."""
+    return {"rid": request_id, "ok": result, "seq": seq}
+
+
+def error_reply(request_id: int | None, exc: BaseException, seq: int) -> dict:
+    """The reply map carrying an error by class name and message."""
+    name = type(exc).__name__ if isinstance(exc, Error) else InternalError.__name__
+    message = str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
+    return {"rid": request_id, "err": [name, message], "seq": seq}
+
+
+def encode_reply(reply: dict, max_size: int = DEFAULT_MAX_MESSAGE) -> bytes:
+    """Encode a reply; an oversized one becomes a MessageTooLarge error reply."""
+    data = pack(reply)
+    if len(data) > max_size:
+        data = pack(error_reply(reply.get("rid"), MessageTooLarge(
+            f"reply of {len(data)} bytes is over the limit of {max_size} bytes; read a smaller part"
+            " (a slice, keys(), or len())"), reply.get("seq", 0)))
+    return data
+
+
+def raise_for_reply(reply: dict) -> Any:
+    """Return a reply's result, or raise the error it carries as its pyzdb class."""
+    if "err" in reply:
+        err = reply["err"]
+        name, message = (err[0], err[1]) if isinstance(err, list) and len(err) == 2 else ("Error", str(err))
+        raise BY_NAME.get(name, Error)(message)
+    return reply.get("ok")

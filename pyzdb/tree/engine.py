@@ -1,0 +1,313 @@
+"""Applying validated queries to the in-memory tree, and the inverse of every write.
+
+``Engine.execute(query)`` returns an ``Outcome``: the result, and for a write
+the forward queries (to log and to redo) and the inverse operations (to undo).
+A write that fails leaves the tree exactly as it was.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyzdb.errors import (
+    Error,
+    InvalidValue,
+    PathIndexError,
+    PathKeyError,
+    QueryError,
+    ValueTypeError,
+)
+from pyzdb.tree import query as q
+from pyzdb.tree.methods import call_method
+from pyzdb.tree.values import clone, del_op, insert_op, is_number, set_op, type_name
+
+
+@dataclass
+class Outcome:
+    """What one query did: its result, and for a write the queries that redo and undo it."""
+
+    result: Any
+    forward: list = field(default_factory=list)
+    inverse: list = field(default_factory=list)
+
+    @property
+    def is_write(self) -> bool:
+        """True when the query changed the tree."""
+        return bool(self.forward)
+
+
+class Engine:
+    """The tree and the fixed set of operations allowed on it.
+
+    >>> e = Engine(); e.execute({"op": "set", "path": ["l"], "value": [1]}).inverse
+    [{'op': 'del', 'path': ['l']}]
+    """
+
+    def __init__(self, tree: dict | None = None) -> None:
+        self.tree: dict = {} if tree is None else tree
+
+    # --- entry points ----------------------------------------------------------
+    def execute(self, query: dict) -> Outcome:
+        """Apply one validated query; a batch applies all of its operations or none."""
+        if query["op"] == "batch":
+            ops = query["ops"]
+            if all(sub["op"] == "get" for sub in ops):
+                return self._get_many(ops)
+            return self._batch(ops)
+        return getattr(self, "_op_" + query["op"])(query)
+
+    def apply(self, ops: list) -> list:
+        """Apply operations in order (all or none) and return the operations that undo them."""
+        return self._batch(ops).inverse
+
+    def is_write(self, query: dict) -> bool:
+        """Whether a query would change the tree (without running it)."""
+        op = query["op"]
+        if op == "batch":
+            return any(self.is_write(sub) for sub in query["ops"] if sub["op"] != "get")
+        if op == "call":
+            try:
+                container = self.resolve(query["path"])
+            except Error:
+                return query["method"] in q.LIST_WRITE or query["method"] in q.DICT_WRITE
+            return q.method_kind(container, query["method"], query["path"]) == "write"
+        return bool(q.OPS[op][0])
+
+    def _batch(self, ops: list) -> Outcome:
+        done: list[Outcome] = []
+        results: list = []
+        # a read answers the value as it was when it ran: copied if a later op may change it in place
+        last_change = max((i for i, sub in enumerate(ops) if sub.get("op") != "get"), default=-1)
+        for index, sub in enumerate(ops):
+            try:
+                outcome = self.execute(sub)
+            except Error as exc:
+                for outcome in reversed(done):
+                    self._batch_silent(outcome.inverse)
+                raise type(exc)(f"batch operation {index}: {exc}") from None
+            done.append(outcome)
+            result = outcome.result
+            if index < last_change and not outcome.is_write and isinstance(result, (list, dict)):
+                result = clone(result)
+            results.append(result)
+        inverse = list(itertools.chain.from_iterable(o.inverse for o in reversed(done)))
+        forward = [sub for sub, o in zip(ops, done) if o.is_write]
+        return Outcome(results, forward, inverse)
+
+    def _get_many(self, ops: list) -> Outcome:
+        """A batch of plain reads: no inverses to track, no Outcome per read."""
+        results, resolve = [], self.resolve
+        for index, sub in enumerate(ops):
+            try:
+                results.append(resolve(sub["path"]))
+            except Error as exc:
+                raise type(exc)(f"batch operation {index}: {exc}") from None
+        return Outcome(results)
+
+    def _batch_silent(self, ops: list) -> None:
+        for sub in ops:
+            self.execute(sub)
+
+    # --- paths -----------------------------------------------------------------
+    def resolve(self, path: list) -> Any:
+        """The value a path names (slices produce copies, as in Python)."""
+        node: Any = self.tree
+        for depth, step in enumerate(path):
+            if type(node) is dict:
+                try:
+                    node = node[step]
+                    continue
+                except (KeyError, TypeError):   # missing, or a slice: _step says which, with the path
+                    pass
+            node = self._step(node, step, path[:depth + 1])
+        return node
+
+    @staticmethod
+    def _step(node: Any, step: Any, where: list) -> Any:
+        if q.is_slice(step):
+            if not isinstance(node, (list, str, bytes)):
+                raise ValueTypeError(f"{q.format_path(where[:-1])} is a {type_name(node)}; it cannot be sliced")
+            return node[slice(*step)]
+        if isinstance(node, dict):
+            try:
+                return node[step]
+            except KeyError:
+                raise PathKeyError(f"{q.format_path(where)}: key {step!r} not found") from None
+        if isinstance(node, (list, str, bytes)):
+            if not isinstance(step, int):
+                raise ValueTypeError(f"{q.format_path(where[:-1])} is a {type_name(node)}; index {step!r} is not an int")
+            try:
+                return node[step]
+            except IndexError:
+                raise PathIndexError(f"{q.format_path(where)}: index {step} out of range (length {len(node)})") from None
+        raise ValueTypeError(f"{q.format_path(where[:-1])} is a {type_name(node)}; it has no item {step!r}")
+
+    def _parent(self, path: list) -> tuple[Any, Any]:
+        if q.has_slice(path[:-1]):
+            raise QueryError(f"cannot write through a slice in {q.format_path(path)}")
+        parent = self.resolve(path[:-1])
+        if not isinstance(parent, (dict, list)):
+            raise ValueTypeError(f"{q.format_path(path[:-1])} is a {type_name(parent)}; it cannot be changed in place")
+        return parent, path[-1]
+
+    def _container(self, path: list, kind: type) -> Any:
+        if q.has_slice(path):
+            raise QueryError(f"cannot write through a slice in {q.format_path(path)}")
+        node = self.resolve(path)
+        if not isinstance(node, kind):
+            raise ValueTypeError(f"{q.format_path(path)} is a {type_name(node)}, not a {kind.__name__}")
+        return node
+
+    @staticmethod
+    def _index(parent: list, key: Any, path: list, *, insert: bool = False) -> int:
+        if not isinstance(key, int):
+            raise ValueTypeError(f"{q.format_path(path[:-1])} is a list; index {key!r} is not an int")
+        size = len(parent)
+        index = key + size if key < 0 else key
+        if not 0 <= index < size:
+            raise PathIndexError(f"{q.format_path(path)}: index {key} out of range (length {size})")
+        return index
+
+    # --- reads -------------------------------------------------------------------
+    def _op_get(self, query: dict) -> Outcome:
+        return Outcome(self.resolve(query["path"]))
+
+    def _op_len(self, query: dict) -> Outcome:
+        node = self.resolve(query["path"])
+        if not isinstance(node, (list, dict, str, bytes)):
+            raise ValueTypeError(f"{q.format_path(query['path'])} is a {type_name(node)}; it has no len()")
+        return Outcome(len(node))
+
+    def _op_contains(self, query: dict) -> Outcome:
+        node, value = self.resolve(query["path"]), query["value"]
+        try:
+            if isinstance(node, dict):
+                return Outcome(not isinstance(value, (list, dict)) and value in node)
+            if isinstance(node, (list, str, bytes)):
+                return Outcome(value in node)
+        except TypeError as exc:
+            raise ValueTypeError(f"'in' on {q.format_path(query['path'])}: {exc}") from None
+        raise ValueTypeError(f"{q.format_path(query['path'])} is a {type_name(node)}; 'in' needs a dict, list, str or bytes")
+
+    def _op_iter(self, query: dict) -> Outcome:
+        """A page of a dict's keys or a list's items: ``start`` and ``limit`` bound it."""
+        node = self.resolve(query["path"])
+        start, limit = query.get("start", 0), query.get("limit")
+        if not isinstance(start, int) or start < 0 or not (limit is None or (isinstance(limit, int) and limit >= 0)):
+            raise QueryError("iter takes a non-negative int 'start' and 'limit'")
+        if not isinstance(node, (dict, list, str, bytes)):
+            raise ValueTypeError(f"{q.format_path(query['path'])} is a {type_name(node)}; it is not iterable")
+        stop = None if limit is None else start + limit
+        if isinstance(node, dict):
+            return Outcome(list(itertools.islice(node, start, stop)))
+        return Outcome(node[start:stop] if isinstance(node, list) else list(node[start:stop]))
+
+    def _op_type(self, query: dict) -> Outcome:
+        return Outcome(type_name(self.resolve(query["path"])))
+
+    # --- writes ------------------------------------------------------------------
+    def _op_set(self, query: dict) -> Outcome:
+        path, value = query["path"], clone(query["value"])
+        parent, key = self._parent(path)
+        if q.is_slice(key):
+            return Outcome(None, [query], self._set_slice(parent, key, value, path))
+        if isinstance(parent, dict):
+            if isinstance(key, bool) or not isinstance(key, (str, int)):
+                raise ValueTypeError(f"dict key {key!r} must be str or int")
+            inverse = [set_op(path, parent[key]) if key in parent
+                       else del_op(path)]
+            parent[key] = value
+            return Outcome(None, [query], inverse)
+        index = self._index(parent, key, path)
+        inverse = [set_op(path[:-1] + [index], parent[index])]
+        parent[index] = value
+        return Outcome(None, [query], inverse)
+
+    def _set_slice(self, parent: Any, key: list, value: Any, path: list) -> list:
+        if not isinstance(parent, list):
+            raise ValueTypeError(f"{q.format_path(path[:-1])} is a {type_name(parent)}; only lists take slice assignment")
+        if not isinstance(value, list):
+            raise ValueTypeError(f"slice assignment to {q.format_path(path)} needs a list, not {type_name(value)}")
+        start, stop, stride = slice(*key).indices(len(parent))
+        base = path[:-1]
+        if stride == 1:
+            stop = max(stop, start)
+            old = parent[start:stop]
+            parent[start:stop] = value
+            return [set_op(base + [[start, start + len(value), None]], old)]
+        positions = range(start, stop, stride)
+        if len(positions) != len(value):
+            raise InvalidValue(f"cannot assign {len(value)} items to the extended slice {q.format_path(path)} of {len(positions)}")
+        ascending = sorted(positions)
+        old = [parent[i] for i in ascending]
+        parent[slice(*key)] = value
+        if not ascending:
+            return []
+        return [set_op(base + [[ascending[0], ascending[-1] + 1, abs(stride)]], old)]
+
+    def _op_del(self, query: dict) -> Outcome:
+        path = query["path"]
+        parent, key = self._parent(path)
+        if q.is_slice(key):
+            if not isinstance(parent, list):
+                raise ValueTypeError(f"{q.format_path(path[:-1])} is a {type_name(parent)}; only lists take slice deletion")
+            start, stop, stride = slice(*key).indices(len(parent))
+            positions = sorted(range(start, stop, stride))
+            old = [parent[i] for i in positions]
+            del parent[slice(*key)]
+            if stride == 1:
+                inverse = [set_op(path[:-1] + [[start, start, None]], old)]
+            else:
+                inverse = [insert_op(path[:-1], i, v) for i, v in zip(positions, old)]
+            return Outcome(None, [query], inverse)
+        if isinstance(parent, dict):
+            if key not in parent:
+                raise PathKeyError(f"{q.format_path(path)}: key {key!r} not found")
+            old = parent.pop(key)
+            return Outcome(None, [query], [set_op(path, old)])
+        index = self._index(parent, key, path)
+        old = parent.pop(index)
+        return Outcome(None, [query], [insert_op(path[:-1], index, old)])
+
+    def _op_iadd(self, query: dict) -> Outcome:
+        path, amount = query["path"], clone(query["value"])
+        parent, key = self._parent(path)
+        if q.is_slice(key):     # as in Python: l[a:b] += x is l[a:b] = l[a:b] + x
+            old = self.resolve(path)
+            if not isinstance(amount, list):
+                raise ValueTypeError(f"+= on {q.format_path(path)}: cannot add {type_name(amount)} to a list slice")
+            new = old + amount
+            return Outcome(len(new), [query], self._set_slice(parent, key, new, path))
+        missing = isinstance(parent, dict) and key not in parent
+        if missing and not query.get("create"):
+            raise PathKeyError(f"{q.format_path(path)}: key {key!r} not found")
+        if missing:
+            old = 0
+        elif isinstance(parent, dict):
+            old = parent[key]
+        else:
+            old = self.resolve(path)    # a list: a bad index is named as a get would name it
+        if isinstance(old, list) and isinstance(amount, list):
+            old.extend(amount)
+            size = len(old)
+            return Outcome(size, [query], [del_op(path + [[size - len(amount), size, None]])])
+        same_text = type(old) is type(amount) and isinstance(old, (str, bytes))
+        if not same_text and not (is_number(old) and is_number(amount)):
+            raise ValueTypeError(f"+= on {q.format_path(path)}: cannot add {type_name(amount)} to {type_name(old)}")
+        new = old + amount
+        inverse = [del_op(path)] if missing else [set_op(path, old)]
+        parent[key if isinstance(parent, dict) else self._index(parent, key, path)] = new
+        return Outcome(new, [query], inverse)
+
+    def _op_cas(self, query: dict) -> Outcome:
+        path = query["path"]
+        current = self.resolve(path)
+        if type(current) is not type(query["expected"]) or current != query["expected"]:
+            return Outcome(False)
+        outcome = self._op_set(set_op(path, query["value"]))
+        return Outcome(True, [query], outcome.inverse)
+
+    def _op_call(self, query: dict) -> Outcome:
+        result, inverse = call_method(self.resolve(query["path"]), query)
+        return Outcome(result, [query], inverse) if inverse is not None else Outcome(result)
