@@ -81,6 +81,10 @@ class ServiceUnavailable(Error, ConnectionError):
     """The client gave up: no server answered within the retry timeout."""
 
 
+class ClientClosed(Error):
+    """A request was made on a client after ``db.close()`` (or the handle's ``close()``)."""
+
+
 class NoAnswer(ServiceUnavailable):
     """Nothing answered at all within the timeout (as opposed to a server that answered it cannot serve)."""
 

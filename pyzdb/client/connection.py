@@ -11,6 +11,7 @@ import zmq
 
 from pyzdb.errors import (
     AuthError,
+    ClientClosed,
     MessageTooLarge,
     NoAnswer,
     ProtocolError,
@@ -121,6 +122,7 @@ class Connection:
         self.timeout, self.attempt_timeout, self.max_message = timeout, attempt_timeout, max_message
         self.consistency = check_consistency(consistency)
         self.client_id = os.urandom(16)
+        self.closed = False
         self.request_id = 0
         self.last_seq = 0
         self.lease: float = 5.0
@@ -184,6 +186,8 @@ class Connection:
     request = write
 
     def _call(self, endpoint: Endpoint | DirectEndpoint, query: dict, timeout: float) -> Any:
+        if self.closed:
+            raise ClientClosed(f"this client of {self.rw_uri} is closed")
         self.request_id += 1
         rid = self.request_id
         if self._keeper is not None and query.get("op") != "lock":
@@ -221,7 +225,10 @@ class Connection:
             # a late answer to an earlier attempt: skip it
 
     def close(self) -> None:
-        """Close the sockets (and stop renewing a lock)."""
+        """Close the sockets (and stop renewing a lock); later requests raise ClientClosed. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
         self.locked = False
         self.rw.close()
         if self.ro is not None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-import zmq
-
 from pyzdb.client.connection import DEFAULT_RW, Connection
+from pyzdb.client.handle import ClientHandle, ClientPair
 from pyzdb.client.remote import RemoteFile, watch_changes
-from pyzdb.errors import MessageTooLarge, QueryError
+from pyzdb.client.valuelike import ValueLike
+from pyzdb.errors import Error, MessageTooLarge, QueryError
 from pyzdb.tree import query as q
 from pyzdb.tree.values import to_storable
 
@@ -46,7 +46,7 @@ class Applied:
         return repr(self.value)
 
 
-class Proxy:
+class Proxy(ValueLike):
     """A path into the tree; nothing is sent until an operation needs the server.
 
     ``db['a'][0]`` builds a path; ``db['a'][0]._run()`` reads it; assignment,
@@ -54,7 +54,6 @@ class Proxy:
     """
 
     __slots__ = ("_conn", "_path")
-    __hash__ = None  # a proxy compares by the value it names, which can change
 
     def __init__(self, conn: Any, path: list | None = None) -> None:
         self._conn = conn
@@ -130,63 +129,33 @@ class Proxy:
         return {"op": "call", "path": self._path, "method": method, "args": args, "kwargs": kwargs or {}}
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name not in q.ALL_METHODS:
-            raise AttributeError(f"{q.format_path(self._path)} has no method {name!r} (allowed: "
-                                 f"{', '.join(sorted(q.ALL_METHODS))})")
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name not in q.ALL_METHODS:
+            raise AttributeError(self._no_method(name))
         run = self._conn.write if name in WRITE_METHODS else self._conn.read
 
         def method(*args: Any, **kwargs: Any) -> Any:
+            if name == "sort" and kwargs.get("key", 0) is None:
+                del kwargs["key"]     # list.sort(key=None) is plain sort; a key function cannot be sent
             query = self._call_query(name, [to_storable(a) for a in args],
                                      {k: to_storable(v) for k, v in kwargs.items()})
-            return run(query)
+            result = run(query)
+            if name == "setdefault" and isinstance(result, (list, dict)) and args:
+                return self[args[0]]  # Python's setdefault returns the member itself: writes through it must land
+            return result
         method.__name__ = name
         return method
 
-    # --- the value, as Python shows and compares it ------------------------------------
-    def __repr__(self) -> str:
-        return repr(self._run())
-
-    def __str__(self) -> str:
-        return str(self._run())
-
-    def __eq__(self, other: Any) -> bool:
-        return self._run() == (other._run() if isinstance(other, Proxy) else other)
-
-    def __ne__(self, other: Any) -> bool:
-        return not self == other
-
-    def __lt__(self, other: Any) -> bool:
-        return self._run() < other
-
-    def __le__(self, other: Any) -> bool:
-        return self._run() <= other
-
-    def __gt__(self, other: Any) -> bool:
-        return self._run() > other
-
-    def __ge__(self, other: Any) -> bool:
-        return self._run() >= other
-
-    def __bool__(self) -> bool:
-        return bool(self._run())
-
-    def __int__(self) -> int:
-        return int(self._run())
-
-    def __float__(self) -> float:
-        return float(self._run())
-
-    def __add__(self, other: Any) -> Any:
-        return self._run() + other
-
-    def __radd__(self, other: Any) -> Any:
-        return other + self._run()
-
-    def __sub__(self, other: Any) -> Any:
-        return self._run() - other
-
-    def __mul__(self, other: Any) -> Any:
-        return self._run() * other
+    def _no_method(self, name: str) -> str:
+        """The AttributeError text for a method no stored type has: the methods of this value's own type."""
+        try:
+            kind = self.type()
+        except Error:   # unreachable server or missing path: the name is unknown to every type anyway
+            kind = None
+        allowed = q.methods_of(kind) if kind is not None else sorted(q.ALL_METHODS)
+        where = f"{q.format_path(self._path)} ({kind})" if kind else q.format_path(self._path)
+        return f"{where} has no method {name!r} (allowed: {', '.join(allowed) or 'none'})"
 
     # --- the service ---------------------------------------------------------------
     def undo(self) -> None:
@@ -222,6 +191,10 @@ class Proxy:
         return Batch(self._conn)
 
     pipeline = batch
+
+    def close(self) -> None:
+        """Close the client: its sockets, and a lock's lease renewal; later requests raise ClientClosed."""
+        self._conn.close()
 
     def status(self) -> dict:
         """The read-write server's status: seq, log length, checkpoint, store."""
@@ -337,11 +310,15 @@ class Batch:
             self.execute()
 
 
-def client(rw_uri: str = DEFAULT_RW, *ro_uris: str, timeout: float = 30.0, **options: Any) -> tuple[Proxy, zmq.Socket]:
-    """Connect to a pyzdb service; return the root proxy ``db`` and the read-write socket.
+def client(rw_uri: str = DEFAULT_RW, *ro_uris: str, timeout: float = 30.0, **options: Any) -> ClientPair:
+    """Connect to a pyzdb service; return the root proxy ``db`` and the client's handle (``ClientHandle``).
+
+    The pair unpacks as ``db, socket = client()`` and closes the client at
+    the end of ``with client() as (db, socket):``.
 
     >>> db, socket = client()                                           # doctest: +SKIP
     >>> db, socket = client('tcp://h:5559', 'tcp://h:5561')             # doctest: +SKIP
+    >>> with client() as (db, socket): db['x'] = 1                     # doctest: +SKIP
     """
     conn = Connection(rw_uri, ro_uris, timeout=timeout, **options)
-    return Proxy(conn), conn.socket
+    return ClientPair(Proxy(conn), ClientHandle(conn))

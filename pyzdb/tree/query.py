@@ -197,8 +197,17 @@ def method_kind(container: Any, method: str, path: list) -> str:
         return "write"
     if method in READ_METHODS.get(kind, {}):
         return "read"
-    raise MethodNotAllowed(
-        f"{kind.__name__} at {format_path(path)} has no allowed method {method!r}")
+    raise MethodNotAllowed(f"{kind.__name__} at {format_path(path)} has no allowed method {method!r} "
+                           f"(allowed: {', '.join(methods_of(kind.__name__)) or 'none'})")
+
+
+def methods_of(type_name: str) -> list[str]:
+    """The allow-listed method names of a stored type, by its name ('list', 'dict', 'str', 'bytes', ...)."""
+    names: set[str] = set()
+    for kind in (list, dict, str, bytes):
+        if kind.__name__ == type_name:
+            names.update(WRITE_METHODS.get(kind, {}), READ_METHODS.get(kind, {}))
+    return sorted(names)
 
 
 def allowed_kwargs(container: Any, method: str) -> tuple[str, ...] | None:
