@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from pyzdb import __version__
 from pyzdb.storage import DURABILITIES
 from pyzdb.transport import wire
 from pyzdb.tree.history import DEFAULT_DEPTH
@@ -32,11 +33,11 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
                                        "(default sqlite in --data)")
     group.add_argument("--durability", choices=DURABILITIES, default="always",
                        help="always: fsync before every reply; batch: group commit; none: no fsync (default %(default)s)")
-    group.add_argument("--batch-ms", type=float, default=2.0, help="group-commit window for --durability batch (ms)")
+    group.add_argument("--batch-ms", type=float, default=2.0, help="group-commit window for --durability batch, in ms")
     group.add_argument("--feed", default=DEFAULTS["feed"], help="change feed the RW server publishes (default %(default)s)")
     group.add_argument("--max-message", type=int, default=wire.DEFAULT_MAX_MESSAGE, help="largest request or reply in bytes")
     group.add_argument("--lock-lease", type=float, default=5.0, help="seconds a silent lock holder keeps the lock")
-    group.add_argument("--lock-wait", type=float, default=20.0, help="seconds a request waits for another's lock")
+    group.add_argument("--lock-wait", type=float, default=20.0, help="seconds a request (a read too) waits while another client holds the lock, then fails with LockTimeout")
     group.add_argument("--history-depth", type=int, default=DEFAULT_DEPTH, help="undo steps kept")
     group.add_argument("--chunk-size", type=int, default=1 << 20, help="checkpoint chunk size in bytes")
     group.add_argument("--checkpoint-records", type=int, default=20_000, help="checkpoint after this many log records")
@@ -46,10 +47,30 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every checkpoint and fault")
 
 
+class _SubParser(argparse.ArgumentParser):
+    """Every subcommand's parser shows defaults in ``--help``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """``--help`` shows every option's default (unless its help already names it, or it has none to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="pyzdb", description="A shared nested document tree for Python programs.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="pyzdb", description="A shared nested document tree for Python programs.",
+                                     formatter_class=DefaultsFormatter)
+    parser.add_argument("--version", action="version", version=f"pyzdb {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubParser)
     serve = sub.add_parser("serve", help="broker and read-write server in one process (the quick start)")
     _broker_options(serve)
     _server_options(serve)
@@ -70,11 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     shell.add_argument("uris", nargs="*", help="RW_URI [RO_URI ...] (default tcp://127.0.0.1:5559)")
     for name, text in (("dump", "write the whole tree to FILE"), ("load", "replace top-level keys from FILE")):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("file")
-        cmd.add_argument("--uri", default=DEFAULTS["rw_front"])
+        cmd.add_argument("file", help="the dump file (.jsonl or .msgpack)")
+        cmd.add_argument("--uri", default=DEFAULTS["rw_front"], help="the service's read-write address")
         cmd.add_argument("--format", choices=("jsonl", "msgpack"), help="default: from the file name (.jsonl or .msgpack)")
     status = sub.add_parser("status", help="which servers are alive; seq, log, checkpoint, store of the read-write server")
-    status.add_argument("--uri", default=DEFAULTS["rw_front"])
+    status.add_argument("--uri", default=DEFAULTS["rw_front"], help="the service's read-write address")
     status.add_argument("--status-feed", default=DEFAULTS["status_feed"],
                         help="address to listen on for replicas' status reports ('' to skip them)")
     status.add_argument("--listen", type=float, default=1.2, help="seconds to listen for replicas' reports")
@@ -88,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--rw", action="append", default=[], metavar="NAME", help="a read-write client key (repeatable)")
     keygen.add_argument("--ro", action="append", default=[], metavar="NAME", help="a read-only client key (repeatable)")
     check = sub.add_parser("check", help="verify a store's journal offline")
-    check.add_argument("--data", default="pyzdb-data")
-    check.add_argument("--store")
+    check.add_argument("--data", default="pyzdb-data", help="data directory of the embedded store")
+    check.add_argument("--store", help="store URL (default sqlite in --data)")
     return parser
 
 
