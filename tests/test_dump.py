@@ -1,15 +1,18 @@
 """pyzdb dump / load: the tree to a file and back, in JSON lines and msgpack, while the service runs."""
+import io
 import json
+import math
 import os
 import subprocess
 import sys
 import threading
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyzdb.cli.dump import from_json, to_json
+from pyzdb.cli.dumpfile import encode_record, from_json, read_records, to_json
 from pyzdb.tree.files import File
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,10 +32,40 @@ values = st.recursive(
     max_leaves=20)
 
 
+any_float_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 64 - 1) | st.floats()
+    | st.text(max_size=8) | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=4) | st.integers(-5, 5), inner, max_size=4),
+    max_leaves=20)
+
+
+def same(a, b) -> bool:
+    """Equal as stored: msgpack bytes compare NaN, True vs 1 and 1 vs 1.0 as different values."""
+    return msgpack.packb(a, use_bin_type=True) == msgpack.packb(b, use_bin_type=True)
+
+
 @settings(max_examples=200, deadline=None)
 @given(values)
 def test_json_encoding_round_trips_every_value(value):
-    assert from_json(json.loads(json.dumps(to_json(value)))) == value
+    assert same(from_json(json.loads(json.dumps(to_json(value)))), value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_float_values)
+def test_records_round_trip_every_value_nan_and_infinities_included(value):
+    for fmt in ("jsonl", "msgpack"):
+        data = encode_record(["k", value], fmt)
+        if fmt == "jsonl":
+            json.loads(data)      # strict JSON: no bare NaN or Infinity
+            assert b"NaN" not in data and b"Infinity" not in data
+        (record, size), = list(read_records(io.BytesIO(data), fmt))
+        assert size == len(data) and same(record, ["k", value])
+
+
+def test_nan_and_infinities_are_tagged_in_json_lines():
+    line = encode_record(["f", [math.nan, math.inf, -math.inf, 1.5]], "jsonl")
+    assert json.loads(line) == ["f", [{"$float": "nan"}, {"$float": "inf"}, {"$float": "-inf"}, 1.5]]
 
 
 def pyzdb(*args, timeout=60):
@@ -120,3 +153,36 @@ def test_a_file_name_without_a_known_extension_needs_a_format(service, tmp_path)
     assert result.returncode != 0 and "--format" in result.stderr
     result = pyzdb("dump", str(tmp_path / "tree.data"), "--uri", service.rw_uri, "--format", "jsonl")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "msgpack"])
+def test_dump_to_a_pipe_and_load_from_a_pipe(db, service, fmt):
+    db["a"] = {"x": [1, 2.5, math.nan]}
+    db["b"] = b"\x00raw"
+    db[3] = math.inf
+    out = subprocess.run([sys.executable, "-m", "pyzdb", "dump", "-", "--format", fmt, "--uri", service.rw_uri],
+                         capture_output=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert b"3 top-level keys written to -" in out.stderr
+    clear(db)
+    back = subprocess.run([sys.executable, "-m", "pyzdb", "load", "-", "--format", fmt, "--uri", service.rw_uri],
+                          input=out.stdout, capture_output=True, timeout=60, cwd=ROOT)
+    assert back.returncode == 0, back.stderr
+    assert same(db["a"]._run(), {"x": [1, 2.5, math.nan]}) and db["b"] == b"\x00raw" and db[3] == math.inf
+
+
+def test_a_pipe_needs_a_format(service):
+    out = pyzdb("dump", "-", "--uri", service.rw_uri)
+    assert out.returncode == 1 and "use --format" in out.stderr
+
+
+def test_load_sets_a_group_as_one_write_and_keeps_the_last_of_a_repeated_key(db, service, tmp_path):
+    path = tmp_path / "repeat.jsonl"
+    path.write_text(json.dumps({"format": "pyzdb-dump", "version": 1, "keys": 3}) + "\n"
+                    + json.dumps(["k", 1]) + "\n" + json.dumps(["j", 2]) + "\n" + json.dumps(["k", 3]) + "\n")
+    db["old"] = 0
+    out = pyzdb("load", str(path), "--uri", service.rw_uri)
+    assert out.returncode == 0 and "3 top-level keys set" in out.stderr, out.stderr
+    assert db["k"] == 3 and db["j"] == 2
+    db.undo()                   # the group was one write: one undo takes it all back
+    assert "k" not in db and "j" not in db and db["old"] == 0

@@ -1,96 +1,29 @@
-"""``pyzdb dump`` / ``pyzdb load``: the tree to and from a file of JSON lines or msgpack, through a running service.
+"""``pyzdb dump`` / ``pyzdb load``: the tree to and from a dump file (``dumpfile``), through a running service.
 
-A dump is a header record ``{"format": "pyzdb-dump", "version": 1, "keys": N}``
-followed by one ``[key, value]`` record per top-level key: one JSON document
-per line (``.jsonl``) or msgpack objects one after another (``.msgpack``).
-JSON has no bytes and only string keys, so bytes are written as
-``{"$bytes": base64}``, a File reference as ``{"$file": path}``, and a dict with
-a non-string key (or a key starting with ``$``) as ``{"$dict": [[k, v], …]}``.
-Each top-level key is read atomically; the dump as a whole is not a snapshot
-of one instant unless writers are paused (``db.lock()``).
+``dump`` reads the top-level keys, then their values in batches of gets
+(each key read atomically; a key deleted meanwhile is left out; the dump as
+a whole is not a snapshot of one instant unless writers are paused with
+``db.lock()``). ``load`` sets top-level keys with one ``update`` of the root
+per group of records: each group is applied atomically as one write (one
+log record, one undo step); keys not in the file are left alone. ``-`` as
+the file is standard output / standard input (give ``--format``).
 """
 from __future__ import annotations
 
-import base64
-import json
+import contextlib
 import os
 import sys
 import time
 from typing import Any, BinaryIO, Iterator
 
-import msgpack
-
+from pyzdb.cli.dumpfile import DumpFileError, check_header, choose_format, encode_record, header, read_records
 from pyzdb.client import client
-from pyzdb.errors import Error, MessageTooLarge
-from pyzdb.tree.files import File, ext_hook
+from pyzdb.errors import Error, MessageTooLarge, PathKeyError
 
-FORMAT = "pyzdb-dump"
-VERSION = 1
-READ_BATCH = 500            # keys read per request
-WRITE_BYTES = 4 << 20       # bytes of records written per request
+READ_BATCH = 2000           # keys read per request (halved while a reply is too large)
+WRITE_KEYS = 5000           # records set per request
+WRITE_BYTES = 4 << 20       # bytes of records set per request
 _MISSING = "\x00pyzdb-dump-missing\x00"
-EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".msgpack": "msgpack", ".mpk": "msgpack"}
-
-
-class DumpFileError(Exception):
-    """The dump file cannot be read or written (reported, never raised out of dump/load)."""
-
-
-# --- value encoding ------------------------------------------------------------------
-def to_json(value: Any) -> Any:
-    """A tree value as JSON-compatible data (bytes, File and non-string keys tagged).
-
-    >>> to_json({1: b'hi'})
-    {'$dict': [[1, {'$bytes': 'aGk='}]]}
-    """
-    if isinstance(value, bytes):
-        return {"$bytes": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, File):
-        return {"$file": value.path}
-    if isinstance(value, list):
-        return [to_json(item) for item in value]
-    if isinstance(value, dict):
-        if all(isinstance(k, str) and not k.startswith("$") for k in value):
-            return {k: to_json(v) for k, v in value.items()}
-        return {"$dict": [[k, to_json(v)] for k, v in value.items()]}
-    return value
-
-
-def from_json(value: Any) -> Any:
-    """The inverse of ``to_json``.
-
-    >>> from_json({'$dict': [[1, {'$bytes': 'aGk='}]]})
-    {1: b'hi'}
-    """
-    if isinstance(value, list):
-        return [from_json(item) for item in value]
-    if isinstance(value, dict):
-        if len(value) == 1:
-            (tag, inner), = value.items()
-            if tag == "$bytes":
-                return base64.b64decode(inner)
-            if tag == "$file":
-                return File(inner)
-            if tag == "$dict":
-                return {k: from_json(v) for k, v in inner}
-        return {k: from_json(v) for k, v in value.items()}
-    return value
-
-
-def _pack_default(value: Any) -> Any:
-    if isinstance(value, File):
-        return value.to_ext()
-    raise TypeError(f"cannot write a {type(value).__name__} to a msgpack dump")
-
-
-def choose_format(path: str, fmt: str | None) -> str:
-    """The format named, or the one the file name's extension implies."""
-    if fmt:
-        return fmt
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in EXTENSIONS:
-        raise DumpFileError(f"cannot tell the format of {path!r} from its name: use --format jsonl or msgpack")
-    return EXTENSIONS[extension]
 
 
 # --- progress ----------------------------------------------------------------------
@@ -120,15 +53,28 @@ class Progress:
 
 
 # --- dump ----------------------------------------------------------------------------
+def _fetch(db: Any, keys: list, tolerate_missing: bool) -> list:
+    """The values of ``keys`` in one batch: plain gets (the server's fast path), or ``get(key, MISSING)``."""
+    batch = db.batch()
+    if tolerate_missing:
+        get = batch.root.get
+        for key in keys:
+            get(key, _MISSING)
+    else:
+        for key in keys:
+            batch[key]._run()
+    return batch.execute()
+
+
 def read_values(db: Any, keys: list) -> Iterator[tuple[Any, Any]]:
     """(key, value) of each key still present, read in batches (halved when a reply is too large)."""
     if not keys:
         return
-    batch = db.batch()
-    for key in keys:
-        batch.root.get(key, _MISSING)
     try:
-        values = batch.execute()
+        try:
+            values = _fetch(db, keys, tolerate_missing=False)
+        except PathKeyError:    # a key was deleted since the listing: ask again, leaving it out
+            values = _fetch(db, keys, tolerate_missing=True)
     except MessageTooLarge:
         if len(keys) == 1:
             raise MessageTooLarge(f"the value of top-level key {keys[0]!r} is over the message limit") from None
@@ -137,41 +83,49 @@ def read_values(db: Any, keys: list) -> Iterator[tuple[Any, Any]]:
         yield from read_values(db, keys[middle:])
         return
     for key, value in zip(keys, values):
-        if not (isinstance(value, str) and value == _MISSING):
+        if not (type(value) is str and value == _MISSING):
             yield key, value
 
 
-def _write_records(out: BinaryIO, fmt: str, records: Iterator[list]) -> None:
-    for record in records:
-        if fmt == "jsonl":
-            out.write(json.dumps(to_json(record), ensure_ascii=False).encode("utf-8") + b"\n")
-        else:
-            out.write(msgpack.packb(record, use_bin_type=True, default=_pack_default))
+@contextlib.contextmanager
+def _output(path: str) -> Iterator[BinaryIO]:
+    """The file to write (replaced whole at the end, so a failed dump leaves the old file), or stdout for ``-``."""
+    if path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    temporary = path + ".tmp"
+    try:
+        with open(temporary, "wb") as out:
+            yield out
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
 
 
-def dump(uri: str, path: str, fmt: str | None = None) -> int:
-    """Write every top-level key of the service at ``uri`` to ``path``; return an exit code.
+def dump(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
+    """Write every top-level key of the service at ``uri`` to ``path`` (``-``: stdout); return an exit code.
 
     >>> dump('tcp://127.0.0.1:5559', 'tree.jsonl')     # doctest: +SKIP
     0
     """
+    count = 0
     try:
         fmt = choose_format(path, fmt)
-        db, _ = client(uri, timeout=30)
+        db, _ = client(uri, timeout=30, **options)
         keys = db.keys()
         progress = Progress("dump", len(keys))
-        temporary = path + ".tmp"
-        count = 0
-        with open(temporary, "wb") as out:
-            _write_records(out, fmt, iter([{"format": FORMAT, "version": VERSION, "keys": len(keys)}]))
+        with _output(path) as out:
+            out.write(encode_record(header(len(keys)), fmt))
             for start in range(0, len(keys), READ_BATCH):
                 part = keys[start:start + READ_BATCH]
-                records = [[key, value] for key, value in read_values(db, part)]
-                _write_records(out, fmt, iter(records))
-                count += len(records)
+                chunk = [encode_record([key, value], fmt) for key, value in read_values(db, part)]
+                out.write(b"".join(chunk))
+                count += len(chunk)
                 progress.add(len(part))
-        os.replace(temporary, path)
         progress.finish()
+        db.close()
     except (Error, DumpFileError, OSError, TypeError, ValueError) as exc:
         print(f"pyzdb dump: {exc}", file=sys.stderr)
         return 1
@@ -180,69 +134,41 @@ def dump(uri: str, path: str, fmt: str | None = None) -> int:
 
 
 # --- load ----------------------------------------------------------------------------
-def read_records(handle: BinaryIO, fmt: str) -> Iterator[tuple[Any, int]]:
-    """Each record of a dump file with its size in bytes."""
-    if fmt == "jsonl":
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield from_json(json.loads(line)), len(line)
-                except ValueError as exc:
-                    raise DumpFileError(f"line {number} is not JSON: {exc}") from None
-        return
-    unpacker = msgpack.Unpacker(handle, raw=False, strict_map_key=False, ext_hook=ext_hook,
-                                max_buffer_size=1 << 30)
-    offset = 0
-    try:
-        for record in unpacker:
-            yield record, unpacker.tell() - offset
-            offset = unpacker.tell()
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise DumpFileError(f"the msgpack data after byte {offset} does not decode: {exc}") from None
+def _groups(records: Iterator[tuple[Any, int]], path: str) -> Iterator[tuple[dict, int]]:
+    """The records as maps of at most WRITE_KEYS records and about WRITE_BYTES bytes, with their record count.
 
-
-def _check_header(header: Any, path: str) -> int:
-    if not (isinstance(header, dict) and header.get("format") == FORMAT):
-        raise DumpFileError(f"{path} is not a pyzdb dump (its first record is not a pyzdb-dump header)")
-    if header.get("version") != VERSION:
-        raise DumpFileError(f"{path} is a pyzdb dump of version {header.get('version')!r}; this pyzdb reads {VERSION}")
-    return int(header.get("keys") or 0)
-
-
-def _send(db: Any, records: list) -> None:
-    batch = db.batch()
-    for key, value in records:
-        batch[key] = value
-    batch.execute()
-
-
-def load(uri: str, path: str, fmt: str | None = None) -> int:
-    """Set each top-level key of a dump file on the service at ``uri``; return an exit code.
-
-    Keys not in the file are left alone; each request sets a group of keys atomically.
+    A key that comes twice keeps its last value, as setting the keys one by one would.
     """
+    group: dict = {}
+    size = taken = 0
+    for number, (record, length) in enumerate(records, 1):
+        if not (isinstance(record, list) and len(record) == 2):
+            raise DumpFileError(f"record {number} of {path} is not a [key, value] pair")
+        group[record[0]] = record[1]
+        size += length
+        taken += 1
+        if size >= WRITE_BYTES or taken >= WRITE_KEYS:
+            yield group, taken
+            group, size, taken = {}, 0, 0
+    if group:
+        yield group, taken
+
+
+def load(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
+    """Set each top-level key of a dump file (``-``: stdin) on the service at ``uri``; return an exit code."""
+    count = 0
     try:
         fmt = choose_format(path, fmt)
-        db, _ = client(uri, timeout=30)
-        with open(path, "rb") as handle:
+        db, _ = client(uri, timeout=30, **options)
+        with (open(path, "rb") if path != "-" else contextlib.nullcontext(sys.stdin.buffer)) as handle:
             records = read_records(handle, fmt)
-            header = next(records, (None, 0))[0]
-            progress = Progress("load", _check_header(header, path))
-            pending, size, count = [], 0, 0
-            for record, length in records:
-                if not (isinstance(record, list) and len(record) == 2):
-                    raise DumpFileError(f"record {count + 1} of {path} is not a [key, value] pair")
-                pending.append(record)
-                size += length
-                if size >= WRITE_BYTES or len(pending) >= READ_BATCH:
-                    _send(db, pending)
-                    count += len(pending)
-                    progress.add(len(pending))
-                    pending, size = [], 0
-            _send(db, pending)
-            count += len(pending)
-            progress.add(len(pending))
+            progress = Progress("load", check_header(next(records, (None, 0))[0], path))
+            for group, taken in _groups(records, path):
+                db.update(group)
+                count += taken
+                progress.add(taken)
             progress.finish()
+        db.close()
     except (Error, DumpFileError, OSError) as exc:
         print(f"pyzdb load: {exc}", file=sys.stderr)
         return 1

@@ -74,6 +74,17 @@ def to_storable(value: Any, depth: int = 0) -> Any:
     kind = type(value)
     if value is None or kind in _PLAIN_SCALARS or (kind is int and _INT_MIN <= value <= _INT_MAX):
         return value
+    if kind is list and depth < 100:
+        return [item if type(item) in _PLAIN_SCALARS or item is None else to_storable(item, depth + 1)
+                for item in value]
+    if kind is dict and depth < 100:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str and type(key) is not int:
+                break               # the general path below names the bad key
+            out[key] = item if type(item) in _PLAIN_SCALARS or item is None else to_storable(item, depth + 1)
+        else:
+            return out
     from pyzdb.errors import ValueTypeError
     from pyzdb.tree.files import File
     if depth > 100:

@@ -1,0 +1,167 @@
+"""The dump file format: a header record, then one ``[key, value]`` record per top-level key, as JSON lines or msgpack.
+
+JSON has no bytes, no non-finite floats and only string keys, so bytes are
+written as ``{"$bytes": base64}``, a File reference as ``{"$file": path}``, a
+NaN or infinity as ``{"$float": "nan" | "inf" | "-inf"}``, and a dict with a
+non-string key (or a key starting with ``$``) as ``{"$dict": [[k, v], …]}``.
+Values that need none of this (the common case) are written by ``json``'s C
+encoder as they are.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import operator
+import os
+from typing import Any, BinaryIO, Iterator
+
+import msgpack
+
+from pyzdb.tree.files import File, ext_hook
+
+FORMAT = "pyzdb-dump"
+VERSION = 1
+EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".msgpack": "msgpack", ".mpk": "msgpack"}
+_STRICT_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)   # TypeError/ValueError on what JSON lacks
+_STARTS_WITH_DOLLAR = operator.methodcaller("startswith", "$")
+_FLOAT_NAMES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+class DumpFileError(Exception):
+    """The dump file cannot be read or written (reported, never raised out of dump/load)."""
+
+
+def header(keys: int) -> dict:
+    """The first record of a dump of ``keys`` top-level keys."""
+    return {"format": FORMAT, "version": VERSION, "keys": keys}
+
+
+def check_header(record: Any, path: str) -> int:
+    """The key count a header record announces; DumpFileError if it is not a pyzdb dump header this reads."""
+    if not (isinstance(record, dict) and record.get("format") == FORMAT):
+        raise DumpFileError(f"{path} is not a pyzdb dump (its first record is not a pyzdb-dump header)")
+    if record.get("version") != VERSION:
+        raise DumpFileError(f"{path} is a pyzdb dump of version {record.get('version')!r}; this pyzdb reads {VERSION}")
+    return int(record.get("keys") or 0)
+
+
+def choose_format(path: str, fmt: str | None) -> str:
+    """The format named, or the one the file name's extension implies (``-`` needs ``--format``)."""
+    if fmt:
+        return fmt
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in EXTENSIONS:
+        raise DumpFileError(f"cannot tell the format of {path!r} from its name: use --format jsonl or msgpack")
+    return EXTENSIONS[extension]
+
+
+# --- JSON tagging -----------------------------------------------------------------
+def _keys_plain(value: Any) -> bool:
+    """True when every dict inside ``value`` has only str keys not starting with ``$`` (JSON keeps those as they are)."""
+    kind = type(value)
+    if kind is dict:
+        if not value:
+            return True
+        if set(map(type, value)) != {str} or any(map(_STARTS_WITH_DOLLAR, value)):
+            return False
+        items = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return True
+    types = set(map(type, items))
+    if dict in types or list in types:
+        return all(_keys_plain(item) for item in items if type(item) in (dict, list))
+    return True
+
+
+def to_json(value: Any) -> Any:
+    """A tree value as JSON-compatible data, tagged where JSON cannot hold it.
+
+    >>> to_json({1: b'hi', 'f': float('nan')})
+    {'$dict': [[1, {'$bytes': 'aGk='}], ['f', {'$float': 'nan'}]]}
+    """
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, File):
+        return {"$file": value.path}
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return {"$float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, list):
+        return [to_json(item) for item in value]
+    if isinstance(value, dict):
+        if all(type(k) is str and not k.startswith("$") for k in value):
+            return {k: to_json(v) for k, v in value.items()}
+        return {"$dict": [[k, to_json(v)] for k, v in value.items()]}
+    return value
+
+
+def _untag(obj: dict) -> Any:
+    """``json.loads``' object hook: the inverse of ``to_json``'s tags (inner values are already untagged)."""
+    if len(obj) == 1:
+        (tag, inner), = obj.items()
+        if tag == "$bytes":
+            return base64.b64decode(inner)
+        if tag == "$file":
+            return File(inner)
+        if tag == "$float" and inner in _FLOAT_NAMES:
+            return _FLOAT_NAMES[inner]
+        if tag == "$dict":
+            return {k: v for k, v in inner}
+    return obj
+
+
+def from_json(value: Any) -> Any:
+    """The inverse of ``to_json`` on already-parsed JSON data.
+
+    >>> from_json({'$dict': [[1, {'$bytes': 'aGk='}]]})
+    {1: b'hi'}
+    """
+    if isinstance(value, list):
+        return [from_json(item) for item in value]
+    if isinstance(value, dict):
+        return _untag({k: from_json(v) for k, v in value.items()})
+    return value
+
+
+def _pack_default(value: Any) -> Any:
+    if isinstance(value, File):
+        return value.to_ext()
+    raise TypeError(f"cannot write a {type(value).__name__} to a msgpack dump")
+
+
+# --- records --------------------------------------------------------------------
+def encode_record(record: Any, fmt: str) -> bytes:
+    """One record as the bytes the file holds."""
+    if fmt == "jsonl":
+        if _keys_plain(record):
+            try:    # the common case: nothing to tag, json's C encoder writes it as it is
+                return _STRICT_JSON.encode(record).encode("utf-8") + b"\n"
+            except (TypeError, ValueError):
+                pass    # bytes, a File, NaN or an infinity inside: tag them
+        return _STRICT_JSON.encode(to_json(record)).encode("utf-8") + b"\n"
+    return msgpack.packb(record, use_bin_type=True, default=_pack_default)
+
+
+def read_records(handle: BinaryIO, fmt: str) -> Iterator[tuple[Any, int]]:
+    """Each record of a dump file with its size in bytes."""
+    if fmt == "jsonl":
+        decode = json.JSONDecoder(object_hook=_untag).decode
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    yield decode(line.decode("utf-8")), len(line)
+                except ValueError as exc:
+                    raise DumpFileError(f"line {number} is not JSON: {exc}") from None
+        return
+    unpacker = msgpack.Unpacker(handle, raw=False, strict_map_key=False, ext_hook=ext_hook, max_buffer_size=1 << 30)
+    offset = 0
+    try:
+        for record in unpacker:
+            yield record, unpacker.tell() - offset
+            offset = unpacker.tell()
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise DumpFileError(f"the msgpack data after byte {offset} does not decode: {exc}") from None
