@@ -141,22 +141,25 @@ def cmd_shell(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Print which servers the broker hears from, the read-write server's status, then one line per replica.
 
-    Replicas' reports are gathered first, so the RW seq they are compared with is the newer one.
+    The read-write server is pinged first, so a missing service is reported
+    within the client's connect timeout; replicas' reports are gathered
+    before the RW status is read, so the seq they are compared with is the newer one.
     """
     from pyzdb.broker.health import query_status, summary
     from pyzdb.client import client
-    health = query_status(args.health, timeout=2) if args.health else None
-    print("\n".join(summary(health)) if health else f"broker: no answer on {args.health}")
-    reports = _replica_reports(args.status_feed, args.listen) if args.status_feed else None
     curve = {"curve_server_key": args.curve_server_key, "curve_keypair": args.curve_keypair} if args.curve_keypair else {}
     db, _ = client(args.uri, timeout=5, **curve)
     try:
+        db.ping()
+        health = query_status(args.health, timeout=2) if args.health else None
+        print("\n".join(summary(health)) if health else f"broker: no answer on {args.health}")
+        reports = _replica_reports(args.status_feed, args.listen) if args.status_feed else None
         status = db.status()
     except Error as exc:
         print(f"pyzdb status: {exc}", file=sys.stderr)
         return 1
     finally:
-        db._conn.close()
+        db.close()
     for key, value in status.items():
         if key == "checkpoint_time" and value:
             value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({time.time() - value:.0f} s ago)"

@@ -160,6 +160,7 @@ def load(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
     try:
         fmt = choose_format(path, fmt)
         db, _ = client(uri, timeout=30, **options)
+        db.ping()       # an empty file still says at once when nothing is there
         with (open(path, "rb") if path != "-" else contextlib.nullcontext(sys.stdin.buffer)) as handle:
             records = read_records(handle, fmt)
             progress = Progress("load", check_header(next(records, (None, 0))[0], path))

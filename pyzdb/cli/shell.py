@@ -51,6 +51,11 @@ class Console(code.InteractiveConsole):
 def run_shell(uris: list[str]) -> int:
     """Run the prompt until end of input."""
     db, socket = client(*(uris or []))
+    try:
+        db.ping()        # say at once when nothing is there
+    except Error as exc:
+        print(f"pyzdb shell: {exc}", file=sys.stderr)
+        return 1
     sys.displayhook = display
     sys.ps1, sys.ps2 = "> ", ". "
     if sys.stdin.isatty():

@@ -111,7 +111,8 @@ class Connection:
                  attempt_timeout: float = 1.0, max_message: int = wire.DEFAULT_MAX_MESSAGE,
                  context: zmq.Context | None = None, curve: dict | None = None,
                  consistency: str = "read-your-writes", curve_server_key: bytes | str | None = None,
-                 curve_keypair: tuple | str | None = None, transport: str = "auto") -> None:
+                 curve_keypair: tuple | str | None = None, transport: str = "auto",
+                 connect_timeout: float = 2.0) -> None:
         self.context = context or zmq.Context.instance()
         if curve_server_key is not None or curve_keypair is not None:
             if curve_server_key is None or curve_keypair is None:
@@ -120,6 +121,8 @@ class Connection:
         self.curve = curve
         self.rw_uri, self.ro_uris = rw_uri, list(ro_uris)
         self.timeout, self.attempt_timeout, self.max_message = timeout, attempt_timeout, max_message
+        self.connect_timeout = connect_timeout
+        self.reached = False       # set by the first answer of the read-write server: then `timeout` rides out restarts
         self.consistency = check_consistency(consistency)
         self.client_id = os.urandom(16)
         self.closed = False
@@ -188,6 +191,8 @@ class Connection:
     def _call(self, endpoint: Endpoint | DirectEndpoint, query: dict, timeout: float) -> Any:
         if self.closed:
             raise ClientClosed(f"this client of {self.rw_uri} is closed")
+        if not self.reached and endpoint is self.rw:
+            self._reach()
         self.request_id += 1
         rid = self.request_id
         if self._keeper is not None and query.get("op") != "lock":
@@ -208,6 +213,22 @@ class Connection:
                                f"(is `pyzdb serve` running?)")
             endpoint.reopen()
             attempt = min(attempt * 2, 5.0)
+
+    def _reach(self) -> None:
+        """Ping a read-write server this client has never heard from: fail within ``connect_timeout`` if none is there.
+
+        A ping is never held behind another client's lock, so a slow answer
+        here means nothing is listening (or it refused this client's keys).
+        """
+        self.reached = True         # the ping below goes through _call like any request
+        try:
+            self._call(self.rw, {"op": "ping"}, self.connect_timeout)
+        except NoAnswer:
+            self.reached = False
+            hint = ("or it does not accept this client's CURVE keys" if self.curve else
+                    "if it requires CURVE, CURVE keys are needed: curve_server_key and curve_keypair")
+            raise NoAnswer(f"cannot reach the pyzdb service at {self.rw_uri}: no answer within "
+                           f"{self.connect_timeout:g} s (is `pyzdb serve` running there? {hint})") from None
 
     def _wait(self, endpoint: Endpoint | DirectEndpoint, rid: int, seconds: float) -> dict | None:
         deadline = time.monotonic() + seconds
