@@ -22,8 +22,10 @@ FORGET_AFTER = 60.0            # dead servers stay listed this long
 class HealthMonitor:
     """The broker's side: a ROUTER that records beats and answers ``STATUS``, on its own thread."""
 
-    def __init__(self, address: str, context: zmq.Context | None = None, facts: Callable[[], dict] | None = None) -> None:
+    def __init__(self, address: str, context: zmq.Context | None = None, facts: Callable[[], dict] | None = None,
+                 curve: dict | None = None) -> None:
         self.address = address
+        self.curve = curve or {}     # server options in the servers' ZAP domain: only server-role keys beat or ask
         self.context = context or zmq.Context.instance()
         self.facts = facts or dict
         self.servers: dict[bytes, dict] = {}
@@ -36,6 +38,8 @@ class HealthMonitor:
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, 65536)    # beats are small; anything larger is cut off by zmq
+        for option, value in self.curve.items():
+            sock.setsockopt(option, value)
         sock.bind(self.address)
         self.thread = threading.Thread(target=self._run, args=(sock,), name="pyzdb-health", daemon=True)
         self.thread.start()
@@ -85,10 +89,16 @@ class HealthMonitor:
             self.thread = None
 
 
-def query_status(address: str, timeout: float = 2.0, context: zmq.Context | None = None) -> dict | None:
-    """Ask a broker's health socket for its table; None if it does not answer in time."""
+def query_status(address: str, timeout: float = 2.0, context: zmq.Context | None = None,
+                 curve: dict | None = None) -> dict | None:
+    """Ask a broker's health socket for its table; None if it does not answer in time.
+
+    Under CURVE ``curve`` holds a server-role key's options (``curve.server_role_options``).
+    """
     sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    for option, value in (curve or {}).items():
+        sock.setsockopt(option, value)
     try:
         sock.connect(address)
         sock.send(STATUS)

@@ -26,7 +26,7 @@ class BrokerConfig:
     """The broker's addresses; ``rw_back_inproc`` adds an in-process back end for a server on a thread."""
 
     rw_front: str = "tcp://127.0.0.1:5559"
-    rw_back: str = "tcp://127.0.0.1:5560"
+    rw_back: str | None = "tcp://127.0.0.1:5560"
     ro_front: str = "tcp://127.0.0.1:5561"
     ro_back: str = "tcp://127.0.0.1:5562"
     rw_back_inproc: str | None = None
@@ -41,15 +41,19 @@ class Queue:
     Sockets are bound in ``start()`` on the caller's thread, so a taken
     address raises there; ``stop()`` ends the proxy through its control socket.
     With CURVE (``curve`` holds the front's server options) a small relay
-    loop replaces zmq's proxy: it puts the client's role, from the ZAP
-    User-Id, in a frame just before the payload, where the server reads it.
+    loop replaces zmq's proxy: it puts the client's role and key, from the
+    ZAP User-Id, in a frame just before the payload, where the server reads
+    it. ``back_curve`` (server options in the servers' ZAP domain) makes the
+    back end admit only servers holding a server-role key.
     """
 
     def __init__(self, name: str, front: str, backs: list[str], max_message: int,
-                 context: zmq.Context | None = None, curve: dict | None = None) -> None:
+                 context: zmq.Context | None = None, curve: dict | None = None, back_curve: dict | None = None) -> None:
         self.name, self.front_addr, self.back_addrs = name, front, backs
         self.max_message = max_message
         self.curve = curve or {}
+        # servers join a tcp/ipc back end only with a server-role key; an inproc-only back end is this process's own
+        self.back_curve = {} if all(a.startswith("inproc://") for a in backs) else (back_curve or {})
         self.context = context or zmq.Context.instance()
         self.thread: threading.Thread | None = None
         self.control_addr = f"inproc://pyzdb-broker-{name}-{next(_QUEUE_NUMBERS)}"
@@ -61,6 +65,8 @@ class Queue:
         front.setsockopt(zmq.MAXMSGSIZE, self.max_message + 65536)
         for option, value in self.curve.items():
             front.setsockopt(option, value)
+        for option, value in self.back_curve.items():
+            back.setsockopt(option, value)
         for sock in (front, back):
             set_heartbeats(sock)
             sock.setsockopt(zmq.LINGER, 0)
@@ -101,9 +107,9 @@ class Queue:
                     return
                 if front in ready:
                     frames = front.recv_multipart(copy=False)
-                    role = auth.role_of(frames[-1].get("User-Id"))
+                    stamp = auth.role_frame(frames[-1].get("User-Id"))
                     # only the peer id and the payload pass: a client cannot forge a role frame
-                    back.send_multipart([frames[0], b"", auth.ROLE_FRAMES[role], frames[-1]])
+                    back.send_multipart([frames[0], b"", stamp, frames[-1]])
                 if back in ready:
                     front.send_multipart(back.recv_multipart(copy=False))
         except zmq.ContextTerminated:
@@ -134,25 +140,29 @@ class Broker:
     def __init__(self, config: BrokerConfig, context: zmq.Context | None = None) -> None:
         self.config = config
         self.context = context or zmq.Context.instance()
-        self.authenticator = auth.RoleAuthenticator(self.context, config.curve_dir) if config.curve_dir else None
+        self.authenticator: auth.RoleAuthenticator | None = None
         curve = auth.server_options(config.curve_dir) if config.curve_dir else None
-        rw_backs = [config.rw_back] + ([config.rw_back_inproc] if config.rw_back_inproc else [])
+        servers_only = auth.server_options(config.curve_dir, auth.SERVER_DOMAIN) if config.curve_dir else None
+        # rw_back None: no TCP back end (`pyzdb serve --curve`: the server is on the in-process one)
+        rw_backs = [a for a in (config.rw_back, config.rw_back_inproc) if a]
         self.queues = []
         if config.rw_front:   # None: the read-write server binds the front itself (`pyzdb serve`)
-            self.queues.append(Queue("rw", config.rw_front, rw_backs, config.max_message, self.context, curve))
+            self.queues.append(Queue("rw", config.rw_front, rw_backs, config.max_message, self.context, curve,
+                                     servers_only))
         if config.ro_front:
-            self.queues.append(Queue("ro", config.ro_front, [config.ro_back], config.max_message, self.context, curve))
-        self.health = HealthMonitor(config.health, self.context, self._facts) if config.health else None
+            self.queues.append(Queue("ro", config.ro_front, [config.ro_back], config.max_message, self.context, curve,
+                                     servers_only))
+        self.health = HealthMonitor(config.health, self.context, self._facts, servers_only) if config.health else None
 
     def _facts(self) -> dict:
-        return {"curve": self.authenticator is not None,
+        return {"curve": self.config.curve_dir is not None,
                 "queues": {q.name: {"front": q.front_addr, "backs": q.back_addrs} for q in self.queues}}
 
     def start(self) -> None:
         """Bind every socket and start forwarding; raises zmq.ZMQError if an address is taken."""
         started = []
-        if self.authenticator is not None:
-            self.authenticator.start()
+        if self.config.curve_dir:
+            self.authenticator = auth.shared_authenticator(self.context, self.config.curve_dir)
         try:
             for queue in self.queues:
                 queue.start()
@@ -179,7 +189,8 @@ class Broker:
         if self.health is not None:
             self.health.stop()
         if self.authenticator is not None:
-            self.authenticator.stop()
+            auth.stop_authenticator(self.context)
+            self.authenticator = None
 
     def join(self) -> None:
         """Block until the queues end (in practice: until the process is stopped)."""

@@ -22,8 +22,9 @@ def _broker_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ro-front", default=DEFAULTS["ro_front"], help="clients' read-only queue (default %(default)s)")
     group.add_argument("--ro-back", default=DEFAULTS["ro_back"], help="read-only servers' side (default %(default)s)")
     group.add_argument("--health", default=DEFAULTS["health"], help="servers' heartbeats and `pyzdb status` (default %(default)s)")
-    group.add_argument("--curve", metavar="KEYS_DIR", help="require CURVE: server key pair and allowed client keys "
-                                                           "from this directory (see `pyzdb keygen`)")
+    group.add_argument("--curve", metavar="KEYS_DIR", help="require CURVE on every socket: server key pair, allowed "
+                                                           "client keys and server-role keys from this directory "
+                                                           "(see `pyzdb keygen`)")
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +46,13 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint-seconds", type=float, default=300.0, help="checkpoint after this long with writes")
     group.add_argument("--files-root", action="append", default=[], help="directory File references may be read from (repeatable; default DATA/files)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every checkpoint and fault")
+    _server_key_option(parser)
+
+
+def _server_key_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server-key", default="default", metavar="NAME",
+                        help="with --curve: this process's server-role key pair, KEYS_DIR/servers/private/NAME.key_secret "
+                             "(default %(default)s)")
 
 
 class _SubParser(argparse.ArgumentParser):
@@ -80,12 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--ro", action="store_true", help="serve reads only, following the read-write server's log")
     server.add_argument("--back", help="broker back end to connect to (default: RW 5560, or RO 5562 with --ro)")
     server.add_argument("--health", default=DEFAULTS["health"], help="broker's heartbeat socket (default %(default)s; '' for none)")
+    server.add_argument("--curve", metavar="KEYS_DIR", help="join a `pyzdb broker --curve` and bind the feed with CURVE: "
+                                                            "KEYS_DIR/server.key and a server-role key pair (default none)")
     replica = server.add_argument_group("read-only replicas (--ro)")
     replica.add_argument("--name", help="the replica's name in `pyzdb status` (default ro-PID)")
     replica.add_argument("--status-feed", default=DEFAULTS["status_feed"],
                          help="where the replica publishes its status; `pyzdb status` listens there (default %(default)s)")
     replica.add_argument("--ro-wait", type=float, default=0.5,
                          help="seconds a read-your-writes read waits for the replica before going to the RW server")
+    replica.add_argument("--peer-key", default="default", metavar="NAME",
+                         help="with --curve: the server-role key the RW server's feed and `pyzdb status` listen with, "
+                              "KEYS_DIR/servers/NAME.key (default %(default)s)")
     _server_options(server)
     shell = sub.add_parser("shell", help="an interactive prompt with `db` bound")
     shell.add_argument("uris", nargs="*", help="RW_URI [RO_URI ...] (default tcp://127.0.0.1:5559)")
@@ -104,10 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--health", default=DEFAULTS["health"], help="the broker's heartbeat socket")
     status.add_argument("--curve-server-key", help="server public key file (when the broker requires CURVE)")
     status.add_argument("--curve-keypair", help="this client's .key_secret file")
+    status.add_argument("--curve", metavar="KEYS_DIR", help="ask the health socket and listen to replicas with CURVE, "
+                                                            "using a server-role key of KEYS_DIR (default none)")
+    _server_key_option(status)
     keygen = sub.add_parser("keygen", help="CURVE keys: a server key pair and client key pairs with their roles")
     keygen.add_argument("dir", help="key directory (server.key, clients/rw, clients/ro, private/)")
     keygen.add_argument("--rw", action="append", default=[], metavar="NAME", help="a read-write client key (repeatable)")
     keygen.add_argument("--ro", action="append", default=[], metavar="NAME", help="a read-only client key (repeatable)")
+    keygen.add_argument("--server", action="append", default=[], metavar="NAME",
+                        help="a server-role key for RW servers, replicas and `pyzdb status` (repeatable; "
+                             "'default' is always made)")
     check = sub.add_parser("check", help="verify a store's journal offline")
     check.add_argument("--data", default="pyzdb-data", help="data directory of the embedded store")
     check.add_argument("--store", help="store URL (default sqlite in --data)")

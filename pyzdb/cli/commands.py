@@ -18,6 +18,7 @@ from pyzdb.server.database import Database
 from pyzdb.server.rw import ReadWriteServer, ServerConfig
 from pyzdb.storage import open_store
 from pyzdb.storage.journal import Journal
+from pyzdb.transport import curve as auth
 from pyzdb.transport import wire
 from pyzdb.transport.curve import create_keys, is_loopback
 
@@ -46,21 +47,34 @@ def open_database(args: argparse.Namespace) -> Database:
     return db
 
 
+def warn_if_exposed(bound: list[str | None], curve: str | None) -> None:
+    """The loud warning for addresses bound beyond loopback without CURVE (fronts, back ends, feeds, health)."""
+    exposed = [a for a in bound if a and not is_loopback(a)]
+    if exposed and not curve:
+        print("\n*** pyzdb WARNING: binding " + ", ".join(exposed) + " beyond loopback WITHOUT CURVE: anyone who"
+              " can reach it can read and change every value, pose as a server or listen to the feeds."
+              " Use --curve KEYS_DIR (see `pyzdb keygen`). ***\n", file=sys.stderr, flush=True)
+
+
 def _server_config(args: argparse.Namespace, back: str) -> ServerConfig:
+    """The RW server's settings; with --curve its server-role key joins the back end and health and guards the feed."""
+    warn_if_exposed([args.feed], getattr(args, "curve", None))
+    curve = feed_curve = {}
+    if getattr(args, "curve", None):
+        curve = auth.server_role_options(args.curve, args.server_key)
+        feed_curve = auth.server_role_bind_options(args.curve, args.server_key)
     return ServerConfig(back=back, feed=args.feed or None, durability=args.durability, batch_ms=args.batch_ms,
                         max_message=args.max_message, lock_wait=args.lock_wait,
                         checkpoint_records=args.checkpoint_records, checkpoint_seconds=args.checkpoint_seconds,
-                        checkpoint_bytes=args.checkpoint_bytes, health=getattr(args, "health", None) or None)
+                        checkpoint_bytes=args.checkpoint_bytes, health=getattr(args, "health", None) or None,
+                        curve=curve, feed_curve=feed_curve)
 
 
 def _broker_config(args: argparse.Namespace, inproc: str | None = None) -> BrokerConfig:
-    addresses = [args.rw_front, args.rw_back, args.ro_front, args.ro_back, args.health]
-    exposed = [a for a in addresses if a and not is_loopback(a)]
-    if exposed and not args.curve:
-        print("\n*** pyzdb WARNING: binding " + ", ".join(exposed) + " beyond loopback WITHOUT CURVE: anyone who"
-              " can reach it can read and change every value. Use --curve KEYS_DIR (see `pyzdb keygen`). ***\n",
-              file=sys.stderr, flush=True)
-    return BrokerConfig(args.rw_front, args.rw_back, args.ro_front, args.ro_back, inproc,
+    """The broker's settings; with ``inproc`` (``pyzdb serve``) the RW server is in this process: no RW back end."""
+    rw_back = None if inproc else args.rw_back
+    warn_if_exposed([args.rw_front, rw_back, args.ro_front, args.ro_back, args.health], args.curve)
+    return BrokerConfig(args.rw_front, rw_back, args.ro_front, args.ro_back, inproc,
                         getattr(args, "max_message", wire.DEFAULT_MAX_MESSAGE),
                         health=args.health or None, curve_dir=args.curve)
 
@@ -75,13 +89,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """
     try:
         db = open_database(args)
+        inproc = "inproc://pyzdb-rw-back"
+        broker_config = _broker_config(args, inproc)
+        server_config = _server_config(args, inproc)
     except Error as exc:
         print(f"pyzdb serve: {exc}", file=sys.stderr)
         return 2
-    inproc = "inproc://pyzdb-rw-back"
-    broker_config = _broker_config(args, inproc)
-    server_config = _server_config(args, inproc)
-    if not args.curve:
+    if args.curve:   # the ZAP handler runs before the first CURVE socket binds
+        auth.shared_authenticator(zmq.Context.instance(), args.curve)
+    else:
         broker_config = dataclasses.replace(broker_config, rw_front=None)
         server_config.front = args.rw_front
     broker = Broker(broker_config)
@@ -123,7 +139,14 @@ def cmd_server(args: argparse.Namespace) -> int:
         print(f"pyzdb server: {exc}", file=sys.stderr)
         return 2
     back = args.back or "tcp://127.0.0.1:5560"
-    server = ReadWriteServer(db, _server_config(args, back))
+    try:
+        config = _server_config(args, back)
+    except Error as exc:
+        print(f"pyzdb server: {exc}", file=sys.stderr)
+        return 2
+    if args.curve:
+        auth.shared_authenticator(zmq.Context.instance(), args.curve)
+    server = ReadWriteServer(db, config)
     print(f"pyzdb server (read-write) on {back}, store {db.journal.store.url}", file=sys.stderr, flush=True)
     try:
         run_until_signal(server.stop, server.serve_forever)
@@ -147,13 +170,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     """
     from pyzdb.broker.health import query_status, summary
     from pyzdb.client import client
-    curve = {"curve_server_key": args.curve_server_key, "curve_keypair": args.curve_keypair} if args.curve_keypair else {}
+    try:
+        health_curve, listen_curve = _status_curve(args)
+    except Error as exc:
+        print(f"pyzdb status: {exc}", file=sys.stderr)
+        return 2
+    server_key = args.curve_server_key or (os.path.join(args.curve, "server.key") if args.curve else None)
+    curve = {"curve_server_key": server_key, "curve_keypair": args.curve_keypair} if args.curve_keypair else {}
     db, _ = client(args.uri, timeout=5, **curve)
     try:
         db.ping()
-        health = query_status(args.health, timeout=2) if args.health else None
+        health = query_status(args.health, timeout=2, curve=health_curve) if args.health else None
         print("\n".join(summary(health)) if health else f"broker: no answer on {args.health}")
-        reports = _replica_reports(args.status_feed, args.listen) if args.status_feed else None
+        reports = _replica_reports(args.status_feed, args.listen, listen_curve) if args.status_feed else None
         status = db.status()
     except Error as exc:
         print(f"pyzdb status: {exc}", file=sys.stderr)
@@ -170,25 +199,36 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    """Create the server key pair (kept if present) and one key pair per --rw/--ro name."""
+    """Create the server key pair (kept if present), the server-role key pairs and one key pair per --rw/--ro name."""
     try:
-        paths = create_keys(args.dir, args.rw, args.ro)
+        paths = create_keys(args.dir, args.rw, args.ro, args.server)
     except Error as exc:
         print(f"pyzdb keygen: {exc}", file=sys.stderr)
         return 2
     print(f"server public key: {paths.pop('server')} (give it to clients); key pair: "
           f"{os.path.join(args.dir, 'server.key_secret')} (keep it on the broker's host)")
     for name, path in paths.items():
-        print(f"client {name}: {path} (give it to that client only)")
+        if name.startswith("servers/"):
+            print(f"server-role key {name[8:]}: {path} (give it to RW servers, replicas, `pyzdb status`)")
+        else:
+            print(f"client {name}: {path} (give it to that client only)")
     return 0
 
 
-def _replica_reports(address: str, seconds: float) -> dict | str:
-    import zmq
+def _status_curve(args: argparse.Namespace) -> tuple[dict | None, dict | None]:
+    """Under --curve: a server-role key's options toward the health socket, and for listening to replicas."""
+    if not getattr(args, "curve", None):
+        warn_if_exposed([args.status_feed], None)
+        return None, None
+    auth.shared_authenticator(zmq.Context.instance(), args.curve)
+    return (auth.server_role_options(args.curve, args.server_key),
+            auth.server_role_bind_options(args.curve, args.server_key))
 
+
+def _replica_reports(address: str, seconds: float, curve: dict | None = None) -> dict | str:
     from pyzdb.server.replica import collect_status
     try:
-        return collect_status(address, seconds)
+        return collect_status(address, seconds, curve=curve)
     except zmq.ZMQError as exc:
         return f"cannot listen on {address} for their reports: {exc}"
 

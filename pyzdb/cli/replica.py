@@ -13,6 +13,7 @@ from pyzdb.server.follower import Follower
 from pyzdb.server.replica import ReplicaConfig, ReplicaServer
 from pyzdb.storage import open_store
 from pyzdb.storage.journal import Journal
+from pyzdb.transport import curve as auth
 
 
 def replica_config(args: argparse.Namespace) -> ReplicaConfig:
@@ -26,12 +27,19 @@ def replica_config(args: argparse.Namespace) -> ReplicaConfig:
         config.name = args.name
     if getattr(args, "ro_wait", None) is not None:
         config.max_wait = args.ro_wait
+    if getattr(args, "curve", None):   # a server-role key joins the back end and health, and listens to the feed
+        config.curve = auth.server_role_options(args.curve, args.server_key)
+        config.peer_curve = auth.server_role_options(args.curve, args.server_key, peer=args.peer_key)
     return config
 
 
 def run_replica(args: argparse.Namespace) -> int:
     """``pyzdb server --ro``: load the store's state, then serve reads until SIGTERM."""
-    config = replica_config(args)
+    try:
+        config = replica_config(args)
+    except Error as exc:
+        print(f"pyzdb server --ro: {exc}", file=sys.stderr)
+        return 2
     if store_url(args).startswith("memory:"):
         print("pyzdb server --ro: a replica reads the RW server's store; memory:// is private to one process",
               file=sys.stderr)

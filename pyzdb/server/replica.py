@@ -47,6 +47,8 @@ class ReplicaConfig:
     max_wait: float = 0.5          # seconds a read waits for its min_seq before going to the RW server
     max_message: int = wire.DEFAULT_MAX_MESSAGE
     file_roots: list = field(default_factory=list)
+    curve: dict = field(default_factory=dict)        # server-role key options for the broker's back end and health
+    peer_curve: dict = field(default_factory=dict)   # the same key, toward the feed and the status listener
 
 
 @dataclass
@@ -69,12 +71,12 @@ class ReplicaServer:
     def __init__(self, follower: Follower, config: ReplicaConfig, context: zmq.Context | None = None) -> None:
         self.follower, self.config = follower, config
         self.context = context or zmq.Context.instance()
-        self.socket = self._socket(zmq.DEALER, config.back)
-        self.sub = self._socket(zmq.SUB, config.feed)
+        self.socket = self._socket(zmq.DEALER, config.back, config.curve)
+        self.sub = self._socket(zmq.SUB, config.feed, config.peer_curve)
         if self.sub is not None:
             self.sub.setsockopt(zmq.SUBSCRIBE, b"seq")
-        self.status_pub = self._socket(zmq.PUB, config.status_feed)
-        self.beacon = Beacon(self.context, config.health, self._beat_info) if config.health else None
+        self.status_pub = self._socket(zmq.PUB, config.status_feed, config.peer_curve)
+        self.beacon = Beacon(self.context, config.health, self._beat_info, config.curve) if config.health else None
         self.held: list[Held] = []
         self.known_seq = follower.seq     # the newest seq the feed announced
         self.stopping = threading.Event()
@@ -83,11 +85,13 @@ class ReplicaServer:
         self._polled_for = 0              # the announced seq the log was last read for
         self._reported = self._held_seq = -1
 
-    def _socket(self, kind: int, address: str | None) -> zmq.Socket | None:
+    def _socket(self, kind: int, address: str | None, curve: dict) -> zmq.Socket | None:
         if not address:
             return None
         sock = self.context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        for option, value in curve.items():
+            sock.setsockopt(option, value)
         sock.connect(address)
         return sock
 
@@ -264,11 +268,12 @@ class _NotYet(Exception):
 
 
 def collect_status(address: str, seconds: float = 1.2, want: set[str] | None = None,
-                   context: zmq.Context | None = None) -> dict[str, dict]:
+                   context: zmq.Context | None = None, curve: dict | None = None) -> dict[str, dict]:
     """Bind ``address`` and gather replicas' status reports for ``seconds``, or until every name in ``want`` reported.
 
     Replicas connect to this address and publish every ``status_interval``;
-    the newest report of each replica name is kept.
+    the newest report of each replica name is kept. Under CURVE ``curve``
+    holds server options of a server-role key (only replicas' keys may report).
 
     >>> collect_status('tcp://127.0.0.1:5564')     # doctest: +SKIP
     {'ro-4242': {'role': 'ro', 'seq': 17, 'lag': 0, ...}}
@@ -278,6 +283,8 @@ def collect_status(address: str, seconds: float = 1.2, want: set[str] | None = N
     with context.socket(zmq.SUB) as sub:
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, STATUS_TOPIC)
+        for option, value in (curve or {}).items():
+            sub.setsockopt(option, value)
         bind_when_free(sub, address)
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0 and not (want and want <= set(reports)):

@@ -16,6 +16,7 @@ import zmq
 from pyzdb.errors import Error, LockTimeout, ProtocolError
 from pyzdb.server import watch
 from pyzdb.server.checkpoint import Checkpointer
+from pyzdb.server.client_keys import ClientKeys
 from pyzdb.server.database import DEFER, Database
 from pyzdb.transport import wire
 from pyzdb.transport.curve import ROLE_FRAMES
@@ -41,7 +42,8 @@ class ServerConfig:
     checkpoint_records: int = 20_000
     checkpoint_bytes: int = 64 << 20
     checkpoint_seconds: float = 300.0
-    curve: dict = field(default_factory=dict)
+    curve: dict = field(default_factory=dict)        # server-role key options for the back end and health
+    feed_curve: dict = field(default_factory=dict)   # server options of the feed: only server-role keys listen
     health: str | None = None     # the broker's heartbeat socket
 
 
@@ -66,7 +68,7 @@ def split_frames(frames: list[bytes]) -> tuple[list[bytes], bytes]:
 
 def is_read_only(route: list[bytes]) -> bool:
     """True when a CURVE broker stamped the request as sent by a read-only key (the frame before the payload)."""
-    return route[-1] == ROLE_FRAMES["ro"]
+    return route[-1].startswith(ROLE_FRAMES["ro"])
 
 
 class ReadWriteServer:
@@ -81,11 +83,14 @@ class ReadWriteServer:
         self.config = config
         self.context = context or zmq.Context.instance()
         self.front = self._open_front(config)
-        self.beacon = Beacon(self.context, config.health, self._beat_info) if config.health else None
+        self.beacon = Beacon(self.context, config.health, self._beat_info, config.curve) if config.health else None
         self.feed = None
         if config.feed:
             self.feed = self.context.socket(zmq.PUB)
+            for option, value in config.feed_curve.items():
+                self.feed.setsockopt(option, value)
             self.feed.bind(config.feed)
+        self.client_keys = ClientKeys(db.replies)
         self.waiting: list[Waiting] = []
         self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
         self.stopping = threading.Event()
@@ -107,6 +112,9 @@ class ReadWriteServer:
             sock.setsockopt(zmq.MAXMSGSIZE, config.max_message + 65536)
             sock.bind(config.front)
         else:
+            if not config.back.startswith("inproc://"):   # an in-process back end is the broker's own: no CURVE
+                for option, value in config.curve.items():
+                    sock.setsockopt(option, value)
             sock.connect(config.back)
         return QueueSocket(sock)
 
@@ -197,6 +205,7 @@ class ReadWriteServer:
             return  # nothing to route a reply to
         try:
             cid, rid, query = wire.decode_request(payload, self.config.max_message)
+            cid = self.client_keys.scope(route, cid)
         except Error as exc:
             replies.append((route, wire.error_reply(wire.peek_ids(payload)[1], exc, self.db.journal.seq)))
             return

@@ -11,12 +11,18 @@ Layout of a key directory (``pyzdb keygen DIR``)::
     DIR/clients/rw/NAME.key   public keys allowed to read and write
     DIR/clients/ro/NAME.key   public keys allowed to read only
     DIR/private/NAME.key_secret  a client's key pair: give it to that client only
+    DIR/servers/NAME.key      public keys of servers (RW, replicas, ``pyzdb status``): the server role
+    DIR/servers/private/NAME.key_secret  a server-role key pair (``default`` is always made)
 
-A key is allowed when its public key file is in ``clients/rw`` or
-``clients/ro`` (read-only wins when it is in both); the directories are read
-again at every new connection, so deleting a file revokes the key for new
-connections. The authenticator's User-Id is ``"rw:<z85 key>"`` or
-``"ro:<z85 key>"``; the broker turns it into a role frame for the server.
+A client key is allowed on the fronts when its public key file is in
+``clients/rw`` or ``clients/ro`` (read-only wins when it is in both). The
+sockets only servers use (the broker's back ends and health socket, the
+RW server's change feed, the status feed ``pyzdb status`` listens on) are in
+the ZAP domain ``SERVER_DOMAIN`` and admit only keys in ``servers/``. The
+directories are read again at every new connection, so deleting a file
+revokes the key for new connections. The authenticator's User-Id is
+``"rw:<z85 key>"``, ``"ro:<z85 key>"`` or ``"sv:<z85 key>"``; the broker
+turns it into a role frame (role and key) for the server.
 """
 from __future__ import annotations
 
@@ -32,8 +38,11 @@ from zmq.auth.thread import ThreadAuthenticator
 from pyzdb.errors import AuthError
 
 ROLES = ("rw", "ro")
-ZAP_DOMAIN = "pyzdb"
-# The frame the broker puts just before a request's payload when CURVE is on.
+ZAP_DOMAIN = "pyzdb"                 # the client fronts: keys of clients/rw and clients/ro
+SERVER_DOMAIN = "pyzdb-servers"      # back ends, health, feeds: keys of servers/ only
+DEFAULT_SERVER_KEY = "default"
+# The frame the broker puts just before a request's payload when CURVE is on starts with one of these;
+# ``role_frame`` appends ``:`` and the client's z85 public key.
 ROLE_FRAMES = {"rw": b"pyzdb-role:rw", "ro": b"pyzdb-role:ro"}
 
 
@@ -55,8 +64,7 @@ def create_client_keys(directory: str, name: str, role: str) -> str:
     """Create a client key pair ``private/NAME.key_secret`` and allow its public key as ``role``; return the secret path."""
     if role not in ROLES:
         raise AuthError(f"role must be one of {ROLES}, not {role!r}")
-    if not name or os.sep in name or name.startswith("."):
-        raise AuthError(f"client key name {name!r} must be a plain file name")
+    _check_name(name, "client")
     private = os.path.join(directory, "private")
     allowed = os.path.join(directory, "clients", role)
     os.makedirs(private, mode=0o700, exist_ok=True)
@@ -67,9 +75,40 @@ def create_client_keys(directory: str, name: str, role: str) -> str:
     return secret_path
 
 
-def create_keys(directory: str, rw_names: list[str] = (), ro_names: list[str] = ()) -> dict[str, str]:
-    """Server keys plus one key pair per client name; returns {name: secret file path, 'server': public path}."""
+def _check_name(name: str, what: str) -> None:
+    if not name or os.sep in name or name.startswith("."):
+        raise AuthError(f"{what} key name {name!r} must be a plain file name")
+
+
+def server_role_secret(directory: str, name: str = DEFAULT_SERVER_KEY) -> str:
+    """The path of the server-role key pair ``NAME`` in a key directory."""
+    return _keys_file(os.path.join(directory, "servers", "private"), name, "key_secret")
+
+
+def create_server_role_keys(directory: str, name: str = DEFAULT_SERVER_KEY) -> str:
+    """Create a server-role key pair (kept if present): public ``servers/NAME.key``, secret in ``servers/private``."""
+    _check_name(name, "server")
+    secret = server_role_secret(directory, name)
+    if os.path.exists(secret):
+        return secret
+    private = os.path.join(directory, "servers", "private")
+    os.makedirs(private, mode=0o700, exist_ok=True)
+    os.chmod(private, 0o700)
+    public_path, secret_path = zmq.auth.create_certificates(private, name)
+    os.chmod(secret_path, 0o600)
+    shutil.move(public_path, _keys_file(os.path.join(directory, "servers"), name, "key"))
+    return secret_path
+
+
+def create_keys(directory: str, rw_names: list[str] = (), ro_names: list[str] = (),
+                server_names: list[str] = ()) -> dict[str, str]:
+    """Server keys, the server-role key pairs (``default`` and ``server_names``) and one key pair per client name.
+
+    Returns {name: secret file path, 'server': public path}; server-role names are given as ``servers/NAME``.
+    """
     paths = {"server": create_server_keys(directory)}
+    for name in [DEFAULT_SERVER_KEY, *server_names]:
+        paths[f"servers/{name}"] = create_server_role_keys(directory, name)
     for role, names in (("rw", rw_names), ("ro", ro_names)):
         for name in names:
             paths[name] = create_client_keys(directory, name, role)
@@ -110,51 +149,119 @@ def client_options(server_key: bytes | str, keypair: tuple | str) -> dict:
             zmq.CURVE_SECRETKEY: secret}
 
 
-def server_options(keys_dir: str) -> dict:
-    """Socket options of a CURVE server socket, from ``keys_dir/server.key_secret``."""
-    public, secret = load_keypair(_keys_file(keys_dir, "server", "key_secret"))
+def server_options(keys_dir: str, domain: str = ZAP_DOMAIN, keypair: str | None = None) -> dict:
+    """Socket options of a CURVE server socket, from ``keys_dir/server.key_secret`` (or ``keypair``).
+
+    ``domain`` names who may connect: clients (``ZAP_DOMAIN``) or servers (``SERVER_DOMAIN``).
+    """
+    public, secret = load_keypair(keypair or _keys_file(keys_dir, "server", "key_secret"))
+    # ZAP_ENFORCE_DOMAIN: with no ZAP handler running libzmq would admit every key; this refuses them instead
     return {zmq.CURVE_SERVER: 1, zmq.CURVE_PUBLICKEY: public, zmq.CURVE_SECRETKEY: secret,
-            zmq.ZAP_DOMAIN: ZAP_DOMAIN.encode()}
+            zmq.ZAP_DOMAIN: domain.encode(), zmq.ZAP_ENFORCE_DOMAIN: 1}
+
+
+def server_role_options(keys_dir: str, name: str = DEFAULT_SERVER_KEY, peer: str | None = None) -> dict:
+    """Options of a server's connecting socket: its server-role key pair ``name``, expecting the broker's key.
+
+    With ``peer`` it expects the server-role key ``servers/PEER.key`` instead (the RW server's change
+    feed, the status feed ``pyzdb status`` binds).
+    """
+    server_key = _keys_file(os.path.join(keys_dir, "servers"), peer, "key") if peer else \
+        _keys_file(keys_dir, "server", "key")
+    return client_options(server_key, _existing_server_role_secret(keys_dir, name))
+
+
+def server_role_bind_options(keys_dir: str, name: str = DEFAULT_SERVER_KEY) -> dict:
+    """Options of a socket a server-role process binds (change feed, status feed): only server keys may connect."""
+    return server_options(keys_dir, SERVER_DOMAIN, _existing_server_role_secret(keys_dir, name))
+
+
+def _existing_server_role_secret(keys_dir: str, name: str) -> str:
+    path = server_role_secret(keys_dir, name)
+    if not os.path.exists(path):
+        raise AuthError(f"no server-role key pair {path}: servers, replicas and `pyzdb status` need one under "
+                        f"CURVE (make it with `pyzdb keygen {keys_dir} --server {name}`; existing keys are kept)")
+    return path
 
 
 def role_of(user_id: str | None) -> str:
-    """The role a ZAP User-Id names ('ro' only for an explicit read-only key)."""
-    return "ro" if user_id and user_id.startswith("ro:") else "rw"
+    """The role a ZAP User-Id names: 'rw' only for an explicit read-write key, else 'ro'."""
+    return "rw" if user_id and user_id.startswith("rw:") else "ro"
+
+
+def role_frame(user_id: str | None) -> bytes:
+    """The frame the relay puts before a request: ``pyzdb-role:<role>:<z85 key>`` from the ZAP User-Id."""
+    key = user_id.split(":", 1)[1] if user_id and ":" in user_id else ""
+    return ROLE_FRAMES[role_of(user_id)] + b":" + key.encode("ascii", "replace")
+
+
+def key_of_role_frame(frame: bytes) -> bytes | None:
+    """The client's z85 key a relay's role frame names; None when the frame is not a role frame."""
+    for prefix in ROLE_FRAMES.values():
+        if frame.startswith(prefix + b":") and len(frame) > len(prefix) + 1:
+            return frame[len(prefix) + 1:]
+    return None
 
 
 class RoleAuthenticator(ThreadAuthenticator):
-    """A ZAP handler on a thread that admits the keys of ``clients/rw`` and ``clients/ro`` and names their role.
+    """A ZAP handler on a thread: clients' keys on the fronts, server-role keys on the servers' sockets.
 
     >>> auth = RoleAuthenticator(zmq.Context.instance(), 'keys'); auth.start()   # doctest: +SKIP
+
+    One per context (zmq allows one ZAP handler per context): ``shared_authenticator`` hands it out.
     """
 
     def __init__(self, context: zmq.Context, keys_dir: str) -> None:
         super().__init__(context)
         self.keys_dir = keys_dir
-        for role in ROLES:
-            if not os.path.isdir(os.path.join(keys_dir, "clients", role)):
-                os.makedirs(os.path.join(keys_dir, "clients", role), exist_ok=True)
+        for folder in ("clients/rw", "clients/ro", "servers"):
+            os.makedirs(os.path.join(keys_dir, folder), exist_ok=True)
 
     def start(self) -> None:
-        """Start the ZAP thread and install the key check for every domain."""
+        """Start the ZAP thread and install the key check for both domains."""
         super().start()
         self.configure_curve_callback(ZAP_DOMAIN, self)
+        self.configure_curve_callback(SERVER_DOMAIN, self)
+
+    def _listed(self, folder: str, z85_key: bytes) -> bool:
+        return bool(zmq.auth.load_certificates(os.path.join(self.keys_dir, folder)).get(z85_key))
 
     def role(self, z85_key: bytes) -> str | None:
-        """'ro', 'rw' or None (unknown key) for a client's z85 public key; the directories are read now."""
+        """'ro', 'rw' or None (not a client key) for a z85 public key; the directories are read now."""
         for role in ("ro", "rw"):   # read-only wins when a key is in both
-            if zmq.auth.load_certificates(os.path.join(self.keys_dir, "clients", role)).get(z85_key):
+            if self._listed(os.path.join("clients", role), z85_key):
                 return role
         return None
 
     def callback(self, domain: str, z85_key: bytes) -> bool:
-        """Admit a connection only for a known key."""
-        return self.role(z85_key) is not None
+        """Admit a client key on the fronts, only a server-role key on the servers' sockets."""
+        if domain == SERVER_DOMAIN:
+            return self._listed("servers", z85_key)
+        return domain == ZAP_DOMAIN and self.role(z85_key) is not None
 
     def curve_user_id(self, client_public_key: bytes) -> str:
-        """``'rw:<z85>'`` or ``'ro:<z85>'``: the role travels in the User-Id of every message."""
+        """``'rw:<z85>'``, ``'ro:<z85>'`` or ``'sv:<z85>'``: the role travels in the User-Id of every message."""
         z85_key = zmq.utils.z85.encode(client_public_key)
-        return f"{self.role(z85_key) or 'ro'}:{z85_key.decode('ascii')}"
+        return f"{self.role(z85_key) or 'sv'}:{z85_key.decode('ascii')}"
+
+
+_AUTHENTICATORS: dict[int, RoleAuthenticator] = {}
+
+
+def shared_authenticator(context: zmq.Context, keys_dir: str) -> RoleAuthenticator:
+    """The started ``RoleAuthenticator`` of ``context``, started now if it has none yet."""
+    authenticator = _AUTHENTICATORS.get(id(context))
+    if authenticator is None or not authenticator.is_alive():
+        authenticator = _AUTHENTICATORS[id(context)] = RoleAuthenticator(context, keys_dir)
+        authenticator.start()
+    return authenticator
+
+
+def stop_authenticator(context: zmq.Context) -> None:
+    """Stop the shared authenticator of ``context``, if it has one."""
+    authenticator = _AUTHENTICATORS.pop(id(context), None)
+    if authenticator is not None:
+        authenticator.stop()
 
 
 def is_loopback(uri: str) -> bool:

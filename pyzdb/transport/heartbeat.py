@@ -34,12 +34,17 @@ def set_heartbeats(sock: zmq.Socket) -> None:
 
 
 class Beacon:
-    """A server's side: a DEALER to the broker's health socket, sending a beat with ``info()`` every INTERVAL."""
+    """A server's side: a DEALER to the broker's health socket, sending a beat with ``info()`` every INTERVAL.
 
-    def __init__(self, context: zmq.Context, address: str, info: Callable[[], dict]) -> None:
+    ``curve`` holds the socket options of a server-role key when the broker's health socket requires CURVE.
+    """
+
+    def __init__(self, context: zmq.Context, address: str, info: Callable[[], dict], curve: dict | None = None) -> None:
         self.info = info
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        for option, value in (curve or {}).items():   # a server-role key under CURVE
+            self.socket.setsockopt(option, value)
         self.socket.setsockopt(zmq.SNDHWM, 10)
         self.socket.connect(address)
         self.next_beat = 0.0
