@@ -27,9 +27,16 @@ FORGED_PID = 999_999_999
 
 # --- a raw ZMTP NULL handshake and the ports a process listens on ------------------------------------------------
 def completes_null_handshake(port: int, timeout: float = 2.0) -> bool:
-    """True when the peer on ``port`` answers a ZMTP 3.0 NULL greeting + READY with a NULL greeting and READY."""
+    """True when the peer on ``port`` answers a ZMTP 3.0 NULL greeting + READY with a NULL greeting and READY.
+
+    Tried as a DEALER, a SUB and a PUB, since a peer refuses a READY naming a socket type it cannot talk to.
+    """
+    return any(_null_handshake_as(port, kind, timeout) for kind in (b"DEALER", b"SUB", b"PUB"))
+
+
+def _null_handshake_as(port: int, socket_type: bytes, timeout: float) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(GREETING + ready_command(b"DEALER"))
+        sock.sendall(GREETING + ready_command(socket_type))
         received, deadline = b"", time.monotonic() + timeout
         while time.monotonic() < deadline and not (len(received) >= 64 and b"\x05READY" in received[64:]):
             try:
@@ -168,8 +175,9 @@ def health_table(keys: str, address: str, name: str = "default") -> dict | None:
 
 
 # --- the scan ------------------------------------------------------------------------------------------------------
-def test_the_scan_finds_a_plain_door_and_not_a_curve_one(keys):
-    plain, guarded = zmq.Context.instance().socket(zmq.ROUTER), zmq.Context.instance().socket(zmq.ROUTER)
+@pytest.mark.parametrize("kind", [zmq.ROUTER, zmq.PUB, zmq.SUB])
+def test_the_scan_finds_a_plain_door_and_not_a_curve_one(keys, kind):
+    plain, guarded = zmq.Context.instance().socket(kind), zmq.Context.instance().socket(kind)
     auth.shared_authenticator(zmq.Context.instance(), keys)
     for option, value in auth.server_options(keys).items():
         guarded.setsockopt(option, value)
@@ -179,8 +187,8 @@ def test_the_scan_finds_a_plain_door_and_not_a_curve_one(keys):
         assert not completes_null_handshake(guarded_port)
         assert {plain_port, guarded_port} <= listening_ports(os.getpid())
     finally:
-        plain.close()
-        guarded.close()
+        plain.close(0)
+        guarded.close(0)
 
 
 def test_serve_curve_has_no_port_that_speaks_plain_zmtp(keys, serve):
