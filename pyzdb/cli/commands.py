@@ -13,7 +13,7 @@ import zmq
 from pyzdb.broker.queues import Broker, BrokerConfig
 from pyzdb.cli.arguments import store_url
 from pyzdb.cli.signals import run_until_signal
-from pyzdb.errors import Error
+from pyzdb.errors import AuthError, Error
 from pyzdb.server.database import Database
 from pyzdb.server.rw import ReadWriteServer, ServerConfig
 from pyzdb.storage import open_store
@@ -220,6 +220,9 @@ def _status_curve(args: argparse.Namespace) -> tuple[dict | None, dict | None]:
     if not getattr(args, "curve", None):
         warn_if_exposed([args.status_feed], None)
         return None, None
+    if not args.curve_keypair:
+        raise AuthError("--curve needs --curve-keypair too: a client key (clients/rw or clients/ro) to ask the "
+                        "read-write server for its status")
     auth.shared_authenticator(zmq.Context.instance(), args.curve)
     return (auth.server_role_options(args.curve, args.server_key),
             auth.server_role_bind_options(args.curve, args.server_key))
