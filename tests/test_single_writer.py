@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 
+import msgpack
 import pytest
 from kttt_fixtures import real_address, start_protocol_server
 
@@ -200,3 +201,37 @@ def test_status_and_check_show_the_identity_and_check_runs_beside_the_writer(tmp
         assert service.client().status()["database"] == identity    # the identity survives a restart
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize("older", ["meta-without-id", "no-meta"])
+def test_an_older_store_gets_an_identity_at_its_next_read_write_open_and_keeps_its_data(tmp_path, older):
+    records = "3" if older == "meta-without-id" else "100000"
+    with EmbeddedService("--checkpoint-records", records, data_dir=str(tmp_path)) as service:
+        db = service.client()
+        for i in range(10):
+            db[f"k{i}"] = i
+        deadline = time.monotonic() + 10
+        while older == "meta-without-id" and db.status()["checkpoint_seq"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (db.status()["checkpoint_seq"] > 0) == (older == "meta-without-id")
+        expected = db._run()
+    store = open_store(f"sqlite:///{tmp_path}/pyzdb.db")
+    if older == "no-meta":   # as an older pyzdb left a store it never checkpointed: only the log
+        store.remove_bulk([b"meta"])
+    else:                    # as an older pyzdb wrote it: a meta record without id and created
+        meta = msgpack.unpackb(store.get_bulk([b"meta"])[b"meta"])
+        del meta["id"], meta["created"]
+        store.set_bulk({b"meta": msgpack.packb(meta)})
+    store.close()
+    check = pyzdb("check", "--data", str(tmp_path))
+    assert check.returncode == 0 and "(no id yet)" in check.stdout and "10 top-level keys" in check.stdout
+    service.start()
+    try:
+        db = service.client()
+        assert db._run() == expected
+        identity = db.status()["database"]
+        assert identity and len(identity) == 32
+    finally:
+        service.stop()
+    check = pyzdb("check", "--data", str(tmp_path))
+    assert check.returncode == 0 and f"database {identity}" in check.stdout
