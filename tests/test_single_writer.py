@@ -18,8 +18,10 @@ import pytest
 from kttt_fixtures import real_address, start_protocol_server
 
 from pyzdb.errors import ClaimLost, ServiceUnavailable
+from pyzdb.server.database import Database
 from pyzdb.storage import open_store
 from pyzdb.storage.claim import CLAIM_KEY
+from pyzdb.storage.journal import META_KEY, Journal
 from pyzdb.testing import EmbeddedService, free_ports, start_process, stop_process
 
 LEASE = "1"          # seconds: a short lease, so a takeover in a test takes about two
@@ -61,6 +63,20 @@ def second_serve(data_dir, *extra):
                  "--rw-back", f"tcp://127.0.0.1:{ports[1]}", "--ro-front", f"tcp://127.0.0.1:{ports[2]}",
                  "--ro-back", f"tcp://127.0.0.1:{ports[3]}", "--feed", f"tcp://127.0.0.1:{ports[4]}",
                  "--health", "", *extra)
+
+
+def make_database(url, values, checkpoint=False):
+    """A database made in this process, as a read-write server makes one: its id, then one record per value."""
+    store = open_store(url)
+    db = Database(Journal(store))
+    db.open()
+    for rid, (key, value) in enumerate(values.items(), 1):
+        db.handle(b"maker", rid, {"op": "set", "path": [key], "value": value})
+        db.commit()
+    if checkpoint:
+        data, seq, crc = db.snapshot()
+        db.journal.write_checkpoint(data, seq, crc)
+    store.close()
 
 
 def tree_of(path):
@@ -159,8 +175,7 @@ def test_replica_on_a_directory_without_a_database_exits_and_creates_nothing(tmp
 
 
 def test_replica_of_another_database_refuses_to_serve(tmp_path):
-    with EmbeddedService(data_dir=str(tmp_path / "other")) as other:
-        other.client()["x"] = "other"
+    make_database(f"sqlite:///{tmp_path}/other/pyzdb.db", {"x": "other"})
     with EmbeddedService(data_dir=str(tmp_path / "main")) as service:
         service.client()["x"] = "main"
         args = ["server", "--ro", "--back", service.ro_back, "--feed", service.feed, "--health", "",
@@ -195,6 +210,8 @@ def test_status_and_check_show_the_identity_and_check_runs_beside_the_writer(tmp
         assert check.returncode == 0 and f"database {identity}" in check.stdout
         status = pyzdb("status", "--data", str(tmp_path))
         assert status.returncode == 0 and identity in status.stdout
+        dump = pyzdb("dump", str(tmp_path / "out.jsonl"), "--data", str(tmp_path))
+        assert dump.returncode == 0 and '["x", 1]' in (tmp_path / "out.jsonl").read_text()
         db["x"] = 2                         # neither took the writer's claim
     service.start()
     try:
@@ -205,33 +222,24 @@ def test_status_and_check_show_the_identity_and_check_runs_beside_the_writer(tmp
 
 @pytest.mark.parametrize("older", ["meta-without-id", "no-meta"])
 def test_an_older_store_gets_an_identity_at_its_next_read_write_open_and_keeps_its_data(tmp_path, older):
-    records = "3" if older == "meta-without-id" else "100000"
-    with EmbeddedService("--checkpoint-records", records, data_dir=str(tmp_path)) as service:
-        db = service.client()
-        for i in range(10):
-            db[f"k{i}"] = i
-        deadline = time.monotonic() + 10
-        while older == "meta-without-id" and db.status()["checkpoint_seq"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert (db.status()["checkpoint_seq"] > 0) == (older == "meta-without-id")
-        expected = db._run()
-    store = open_store(f"sqlite:///{tmp_path}/pyzdb.db")
+    url = f"sqlite:///{tmp_path}/pyzdb.db"
+    expected = {f"k{i}": i for i in range(10)}
+    make_database(url, expected, checkpoint=older == "meta-without-id")
+    store = open_store(url)
     if older == "no-meta":   # as an older pyzdb left a store it never checkpointed: only the log
-        store.remove_bulk([b"meta"])
+        store.remove_bulk([META_KEY])
     else:                    # as an older pyzdb wrote it: a meta record without id and created
-        meta = msgpack.unpackb(store.get_bulk([b"meta"])[b"meta"])
+        meta = msgpack.unpackb(store.get_bulk([META_KEY])[META_KEY])
+        assert meta["gen"] == 1
         del meta["id"], meta["created"]
-        store.set_bulk({b"meta": msgpack.packb(meta)})
+        store.set_bulk({META_KEY: msgpack.packb(meta)})
     store.close()
     check = pyzdb("check", "--data", str(tmp_path))
     assert check.returncode == 0 and "(no id yet)" in check.stdout and "10 top-level keys" in check.stdout
-    service.start()
-    try:
+    with EmbeddedService(data_dir=str(tmp_path)) as service:
         db = service.client()
         assert db._run() == expected
         identity = db.status()["database"]
         assert identity and len(identity) == 32
-    finally:
-        service.stop()
     check = pyzdb("check", "--data", str(tmp_path))
     assert check.returncode == 0 and f"database {identity}" in check.stdout

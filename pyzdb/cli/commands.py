@@ -59,6 +59,8 @@ def _serve_claimed(server: ReadWriteServer, db: Database, name: str) -> int:
     """Serve until a signal, or until the store's claim is taken over (exit code 3); then give the claim up."""
     claim = db.journal.claim
     claim.on_lost = lambda reason: server.stop()
+    if claim.lost:           # lost while the store was loading
+        server.stop()
     try:
         run_until_signal(server.stop, server.serve_forever)
     finally:

@@ -174,6 +174,8 @@ class ReplicaServer:
 
     # --- requests ------------------------------------------------------------------
     def _serve_requests(self) -> None:
+        if self.wrong_database:   # never answer from another database's tree, not even in this last step
+            return
         for _ in range(1000):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)

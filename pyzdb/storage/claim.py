@@ -29,7 +29,7 @@ CLAIM_KEY = b"claim"
 TAKEOVER_PREFIX = b"claim/takeover/"
 DEFAULT_LEASE = 5.0
 RENEWALS_PER_LEASE = 4    # the holder renews its record every lease / 4
-VALID_FRACTION = 0.5      # and acknowledges writes until lease / 2 after its last renewal was sent
+VALID_FRACTION = 0.75     # and acknowledges writes until 3/4 of the lease after its last renewal was sent
 
 
 def holder_facts(lease: float | None = None) -> dict:
@@ -136,11 +136,11 @@ class LeaseClaim(Claim):
     the holder's lease: a record that changes means a live holder
     (ClaimHeld); one unchanged for the whole lease is a dead holder's, taken
     over through an atomic ``add`` of ``claim/takeover/<its token>`` (one
-    taker wins), then waited on for half the holder's lease so that anything
-    the old holder might still acknowledge ends first. The holder renews
-    every lease / 4 (reading the record first: a foreign token means it was
-    taken over) and ``check()`` refuses writes from lease / 2 after the last
-    renewal that was sent.
+    taker wins), then waited on for a bit more than 3/4 of the holder's lease
+    so that anything the old holder might still acknowledge ends first. The
+    holder renews every lease / 4 (reading the record first: a foreign token
+    means it was taken over) and ``check()`` refuses writes from 3/4 of the
+    lease after the last renewal that was sent.
     """
 
     kind = "lease"
@@ -289,9 +289,9 @@ def open_claim(store: Store, lease: float = DEFAULT_LEASE) -> Claim:
     if isinstance(store, PrefixedStore):
         inner, prefix = store.inner, store.prefix
     path = getattr(inner, "path", None)
-    if isinstance(path, str):   # sqlite: one lock file per file and prefix
+    if isinstance(path, str):   # sqlite: one lock file per file (however its path is spelled) and prefix
         suffix = "." + prefix.hex() if prefix else ""
-        return FileLockClaim(f"{path}{suffix}.lock", store.url)
+        return FileLockClaim(f"{os.path.realpath(path)}{suffix}.lock", store.url)
     if inner.url.startswith("memory:"):
         return Claim()
     return LeaseClaim(store, lease)
