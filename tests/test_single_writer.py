@@ -8,6 +8,7 @@ another database than the RW server's refuses to serve.
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -159,6 +160,37 @@ def test_writer_whose_lease_was_taken_over_stops_acknowledging_and_exits(lease_s
         store.close()
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize("scheme", ["kt", "tt"])
+def test_writer_refuses_writes_while_its_lease_is_not_renewed_and_resumes_once_it_is(scheme, tmp_path):
+    server = start_protocol_server()      # its own: the test freezes it
+    port = server.kt_port if scheme == "kt" else server.tt_port
+    url = f"{scheme}://127.0.0.1:{port}{'/0' if scheme == 'kt' else ''}"
+    service = EmbeddedService("--store", url, "--claim-lease", LEASE, data_dir=str(tmp_path))
+    try:
+        service.start()
+        db = service.client(timeout=5)
+        db["x"] = 1
+        os.kill(server.pid, signal.SIGSTOP)   # the store stops answering: no renewal gets through
+        try:
+            time.sleep(float(LEASE))              # past 3/4 of the lease since the last renewal
+            with pytest.raises(ClaimLost, match="not renewed"):
+                db["x"] = 2
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while True:                           # the next renewal finds the record still its own
+            try:
+                db["x"] = 3
+                break
+            except ClaimLost:
+                assert time.monotonic() < deadline, "writes were not accepted again after the store came back"
+                time.sleep(0.1)
+        assert db["x"]._run() == 3 and service.proc.poll() is None
+    finally:
+        service.stop()
+        server.stop()
 
 
 # --- a database identity ------------------------------------------------------------------
