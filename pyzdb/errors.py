@@ -118,6 +118,27 @@ class CorruptStore(StoreError):
     """The journal's records in a store are missing, foreign or do not decode."""
 
 
+class NoDatabase(StoreError):
+    """The store holds no pyzdb database (a wrong --data or --store?); only a read-write server creates one."""
+
+
+class WrongDatabase(StoreError):
+    """The store holds another database than the one the read-write server serves (their identities differ)."""
+
+
+# --- one writer per store ----------------------------------------------------------
+class ClaimError(Error):
+    """The read-write server's claim on its store (one writer per database) cannot be had or was lost."""
+
+
+class ClaimHeld(ClaimError):
+    """Another read-write server holds the store's claim; the message names it (host, pid, start time)."""
+
+
+class ClaimLost(ClaimError):
+    """This server's claim on its store ended (lease not renewed in time, or taken over): it no longer acknowledges writes."""
+
+
 class InternalError(Error):
     """An unexpected failure inside the server; the request had no effect."""
 
@@ -129,6 +150,7 @@ BY_NAME: dict[str, type[Error]] = {
         PathKeyError, PathIndexError, ValueTypeError, InvalidValue, ReadOnlyError,
         UndoError, FileAccessError, LockError, LockTimeout, LockLost, ServiceUnavailable, NoAnswer,
         AuthError, StoreError, StoreConnectionError, StoreTimeout, StoreProtocolError,
-        RecordTooLarge, CorruptStore, InternalError,
+        RecordTooLarge, CorruptStore, NoDatabase, WrongDatabase, ClaimError, ClaimHeld, ClaimLost,
+        InternalError,
     ]
 }

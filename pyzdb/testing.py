@@ -52,15 +52,24 @@ def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeo
         proc.wait()
 
 
-def wait_answering(rw_uri: str, timeout: float, what: str, log: Any) -> None:
-    """Return once the read-write server behind ``rw_uri`` answers a ping; else raise RuntimeError with ``log()``."""
-    db, _ = client(rw_uri, timeout=timeout)
-    try:
-        db.ping()
-    except Error as exc:
-        raise RuntimeError(f"{what} did not start: {exc}\n{log()}") from exc
-    finally:
-        db._conn.close()
+def wait_answering(rw_uri: str, timeout: float, what: str, log: Any, proc: subprocess.Popen | None = None) -> None:
+    """Return once the read-write server behind ``rw_uri`` answers a ping; else raise RuntimeError with ``log()``.
+
+    It waits up to ``timeout`` for a server that is still starting (loading,
+    or waiting out a dead writer's claim), but not for a ``proc`` that ended.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = max(deadline - time.monotonic(), 0.1)
+        db, _ = client(rw_uri, timeout=left, connect_timeout=min(left, 2.0))
+        try:
+            db.ping()
+            return
+        except Error as exc:
+            if time.monotonic() >= deadline or (proc is not None and proc.poll() is not None):
+                raise RuntimeError(f"{what} did not start: {exc}\n{log()}") from exc
+        finally:
+            db._conn.close()
 
 
 class EmbeddedService:
@@ -98,7 +107,7 @@ class EmbeddedService:
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Wait until the read-write server answers."""
-        wait_answering(self.rw_uri, timeout, "pyzdb serve", self.log)
+        wait_answering(self.rw_uri, timeout, "pyzdb serve", self.log, self.proc)
 
     def client(self, *, ro: bool = False, timeout: float = 10.0, **options: Any) -> Proxy:
         """A client connected to this service (reads on the RO queue too with ``ro=True``)."""
@@ -191,7 +200,7 @@ class Cluster:
                                      "--ro-front", self.ro_uri, "--ro-back", self.ro_back, "--health", self.health],
                                     self._log("broker"))
         self.rw = start_process(["server", "--back", self.rw_back, *self._server_args()], self._log("rw"))
-        wait_answering(self.rw_uri, timeout, "the RW server", lambda: self.log("rw"))
+        wait_answering(self.rw_uri, timeout, "the RW server", lambda: self.log("rw"), self.rw)
         for index in range(len(self.replicas)):
             self.start_replica(index, wait=False)
         self.wait_replicas(range(len(self.replicas)), timeout)

@@ -1,10 +1,11 @@
-"""The Kyoto Tycoon half of tests/protocol_server.py: databases, bulk commands, scripts, the replication stream."""
+"""The Kyoto Tycoon half of tests/protocol_server.py: databases, bulk commands, scripts, replication, HTTP /rpc/add."""
 from __future__ import annotations
 
 import bisect
 import struct
 import threading
 import time
+import urllib.parse
 
 from protocol_peer import Peer, varint
 
@@ -193,11 +194,40 @@ def kt_replication(peer: Peer, data: KTData) -> bool:
             ts, rts = max(ts, mts), max(rts, mts)
 
 
+def kt_http(peer: Peer, data: KTData, first: bytes) -> bool:
+    """An HTTP request on the same port (a first byte below 0x80): ``/rpc/add`` only, 200 stored / 450 exists; then close."""
+    lines = [first + peer.rfile.readline()]
+    while lines[-1] not in (b"\r\n", b"\n", b""):
+        lines.append(peer.rfile.readline())
+    target = lines[0].split(b" ")[1].decode("latin-1") if len(lines[0].split(b" ")) > 1 else ""
+    path, _, query = target.partition("?")
+    params = {k: urllib.parse.unquote_to_bytes(v) for k, _, v in (p.partition("=") for p in query.split("&") if p)}
+    status = "501 Not Implemented"
+    if path == "/rpc/add" and "key" in params:
+        db = int(params.get("DB", b"0"))
+        with data.cond:
+            if db >= len(data.dbs):
+                status = "400 Bad Request"
+            elif data.get(db, params["key"]) is not None:
+                status = "450 Logical Inconsistency"
+            else:
+                data.set(db, params["key"], params.get("value", b""), XT_MAX)
+                status = "200 OK"
+    peer.send(f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+    return False
+
+
 KT_COMMANDS = {B_SET: kt_set_bulk, B_REMOVE: kt_remove_bulk, B_GET: kt_get_bulk,
                B_SCRIPT: kt_play_script, B_REPL: kt_replication}
 
 
 def kt_session(peer: Peer, data: KTData) -> None:
     """Binary requests until one fails (failed bulk op, unknown magic byte) or the client leaves."""
-    while (command := KT_COMMANDS.get(peer.read(1)[0])) and command(peer, data):
-        pass
+    while True:
+        first = peer.read(1)
+        if first[0] < 0x80 and first[0] != 0:
+            kt_http(peer, data, first)
+            return
+        command = KT_COMMANDS.get(first[0])
+        if not (command and command(peer, data)):
+            return

@@ -36,9 +36,10 @@ def store_url(request, protocol_server, tmp_path):
 
 
 def make_service(store_url, tmp_path):
-    # small checkpoints in small chunks, so that every run goes through several generations
+    # small checkpoints in small chunks, so that every run goes through several generations; a short claim
+    # lease, so that a start after a kill -9 on KT/TT waits out the dead writer's lease quickly
     return EmbeddedService("--store", store_url, "--checkpoint-records", "40", "--chunk-size", "2048",
-                           "--checkpoint-seconds", "1", data_dir=str(tmp_path / "data"))
+                           "--checkpoint-seconds", "1", "--claim-lease", "1", data_dir=str(tmp_path / "data"))
 
 
 def test_writes_undo_and_checkpoints_survive_restarts(store_url, tmp_path):

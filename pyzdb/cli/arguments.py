@@ -6,6 +6,7 @@ import os
 
 from pyzdb import __version__
 from pyzdb.storage import DURABILITIES
+from pyzdb.storage.claim import DEFAULT_LEASE
 from pyzdb.transport import wire
 from pyzdb.tree.history import DEFAULT_DEPTH
 
@@ -44,6 +45,9 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint-records", type=int, default=20_000, help="checkpoint after this many log records")
     group.add_argument("--checkpoint-bytes", type=int, default=64 << 20, help="checkpoint after this many log bytes")
     group.add_argument("--checkpoint-seconds", type=float, default=300.0, help="checkpoint after this long with writes")
+    group.add_argument("--claim-lease", type=float, default=DEFAULT_LEASE,
+                       help="kt:// and tt:// stores: seconds a dead writer's lease record keeps its claim on the "
+                            "store before another read-write server takes it over (default %(default)s)")
     group.add_argument("--files-root", action="append", default=[], help="directory File references may be read from (repeatable; default DATA/files)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every checkpoint and fault")
     _server_key_option(parser)
@@ -71,6 +75,11 @@ class DefaultsFormatter(argparse.HelpFormatter):
         if "%(default)" in text or action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
             return text
         return f"{text} (default %(default)s)"
+
+
+def _offline_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--data", help=f"{what}: the data directory of a sqlite store (default: ask --uri's server)")
+    parser.add_argument("--store", help=f"{what}: a store URL (default: ask --uri's server)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,10 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("file", help="the dump file (.jsonl or .msgpack)")
         cmd.add_argument("--uri", default=DEFAULTS["rw_front"], help="the service's read-write address")
         cmd.add_argument("--format", choices=("jsonl", "msgpack"), help="default: from the file name (.jsonl or .msgpack)")
+    _offline_options(sub.choices["dump"], "dump the store offline, with no server")
     status = sub.add_parser("status", help="which servers are alive; seq, log, checkpoint, store of the read-write server")
     status.add_argument("--uri", default=DEFAULTS["rw_front"], help="the service's read-write address")
     status.add_argument("--status-feed", default=DEFAULTS["status_feed"],
                         help="address to listen on for replicas' status reports ('' to skip them)")
+    _offline_options(status, "show the store's facts offline, with no server")
     status.add_argument("--listen", type=float, default=1.2, help="seconds to listen for replicas' reports")
     bench = sub.add_parser("bench", help="the benchmark suite against redis-py and ZEO (from a source checkout)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of `python -m bench` (see its --help)")

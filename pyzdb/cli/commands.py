@@ -13,10 +13,11 @@ import zmq
 from pyzdb.broker.queues import Broker, BrokerConfig
 from pyzdb.cli.arguments import store_url
 from pyzdb.cli.signals import run_until_signal
-from pyzdb.errors import AuthError, Error
+from pyzdb.errors import AuthError, Error, NoDatabase
 from pyzdb.server.database import Database
 from pyzdb.server.rw import ReadWriteServer, ServerConfig
 from pyzdb.storage import open_store
+from pyzdb.storage.claim import open_claim
 from pyzdb.storage.journal import Journal
 from pyzdb.transport import curve as auth
 from pyzdb.transport import wire
@@ -35,14 +36,22 @@ def _progress(label: str):
 
 
 def open_database(args: argparse.Namespace) -> Database:
-    """Open the store the options name and recover the tree from its journal."""
+    """Claim the store the options name (ClaimHeld if another writer has it), then recover the tree from its journal."""
     store = open_store(store_url(args), durability=args.durability)
-    roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
-    db = Database(Journal(store, chunk_size=args.chunk_size), history_depth=args.history_depth,
-                  lock_lease=args.lock_lease, file_roots=roots, durability=args.durability)
-    started = time.monotonic()
-    seq = db.open(_progress("loading checkpoint chunks"))
-    print(f"pyzdb: {store.url} at seq {seq}, {len(db.engine.tree)} top-level keys, "
+    journal = Journal(store, chunk_size=args.chunk_size)
+    journal.claim = open_claim(store, args.claim_lease)
+    try:
+        journal.claim.acquire()
+        roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
+        db = Database(journal, history_depth=args.history_depth, lock_lease=args.lock_lease, file_roots=roots,
+                      durability=args.durability)
+        started = time.monotonic()
+        seq = db.open(_progress("loading checkpoint chunks"))
+    except BaseException:
+        journal.claim.release()
+        store.close()
+        raise
+    print(f"pyzdb: {store.url} database {journal.identity} at seq {seq}, {len(db.engine.tree)} top-level keys, "
           f"loaded in {time.monotonic() - started:.2f} s", file=sys.stderr, flush=True)
     return db
 
@@ -54,6 +63,24 @@ def warn_if_exposed(bound: list[str | None], curve: str | None) -> None:
         print("\n*** pyzdb WARNING: binding " + ", ".join(exposed) + " beyond loopback WITHOUT CURVE: anyone who"
               " can reach it can read and change every value, pose as a server or listen to the feeds."
               " Use --curve KEYS_DIR (see `pyzdb keygen`). ***\n", file=sys.stderr, flush=True)
+
+
+def _serve_claimed(server: ReadWriteServer, db: Database, name: str) -> int:
+    """Serve until a signal, or until the store's claim is taken over (exit code 3); then give the claim up."""
+    claim = db.journal.claim
+    claim.on_lost = lambda reason: server.stop()
+    if claim.lost:           # lost while the store was loading
+        server.stop()
+    try:
+        run_until_signal(server.stop, server.serve_forever)
+    finally:
+        lost = claim.lost
+        claim.release()
+        db.journal.store.close()
+    if lost:
+        print(f"pyzdb {name}: stopped: {lost}", file=sys.stderr)
+        return 3
+    return 0
 
 
 def _server_config(args: argparse.Namespace, back: str) -> ServerConfig:
@@ -107,15 +134,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (zmq.ZMQError, OSError) as exc:
         print(f"pyzdb serve: cannot bind {args.rw_front} / {args.ro_front}: {exc} (is another pyzdb running?)",
               file=sys.stderr)
+        db.journal.claim.release()
         return 2
     print(f"pyzdb serving: read-write {args.rw_front}, read-only {args.ro_front}, store {db.journal.store.url}",
           file=sys.stderr, flush=True)
     try:
-        run_until_signal(server.stop, server.serve_forever)
+        return _serve_claimed(server, db, "serve")
     finally:
         broker.stop()
-        db.journal.store.close()
-    return 0
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -148,11 +174,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         auth.shared_authenticator(zmq.Context.instance(), args.curve)
     server = ReadWriteServer(db, config)
     print(f"pyzdb server (read-write) on {back}, store {db.journal.store.url}", file=sys.stderr, flush=True)
-    try:
-        run_until_signal(server.stop, server.serve_forever)
-    finally:
-        db.journal.store.close()
-    return 0
+    return _serve_claimed(server, db, "server")
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
@@ -170,6 +192,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     """
     from pyzdb.broker.health import query_status, summary
     from pyzdb.client import client
+    if args.data or args.store:
+        return _status_offline(args)
     try:
         health_curve, listen_curve = _status_curve(args)
     except Error as exc:
@@ -252,7 +276,13 @@ def _print_replicas(reports: dict | str, address: str, rw_seq: int) -> None:
 
 def cmd_dump(args: argparse.Namespace) -> int:
     """Write the tree to a file, one top-level key at a time."""
-    from pyzdb.cli.dump import dump
+    from pyzdb.cli.dump import dump, dump_tree
+    if args.data or args.store:
+        db = _open_offline(args, "dump")
+        if db is None:
+            return 1
+        db.journal.store.close()
+        return dump_tree(db.engine.tree, args.file, args.format)
     return dump(args.uri, args.file, args.format)
 
 
@@ -263,20 +293,54 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Verify a store offline: meta, every checkpoint chunk, every log record, and their replay."""
-    store = open_store(store_url(args))
-    db = Database(Journal(store))
-    try:
-        seq = db.open(clean=False)
-    except Error as exc:
-        print(f"pyzdb check: FAILED: {exc}", file=sys.stderr)
+    """Verify a store offline: meta, every checkpoint chunk, every log record, and their replay.
+
+    It only reads: it takes no claim (it runs beside the server) and refuses a store that holds no database.
+    """
+    db = _open_offline(args, "check: FAILED")
+    if db is None:
         return 1
-    finally:
-        store.close()
-    meta = db.journal.meta
-    print(f"pyzdb check: OK: {store.url}: checkpoint generation {meta.get('gen', 0)} at seq {meta.get('seq', 0)} "
+    db.journal.store.close()
+    store, meta, seq = db.journal.store, db.journal.meta, db.journal.seq
+    print(f"pyzdb check: OK: {store.url}: database {meta.get('id') or '(no id yet)'}, checkpoint generation {meta.get('gen', 0)} at seq {meta.get('seq', 0)} "
           f"({meta.get('chunks', 0)} chunks, {meta.get('size', 0)} bytes), log up to seq {seq}, "
           f"{len(db.engine.tree)} top-level keys")
+    return 0
+
+
+def _open_offline(args: argparse.Namespace, name: str) -> Database | None:
+    """Recover the database in the store the options name, only reading: no claim, nothing created.
+
+    None (after saying why on stderr) if the store is missing, holds no database or does not recover.
+    """
+    try:
+        store = open_store(store_url(args), create=False)
+    except Error as exc:
+        print(f"pyzdb {name}: {exc}", file=sys.stderr)
+        return None
+    db = Database(Journal(store))
+    try:
+        if not db.journal.holds_database():
+            raise NoDatabase(f"{store.url} holds no pyzdb database (a wrong --data or --store?)")
+        db.open(clean=False)
+    except Error as exc:
+        print(f"pyzdb {name}: {exc}", file=sys.stderr)
+        store.close()
+        return None
+    return db
+
+
+def _status_offline(args: argparse.Namespace) -> int:
+    """``pyzdb status --data/--store``: the store's facts read offline (no server needed)."""
+    db = _open_offline(args, "status")
+    if db is None:
+        return 1
+    facts = {**db.status(), "role": "offline", "created": db.journal.meta.get("created")}
+    db.journal.store.close()
+    for key, value in facts.items():
+        if key in ("checkpoint_time", "created") and value:
+            value = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))
+        print(f"{key:20} {value}")
     return 0
 
 

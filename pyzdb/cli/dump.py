@@ -110,25 +110,41 @@ def dump(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
     >>> dump('tcp://127.0.0.1:5559', 'tree.jsonl')     # doctest: +SKIP
     0
     """
-    count = 0
     try:
         fmt = choose_format(path, fmt)
         db, _ = client(uri, timeout=30, **options)
         keys = db.keys()
-        progress = Progress("dump", len(keys))
-        with _output(path) as out:
-            out.write(encode_record(header(len(keys)), fmt))
-            for start in range(0, len(keys), READ_BATCH):
-                part = keys[start:start + READ_BATCH]
-                chunk = [encode_record([key, value], fmt) for key, value in read_values(db, part)]
-                out.write(b"".join(chunk))
-                count += len(chunk)
-                progress.add(len(part))
-        progress.finish()
+        code = _write_dump(path, fmt, keys, lambda part: read_values(db, part))
         db.close()
+        return code
     except (Error, DumpFileError, OSError, TypeError, ValueError) as exc:
         print(f"pyzdb dump: {exc}", file=sys.stderr)
         return 1
+
+
+def dump_tree(tree: dict, path: str, fmt: str | None = None) -> int:
+    """Write a tree read offline from a store (``pyzdb dump --data/--store``) to ``path``; return an exit code."""
+    try:
+        fmt = choose_format(path, fmt)
+        return _write_dump(path, fmt, list(tree), lambda part: ((key, tree[key]) for key in part))
+    except (Error, DumpFileError, OSError, TypeError, ValueError) as exc:
+        print(f"pyzdb dump: {exc}", file=sys.stderr)
+        return 1
+
+
+def _write_dump(path: str, fmt: str, keys: list, read: Any) -> int:
+    """The header and one record per key that ``read(keys)`` still yields, into ``path``; the exit code 0."""
+    progress = Progress("dump", len(keys))
+    count = 0
+    with _output(path) as out:
+        out.write(encode_record(header(len(keys)), fmt))
+        for start in range(0, len(keys), READ_BATCH):
+            part = keys[start:start + READ_BATCH]
+            chunk = [encode_record([key, value], fmt) for key, value in read(part)]
+            out.write(b"".join(chunk))
+            count += len(chunk)
+            progress.add(len(part))
+    progress.finish()
     print(f"pyzdb dump: {count} top-level keys written to {path} ({fmt})", file=sys.stderr)
     return 0
 

@@ -8,12 +8,15 @@ import time
 
 from pyzdb.cli.arguments import store_url
 from pyzdb.cli.signals import run_until_signal
-from pyzdb.errors import Error
+from pyzdb.errors import Error, NoDatabase, WrongDatabase
+from pyzdb.server.feed import wait_for_identity
 from pyzdb.server.follower import Follower
 from pyzdb.server.replica import ReplicaConfig, ReplicaServer
 from pyzdb.storage import open_store
 from pyzdb.storage.journal import Journal
 from pyzdb.transport import curve as auth
+
+IDENTITY_WAIT = 1.5   # seconds a starting replica listens for the read-write server's database id
 
 
 def replica_config(args: argparse.Namespace) -> ReplicaConfig:
@@ -34,7 +37,11 @@ def replica_config(args: argparse.Namespace) -> ReplicaConfig:
 
 
 def run_replica(args: argparse.Namespace) -> int:
-    """``pyzdb server --ro``: load the store's state, then serve reads until SIGTERM."""
+    """``pyzdb server --ro``: load the store's state, check it is the RW server's database, serve reads until SIGTERM.
+
+    A store that holds no database (nothing is created) or another database
+    than the one the feed announces: exit code 2 or 3, before joining the queue.
+    """
     try:
         config = replica_config(args)
     except Error as exc:
@@ -45,13 +52,22 @@ def run_replica(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        store = open_store(store_url(args), durability="none")
-        follower = Follower(Journal(store, chunk_size=args.chunk_size))
-        started = time.monotonic()
-        follower.load()
+        store = open_store(store_url(args), durability="none", create=False)
     except Error as exc:
         print(f"pyzdb server --ro: {exc}", file=sys.stderr)
         return 2
+    try:
+        follower = Follower(Journal(store, chunk_size=args.chunk_size))
+        if not follower.journal.holds_database():
+            raise NoDatabase(f"{store.url} holds no pyzdb database (a wrong --data or --store?); "
+                             f"a replica serves only a database a read-write server made")
+        started = time.monotonic()
+        follower.load()
+        _check_identity(follower, config.feed, config.peer_curve)
+    except Error as exc:
+        print(f"pyzdb server --ro: {exc}", file=sys.stderr)
+        store.close()
+        return 3 if isinstance(exc, WrongDatabase) else 2
     print(f"pyzdb replica {config.name}: {store.url} at seq {follower.seq}, loaded in "
           f"{time.monotonic() - started:.2f} s; serving reads on {config.back}", file=sys.stderr, flush=True)
     try:
@@ -59,4 +75,23 @@ def run_replica(args: argparse.Namespace) -> int:
         run_until_signal(server.stop, server.serve_forever)
     finally:
         store.close()
+    if server.wrong_database:
+        print(f"pyzdb server --ro: stopped: {server.wrong_database}", file=sys.stderr)
+        return 3
     return 0
+
+
+def _check_identity(follower: Follower, feed: str | None, curve: dict | None = None) -> None:
+    """WrongDatabase if the read-write server announces another database id than the store's.
+
+    Silence (no read-write server yet) is not an error: the replica keeps
+    checking every announcement while it serves.
+    """
+    announced = wait_for_identity(feed, IDENTITY_WAIT, curve=curve) if feed else None
+    if announced is None or announced == follower.identity:
+        return
+    follower.identity = follower.journal.read_meta().get("id")   # the writer may have given an older store its id
+    if announced != follower.identity:
+        raise WrongDatabase(f"the read-write server on the feed {feed} serves database {announced}, but store "
+                            f"{follower.journal.store.url} holds database {follower.identity}: refusing to serve "
+                            f"another database's tree")

@@ -67,7 +67,8 @@ class Database:
         """Recover the tree, history and exactly-once table from the journal; return the seq.
 
         With ``clean`` (the writer), what earlier runs left behind is removed
-        afterwards; ``pyzdb check`` opens with ``clean=False`` and changes nothing.
+        afterwards and a database without an identity gets one; ``pyzdb check``
+        opens with ``clean=False`` and changes nothing.
         """
         state, records = self.journal.recover(progress)
         if state is not None:
@@ -87,6 +88,7 @@ class Database:
                 raise CorruptStore(f"log record {log_key(first + offset).decode()} does not replay: {exc}") from None
         if clean:
             self.journal.clean_up()
+            self.journal.ensure_identity()
         return self.journal.seq
 
     def replay(self, entry: dict) -> None:
@@ -294,11 +296,12 @@ class Database:
         """Sequence number, log length, checkpoint, store, durability, sizes and lock facts for ``pyzdb status``."""
         journal, meta = self.journal, self.journal.meta
         store = journal.store
-        return {"role": "rw", "seq": journal.seq, "log_records": journal.log_records, "log_bytes": journal.log_bytes,
+        return {"role": "rw", "database": journal.identity, "seq": journal.seq, "log_records": journal.log_records, "log_bytes": journal.log_bytes,
                 "checkpoint_gen": meta.get("gen", 0), "checkpoint_seq": meta.get("seq", 0),
                 "checkpoint_time": meta.get("time"), "checkpoint_bytes": meta.get("size", 0),
                 "checkpoint_chunks": meta.get("chunks", 0), "store": store.url, "durability": self.durability,
                 "store_bytes": store.byte_size() if hasattr(store, "byte_size") else None,
                 "store_used_bytes": store.used_bytes() if hasattr(store, "used_bytes") else None,
                 "locked": self.lock is not None, "undo_depth": len(self.history.undo_stack),
-                "redo_depth": len(self.history.redo_stack), "top_level_keys": len(self.engine.tree)}
+                "redo_depth": len(self.history.redo_stack), "top_level_keys": len(self.engine.tree),
+                **(journal.claim.status() if journal.claim is not None else {})}

@@ -35,11 +35,13 @@ class Follower:
         self.recent: deque[tuple[int, list]] = deque(maxlen=recent)   # (seq, entries) of the newest records
         self.reloads = 0
         self.stale = False    # a record failed to apply: the tree must be loaded again
+        self.identity: str | None = None   # the database id in the store's meta record
         self._last_reload = 0.0
 
     def load(self) -> int:
         """Read the newest checkpoint and every record after it; return the seq reached."""
         meta, state = self._read_checkpoint()
+        self.identity = meta.get("id")
         self.engine = Engine(state["tree"] if state is not None else {})
         self.seq, self.crc = meta.get("seq", 0), meta.get("crc", 0)
         self.recent.clear()
@@ -53,7 +55,7 @@ class Follower:
         while True:
             meta = self.journal.read_meta()
             try:
-                return meta, (self.journal.load_checkpoint(meta) if meta else None)
+                return meta, (self.journal.load_checkpoint(meta) if meta.get("gen") else None)
             except CorruptStore:
                 if self.journal.read_meta().get("gen") == meta.get("gen"):
                     raise   # the same checkpoint is still current: it is really damaged

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from pyzdb.errors import Error, ProtocolError, ReadOnlyError, ServiceUnavailable
-from pyzdb.server import watch
+from pyzdb.server import feed, watch
 from pyzdb.server.follower import Follower
 from pyzdb.server.rw import split_frames
 from pyzdb.transport import wire
@@ -84,6 +84,7 @@ class ReplicaServer:
         self._next_poll = self._next_status = 0.0
         self._polled_for = 0              # the announced seq the log was last read for
         self._reported = self._held_seq = -1
+        self.wrong_database: str | None = None   # why it stopped: the feed announced another database
 
     def _socket(self, kind: int, address: str | None, curve: dict) -> zmq.Socket | None:
         if not address:
@@ -142,9 +143,26 @@ class ReplicaServer:
                 frames = self.sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            data = frames[1] if len(frames) == 2 else frames[0][3:]   # also the two-frame form earlier servers sent
-            if len(data) == 8:
-                self.known_seq = max(self.known_seq, int.from_bytes(data, "big"))
+            parsed = feed.parse(frames)
+            if parsed is None:
+                continue
+            if parsed[1] is not None and not self._same_database(parsed[1]):
+                return
+            self.known_seq = max(self.known_seq, parsed[0])
+
+    def _same_database(self, announced: str) -> bool:
+        """True if the announced id is the store's; else stop serving (another database's tree)."""
+        if announced == self.follower.identity:
+            return True
+        if self.follower.identity is None:   # an older store the read-write server has given an id since
+            self.follower.identity = self.follower.journal.read_meta().get("id")
+            if announced == self.follower.identity:
+                return True
+        self.wrong_database = (f"the read-write server announces database {announced} but store "
+                               f"{self.follower.journal.store.url} holds database {self.follower.identity}")
+        log.error("%s; this replica stops serving", self.wrong_database)
+        self.stop()
+        return False
 
     def _follow(self) -> None:
         """Read the log once per new notification, and every ``poll_interval`` whatever happens."""
@@ -160,6 +178,8 @@ class ReplicaServer:
 
     # --- requests ------------------------------------------------------------------
     def _serve_requests(self) -> None:
+        if self.wrong_database:   # never answer from another database's tree, not even in this last step
+            return
         for _ in range(1000):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
@@ -249,7 +269,8 @@ class ReplicaServer:
     # --- status --------------------------------------------------------------------
     def status(self) -> dict:
         """This replica's facts: name, applied seq, how far behind the feed it is, reads served."""
-        return {"role": "ro", "name": self.config.name, "pid": os.getpid(), "seq": self.follower.seq,
+        return {"role": "ro", "name": self.config.name, "pid": os.getpid(), "database": self.follower.identity,
+                "seq": self.follower.seq,
                 "feed_seq": self.known_seq, "lag": max(0, self.known_seq - self.follower.seq),
                 "reads": self.reads, "reloads": self.follower.reloads, "held": len(self.held),
                 "store": self.follower.journal.store.url, "time": time.time()}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from pyzdb.errors import Error, LockTimeout, ProtocolError
-from pyzdb.server import watch
+from pyzdb.server import feed, watch
 from pyzdb.server.checkpoint import Checkpointer
 from pyzdb.server.client_keys import ClientKeys
 from pyzdb.server.database import DEFER, Database
@@ -95,6 +95,7 @@ class ReadWriteServer:
         self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
         self.stopping = threading.Event()
         self.published = db.journal.seq
+        self._next_announce = 0.0
         self.writers: OrderedDict[bytes, float] = OrderedDict()   # cid -> time of its last write
 
     def _open_front(self, config: ServerConfig) -> QueueSocket | ZmtpRouter:
@@ -147,6 +148,7 @@ class ReadWriteServer:
 
     def _beat_info(self) -> dict:
         return {"role": "rw", "back": self.config.front or self.config.back, "seq": self.db.journal.seq,
+                "database": self.db.journal.identity,
                 "locked": self.db.lock is not None, "waiting": len(self.waiting)}
 
     def _timeout_ms(self) -> int:
@@ -255,11 +257,17 @@ class ReadWriteServer:
             except Error as exc:    # a result that cannot be encoded is refused by name
                 data = wire.encode_reply(wire.error_reply(reply.get("rid"), exc, self.db.journal.seq))
             self.front.send(route + [data])
-        if self.feed is not None and self.db.journal.seq != self.published:
-            self.published = self.db.journal.seq
-            self.feed.send(b"seq" + self.published.to_bytes(8, "big"))   # one frame: a third of a multipart's cost
+        if self.feed is not None:
+            self._announce()
         if self.db.lock is None and not self.db.pending:
             self.checkpointer.maybe_start()
+
+    def _announce(self) -> None:
+        """Publish the committed seq and the database id when the seq moved, and every ANNOUNCE_INTERVAL anyway."""
+        seq, now = self.db.journal.seq, time.monotonic()
+        if seq != self.published or now >= self._next_announce:
+            self.published, self._next_announce = seq, now + feed.ANNOUNCE_INTERVAL
+            self.feed.send(feed.announcement(seq, self.db.journal.identity))   # one frame: a third of a multipart's cost
 
     def _tick(self) -> None:
         """Timers: the lock's lease, lock-wait timeouts."""

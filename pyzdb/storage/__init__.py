@@ -35,13 +35,17 @@ class PrefixedStore(Store):
         """Remove the prefixed keys."""
         self.inner.remove_bulk([self.prefix + k for k in keys])
 
+    def add(self, key: bytes, value: bytes) -> bool:
+        """Atomically create the prefixed key (if the inner store can)."""
+        return self.inner.add(self.prefix + key, value)
+
     def close(self) -> None:
         """Close the inner store."""
         self.inner.close()
 
 
-def open_store(url: str, *, durability: str = "always", timeout: float = 10.0) -> Store:
-    """Open the store a URL names.
+def open_store(url: str, *, durability: str = "always", timeout: float = 10.0, create: bool = True) -> Store:
+    """Open the store a URL names; with ``create=False`` a sqlite file must already exist (NoDatabase if not).
 
     >>> store = open_store('sqlite:///tmp/pyzdb.db')   # doctest: +SKIP
     >>> store = open_store('kt://127.0.0.1:1978/0?prefix=app1')   # doctest: +SKIP
@@ -51,11 +55,11 @@ def open_store(url: str, *, durability: str = "always", timeout: float = 10.0) -
     base, _, query = url.partition("?")
     prefix = urllib.parse.parse_qs(query).get("prefix", [""])[0]
     if prefix:
-        return PrefixedStore(_open(base, durability, timeout), prefix.encode() + b"/", url)
-    return _open(base, durability, timeout)
+        return PrefixedStore(_open(base, durability, timeout, create), prefix.encode() + b"/", url)
+    return _open(base, durability, timeout, create)
 
 
-def _open(url: str, durability: str, timeout: float) -> Store:
+def _open(url: str, durability: str, timeout: float, create: bool = True) -> Store:
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme
     if scheme == "memory":
@@ -66,7 +70,7 @@ def _open(url: str, durability: str, timeout: float) -> Store:
         path = url[len("sqlite://"):]
         if not path or path == "/":
             raise StoreError(f"sqlite URL {url!r} names no file: use sqlite:///path/to/file.db")
-        return SqliteStore(path, durability=durability)
+        return SqliteStore(path, durability=durability, create=create)
     if scheme in ("kt", "tt"):
         if not parts.hostname or not parts.port:
             raise StoreError(f"store URL {url!r} needs host and port: {scheme}://host:port")

@@ -30,6 +30,14 @@ class Store(abc.ABC):
     def remove_bulk(self, keys: Iterable[bytes]) -> None:
         """Remove every key; missing keys are ignored."""
 
+    def add(self, key: bytes, value: bytes) -> bool:
+        """Store the pair only if ``key`` is absent, as one atomic step; True if it was stored.
+
+        Optional: only backends with an atomic create have it (the claim's
+        lease record needs it); the others raise NotImplementedError.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no atomic create")
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections and files; the store is unusable afterwards."""

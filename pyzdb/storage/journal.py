@@ -2,22 +2,29 @@
 
 Keys: ``meta`` (the commit point), ``ckpt/<gen>/<i>`` (checkpoint chunks),
 ``ckpt/pending`` (the generation being written, so a crash's chunks are
-removed), ``log/<seq>`` (one record per committed write, 20-digit seq). State = the
+removed), ``claim`` (the writer's lease record on KT/TT, see claim.py),
+``log/<seq>`` (one record per committed write, 20-digit seq). State = the
 checkpoint ``meta`` names + every log record after its seq, read in order
 until one is missing or does not chain to the one before (each record holds
 the crc32 of its predecessor, so stale records of an earlier run are never
-taken for new ones).
+taken for new ones). ``meta`` also holds the database's identity (``id``, a
+random hex string, and ``created``), made by the first read-write server; a
+database never checkpointed has a ``meta`` of generation 0 (no chunks).
 """
 from __future__ import annotations
 
 import time
+import uuid
 import zlib
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import msgpack
 
 from pyzdb.errors import CorruptStore, StoreError
 from pyzdb.storage.base import Store
+
+if TYPE_CHECKING:
+    from pyzdb.storage.claim import Claim
 
 FORMAT = "pyzdb-journal"
 FORMAT_VERSION = 1
@@ -69,6 +76,7 @@ class Journal:
         self.last_crc = 0          # crc32 of that record's bytes
         self.appended_bytes = 0    # bytes of log records appended or recovered by this process
         self.covered_bytes = 0     # of those, the bytes the newest checkpoint covers
+        self.claim: Claim | None = None   # the writer's claim, checked before each append and checkpoint commit
 
     @property
     def log_records(self) -> int:
@@ -80,7 +88,16 @@ class Journal:
         """Bytes of the log records after the newest checkpoint."""
         return max(0, self.appended_bytes - self.covered_bytes)
 
+    @property
+    def identity(self) -> str | None:
+        """The database's id (None before ``recover``, or for a store an older pyzdb wrote and no writer opened since)."""
+        return self.meta.get("id")
+
     # --- reading -----------------------------------------------------------------
+    def holds_database(self) -> bool:
+        """True when the store holds a pyzdb database: a ``meta`` record, or the first record of a log without one."""
+        return bool(self.store.get_bulk([META_KEY, log_key(1)]))
+
     def read_meta(self) -> dict:
         """The current ``meta`` record, or {} for an empty store."""
         raw = self.store.get_bulk([META_KEY]).get(META_KEY)
@@ -135,7 +152,7 @@ class Journal:
     def recover(self, progress: Callable[[int, int], None] | None = None) -> tuple[Any, list[list]]:
         """Load the newest checkpoint state (None if none) and the entries of every record after it."""
         self.meta = self.read_meta()
-        state = self.load_checkpoint(self.meta, progress) if self.meta else None
+        state = self.load_checkpoint(self.meta, progress) if self.meta.get("gen") else None
         self.seq = self.meta.get("seq", 0)
         self.last_crc = self.meta.get("crc", 0)
         records = []
@@ -158,12 +175,33 @@ class Journal:
         self._remove_run(log_key, self.seq + 1)
 
     # --- writing -----------------------------------------------------------------
+    def ensure_identity(self) -> str:
+        """In the writer, after ``recover``: give the database an identity if it has none; return its id.
+
+        A new database gets a ``meta`` of generation 0; one an older pyzdb
+        wrote keeps its ``meta`` and gains ``id`` and ``created``.
+        """
+        if self.meta.get("id"):
+            return self.meta["id"]
+        meta = dict(self.meta) or {"format": FORMAT, "version": FORMAT_VERSION, "gen": 0, "seq": 0, "crc": 0,
+                                   "chunks": 0, "crcs": [], "size": 0, "removed_to": 0}
+        meta.update(id=uuid.uuid4().hex, created=time.time())
+        self._check_claim()
+        self.store.set_bulk({META_KEY: msgpack.packb(meta, use_bin_type=True)})
+        self.meta = meta
+        return meta["id"]
+
+    def _check_claim(self) -> None:
+        if self.claim is not None:
+            self.claim.check()
+
     def append(self, batch: list[list]) -> int:
         """Store one record per item of ``batch`` (each a list of entries); return the last seq.
 
         The journal's position moves only once the store has taken every
         record, so a failed append can be retried or rolled back cleanly.
         """
+        self._check_claim()
         items, seq, crc, size = {}, self.seq, self.last_crc, 0
         for entries in batch:
             seq += 1
@@ -199,7 +237,8 @@ class Journal:
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "gen": gen, "seq": seq, "crc": crc,
                 "chunks": len(chunks), "crcs": [zlib.crc32(c) for c in chunks], "size": len(state_bytes),
                 "time": time.time(), "prev_gen": old["gen"], "prev_chunks": old["chunks"],
-                "prev_seq": old.get("removed_to", old["seq"])}
+                "prev_seq": old.get("removed_to", old["seq"]), "id": old.get("id"), "created": old.get("created")}
+        self._check_claim()
         self.store.set_bulk({META_KEY: msgpack.packb(meta, use_bin_type=True)})
         self.meta = meta
         if covered_bytes is not None:

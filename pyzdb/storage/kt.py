@@ -5,6 +5,7 @@ from typing import Iterable, Mapping
 
 from pyzdb.errors import StoreProtocolError
 from pyzdb.kt import KT_NONE, XT_NEVER, KyotoTycoon, Record
+from pyzdb.kt.rpc import rpc_add
 from pyzdb.storage.base import Store
 
 
@@ -17,7 +18,7 @@ class KyotoTycoonStore(Store):
     """
 
     def __init__(self, host: str, port: int, *, db: int = 0, timeout: float = 10.0) -> None:
-        self.db = db
+        self.db, self.host, self.port, self.timeout = db, host, port, timeout
         self.url = f"kt://{host}:{port}/{db}"
         self._kt = KyotoTycoon(host, port, timeout=timeout, serializer=KT_NONE, default_db=db)
 
@@ -37,6 +38,10 @@ class KyotoTycoonStore(Store):
     def remove_bulk(self, keys: Iterable[bytes]) -> None:
         """Remove every key; missing keys are ignored."""
         self._kt.remove_bulk_details([(self.db, k) for k in keys])
+
+    def add(self, key: bytes, value: bytes) -> bool:
+        """Store the pair only if the key is absent (the HTTP RPC's ``add``: the binary protocol has no atomic create)."""
+        return rpc_add(self.host, self.port, self.db, key, value, self.timeout)
 
     def close(self) -> None:
         """Close the connections."""

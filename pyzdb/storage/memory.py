@@ -32,6 +32,14 @@ class MemoryStore(Store):
             for k in keys:
                 self._data.pop(k, None)
 
+    def add(self, key: bytes, value: bytes) -> bool:
+        """Store the pair if the key is absent; True if stored."""
+        with self._lock:
+            if key in self._data:
+                return False
+            self._data[key] = value
+            return True
+
     def close(self) -> None:
         """Nothing to release."""
 

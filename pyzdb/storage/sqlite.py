@@ -6,7 +6,7 @@ import sqlite3
 import threading
 from typing import Iterable, Mapping
 
-from pyzdb.errors import StoreError
+from pyzdb.errors import NoDatabase, StoreError
 from pyzdb.storage.base import Store
 
 # sqlite caps bound parameters per statement (32766 in 3.32+); stay well under it.
@@ -56,17 +56,26 @@ class SqliteStore(Store):
     their own keyed by the integer, ``log``: one b-tree instead of a table
     and an index, which makes a write about 9 µs (a third) cheaper with its
     share of the checkpoint. Every other key is in ``kv``.
+
+    ``create=False`` (replicas, ``pyzdb check``) opens only a file that
+    exists and holds the ``kv`` table, and creates no directory or file.
     """
 
-    def __init__(self, path: str, *, durability: str = "always", flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(self, path: str, *, durability: str = "always", flush_seconds: float = FLUSH_SECONDS,
+                 create: bool = True) -> None:
         self.path = path
         self.url = f"sqlite://{path}"
         self.durability = durability
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
+        if not create and not os.path.isfile(path):
+            raise NoDatabase(f"no pyzdb database at {path}: the file does not exist (a wrong --data or --store?); "
+                             f"only a read-write server creates one")
+        if create:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            if not create:
+                self._require_table("kv")
             # a new file only: 1 KiB pages make each log record's WAL frame a quarter as big (writes +3 %,
             # the once-a-second fsync a quarter as long); loading 10**6 keys takes the same time
             self._db.execute("PRAGMA page_size=1024")
@@ -89,6 +98,11 @@ class SqliteStore(Store):
             self._flusher = threading.Thread(target=self._flush_loop, args=(flush_seconds,),
                                              name="pyzdb-sqlite-flush", daemon=True)
             self._flusher.start()
+
+    def _require_table(self, name: str) -> None:
+        if not self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone():
+            self._db.close()
+            raise NoDatabase(f"{self.path} is not a pyzdb store (it has no {name!r} table)")
 
     def _flush_loop(self, seconds: float) -> None:
         """fsync the WAL, then checkpoint it, once per interval in which something was written."""

@@ -31,6 +31,10 @@ class TokyoTyrantStore(Store):
         """out every key, pipelined; missing keys are ignored."""
         self._tt.out_many(keys)
 
+    def add(self, key: bytes, value: bytes) -> bool:
+        """putkeep: store the pair only if the key is absent (atomic in the server); True if stored."""
+        return self._tt.putkeep(key, value)
+
     def close(self) -> None:
         """Close the connections."""
         self._tt.close()
