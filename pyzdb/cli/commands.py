@@ -39,7 +39,8 @@ def open_database(args: argparse.Namespace) -> Database:
     store = open_store(store_url(args), durability=args.durability)
     roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
     db = Database(Journal(store, chunk_size=args.chunk_size), history_depth=args.history_depth,
-                  lock_lease=args.lock_lease, file_roots=roots, durability=args.durability)
+                  history_bytes=args.history_bytes, lock_lease=args.lock_lease, file_roots=roots,
+                  durability=args.durability)
     started = time.monotonic()
     seq = db.open(_progress("loading checkpoint chunks"))
     print(f"pyzdb: {store.url} at seq {seq}, {len(db.engine.tree)} top-level keys, "
