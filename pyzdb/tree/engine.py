@@ -301,7 +301,8 @@ class Engine:
         else:   # a str or bytes is cut back, not kept whole: the inverse is O(len(amount))
             inverse = [truncate_op(path, len(old)) if same_text else set_op(path, old)]
         parent[key if isinstance(parent, dict) else self._index(parent, key, path)] = new
-        return Outcome(new, [query], inverse)
+        # a str or bytes answers its new length, as a list does: the reply and its log record stay O(change)
+        return Outcome(len(new) if same_text else new, [query], inverse)
 
     def _op_truncate(self, query: dict) -> Outcome:
         """Cut a str, bytes or list back to ``length`` items; the inverse appends what was cut."""
