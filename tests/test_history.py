@@ -8,7 +8,7 @@ from pyzdb.server.database import Database
 from pyzdb.storage.journal import Journal, log_key
 from pyzdb.storage.memory import MemoryStore
 from pyzdb.tree.engine import Engine
-from pyzdb.tree.history import History, entry_size
+from pyzdb.tree.history import History, decode_entry
 
 MiB = 1 << 20
 
@@ -115,9 +115,9 @@ def test_plus_equals_on_a_large_value_records_a_truncation_not_the_old_value(old
     run = Client(db)
     ok(run(set_q("v", old)))
     ok(run({"op": "iadd", "path": ["v"], "value": added}))
-    forward, inverse, size = db.history.undo_stack[-1]
-    assert inverse == [{"op": "truncate", "path": ["v"], "length": len(old)}]
-    assert size == entry_size(forward, inverse) < 1024
+    entry = db.history.undo_stack[-1]
+    assert decode_entry(entry)[1] == [{"op": "truncate", "path": ["v"], "length": len(old)}]
+    assert len(entry) == db.status()["history_bytes"] - len(db.history.undo_stack[0]) < 1024
     assert len(store.get_bulk([log_key(db.journal.seq)])[log_key(db.journal.seq)]) < 1024
     ok(run({"op": "undo"}))
     assert db.engine.tree["v"] == old
@@ -178,3 +178,11 @@ def test_negative_limits_are_refused():
         History(depth=-1)
     with pytest.raises(UndoError, match="undo is off on this server \\(--history-bytes 0\\)"):
         History(max_bytes=0).undo(Engine())
+
+
+def test_a_checkpoint_of_an_earlier_version_with_plain_entries_is_restored():
+    history = History(depth=10, max_bytes=1000)
+    history.restore({"depth": 1000, "undo": [[[set_q("a", 1)], [{"op": "del", "path": ["a"]}]]], "redo": []})
+    engine = Engine({"a": 1})
+    assert history.undo(engine) == ([{"op": "del", "path": ["a"]}], [set_q("a", 1)]) and engine.tree == {}
+    assert history.used_bytes == len(history.redo_stack[0])

@@ -161,12 +161,7 @@ class Database:
         if seen is not None and seen[0] == rid:
             return seen[1]["ok"]
         self._begin()
-        if kind == "u":
-            applied = self.history.undo(self.engine)
-            revert = self.history.redo_stack[-1][0]
-        else:
-            applied = self.history.redo(self.engine)
-            revert = self.history.undo_stack[-1][1]
+        applied, revert = self.history.undo(self.engine) if kind == "u" else self.history.redo(self.engine)
         self._add_entry({"k": kind, "ops": applied, "cid": cid, "rid": rid, "res": None}, revert)
         return None
 

@@ -1,11 +1,11 @@
-"""Undo and redo: stacks of (forward queries, inverse operations) per write, bounded by count and by bytes."""
+"""Undo and redo: stacks of encoded (forward queries, inverse operations) per write, bounded by count and by bytes."""
 from __future__ import annotations
 
 from collections import deque
 from typing import TYPE_CHECKING
 
 from pyzdb.errors import UndoError
-from pyzdb.transport.wire import pack
+from pyzdb.transport.wire import pack, unpack
 
 if TYPE_CHECKING:
     from pyzdb.tree.engine import Engine
@@ -14,20 +14,28 @@ DEFAULT_DEPTH = 1000
 DEFAULT_BYTES = 64 << 20
 
 
-def entry_size(forward: list, inverse: list) -> int:
-    """What an undo entry costs: the msgpack-encoded size of ``[forward, inverse]``, exact, in bytes.
+def encode_entry(forward: list, inverse: list) -> bytes:
+    """An undo entry as the history keeps it: ``[forward, inverse]`` in msgpack; its length is its cost.
 
-    >>> entry_size([{'op': 'del', 'path': ['x']}], [])
+    >>> len(encode_entry([{'op': 'del', 'path': ['x']}], []))
     19
     """
-    return len(pack([forward, inverse]))
+    return pack([forward, inverse])
+
+
+def decode_entry(entry: bytes) -> tuple[list, list]:
+    """The (forward, inverse) operations of an encoded entry."""
+    forward, inverse = unpack(entry, max_size=len(entry))
+    return forward, inverse
 
 
 class History:
     """The undo and redo stacks of one tree, within ``depth`` entries and ``max_bytes`` bytes.
 
-    Each entry is ``[forward, inverse, size]`` (``size``: ``entry_size``, computed
-    once when the write is recorded). A new write clears redo; then the oldest
+    Each entry is kept encoded (``encode_entry``, once, when the write is
+    recorded): its size is exact and free to know, it shares nothing with the
+    tree, a checkpoint copies it as one blob, and it is decoded only when it is
+    undone or redone. A new write clears redo; then the oldest
     entries fall off until both stacks together hold at most ``depth`` entries
     and ``max_bytes`` bytes. A write whose own entry is over ``max_bytes`` is not
     kept and clears the undo stack: undo never skips a write it could not keep
@@ -45,8 +53,8 @@ class History:
             raise ValueError(f"history depth ({depth}) and bytes ({max_bytes}) cannot be negative")
         self.depth = depth
         self.max_bytes = max_bytes
-        self.undo_stack: deque[list] = deque()
-        self.redo_stack: list[list] = []
+        self.undo_stack: deque[bytes] = deque()
+        self.redo_stack: list[bytes] = []
         self.undo_bytes = 0
         self.redo_bytes = 0
         self.horizon: str | None = None    # why undo reaches back no further, when known
@@ -92,13 +100,14 @@ class History:
         """Remember a new write; it clears the redo stack and may drop the oldest entries."""
         if not self.enabled:
             return
-        size = entry_size(forward, inverse)
+        entry = encode_entry(forward, inverse)
+        size = len(entry)
         before = ((self.undo_bytes, self.redo_bytes), self.horizon)
         cleared, self.redo_stack, self.redo_bytes = self.redo_stack, [], 0
-        dropped: list[list] = []
+        dropped: list[bytes] = []
         kept = size <= self.max_bytes
         if kept:
-            self.undo_stack.append([forward, inverse, size])
+            self.undo_stack.append(entry)
             self.undo_bytes += size
             while len(self.undo_stack) > self.depth or self.undo_bytes > self.max_bytes:
                 dropped.append(self._drop_oldest_undo())
@@ -111,36 +120,36 @@ class History:
         if self._changes is not None:
             self._changes.append(("record", kept, dropped, cleared, *before))
 
-    def _drop_oldest_undo(self) -> list:
+    def _drop_oldest_undo(self) -> bytes:
         entry = self.undo_stack.popleft()
-        self.undo_bytes -= entry[2]
+        self.undo_bytes -= len(entry)
         self.horizon = f"older writes were dropped to keep the history within {self.depth} entries and " \
                        f"{self.max_bytes} bytes (--history-depth, --history-bytes)"
         return entry
 
-    def undo(self, engine: "Engine") -> list:
-        """Apply the inverse of the newest write; return the operations applied."""
+    def undo(self, engine: "Engine") -> tuple[list, list]:
+        """Apply the inverse of the newest write; return (the operations applied, those that take it back)."""
         self._check_enabled()
         if not self.undo_stack:
             raise UndoError("nothing to undo" + (f" ({self.horizon})" if self.horizon else ""))
-        inverse = self.undo_stack[-1][1]
+        forward, inverse = decode_entry(self.undo_stack[-1])
         engine.apply(inverse)
         self._move_to_redo()
         if self._changes is not None:
             self._changes.append(("undo",))
-        return inverse
+        return inverse, forward
 
-    def redo(self, engine: "Engine") -> list:
-        """Apply again the newest undone write; return the operations applied."""
+    def redo(self, engine: "Engine") -> tuple[list, list]:
+        """Apply again the newest undone write; return (the operations applied, those that take it back)."""
         self._check_enabled()
         if not self.redo_stack:
             raise UndoError("nothing to redo")
-        forward = self.redo_stack[-1][0]
+        forward, inverse = decode_entry(self.redo_stack[-1])
         engine.apply(forward)
         self._move_to_undo()
         if self._changes is not None:
             self._changes.append(("redo",))
-        return forward
+        return forward, inverse
 
     def shift(self, kind: str) -> None:
         """Replay of a logged undo (``'u'``) or redo (``'r'``) whose operations are already applied.
@@ -162,14 +171,14 @@ class History:
     def _move_to_redo(self) -> None:
         entry = self.undo_stack.pop()
         self.redo_stack.append(entry)
-        self.undo_bytes -= entry[2]
-        self.redo_bytes += entry[2]
+        self.undo_bytes -= len(entry)
+        self.redo_bytes += len(entry)
 
     def _move_to_undo(self) -> None:
         entry = self.redo_stack.pop()
         self.undo_stack.append(entry)
-        self.redo_bytes -= entry[2]
-        self.undo_bytes += entry[2]
+        self.redo_bytes -= len(entry)
+        self.undo_bytes += len(entry)
 
     # --- checkpoints and status -----------------------------------------------------------
     def state(self) -> dict:
@@ -178,19 +187,22 @@ class History:
                 "undo": list(self.undo_stack), "redo": list(self.redo_stack)}
 
     def restore(self, state: dict) -> None:
-        """Load both stacks from a checkpoint; the configured limits win (the oldest entries go first)."""
-        def sized(entry: list) -> list:
-            return entry if len(entry) == 3 else [entry[0], entry[1], entry_size(entry[0], entry[1])]
-        self.undo_stack = deque(sized(e) for e in state.get("undo", []))
-        self.redo_stack = [sized(e) for e in state.get("redo", [])]
-        self.undo_bytes = sum(e[2] for e in self.undo_stack)
-        self.redo_bytes = sum(e[2] for e in self.redo_stack)
+        """Load both stacks from a checkpoint; the configured limits win (the oldest entries go first).
+
+        A checkpoint of an earlier version holds ``[forward, inverse]`` lists: they are encoded here.
+        """
+        def encoded(entry: bytes | list) -> bytes:
+            return entry if isinstance(entry, bytes) else encode_entry(entry[0], entry[1])
+        self.undo_stack = deque(encoded(e) for e in state.get("undo", []))
+        self.redo_stack = [encoded(e) for e in state.get("redo", [])]
+        self.undo_bytes = sum(map(len, self.undo_stack))
+        self.redo_bytes = sum(map(len, self.redo_stack))
         self.horizon = state.get("horizon")
         depth, budget = (self.depth, self.max_bytes) if self.enabled else (0, 0)
         while self.undo_stack and (self.count > depth or self.used_bytes > budget):
             self._drop_oldest_undo()
         while self.redo_stack and (self.count > depth or self.used_bytes > budget):
-            self.redo_bytes -= self.redo_stack.pop(0)[2]    # the newest write undone: redo reaches less far
+            self.redo_bytes -= len(self.redo_stack.pop(0))   # the newest write undone: redo reaches less far
 
     @property
     def count(self) -> int:
