@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 DEFAULT_DEPTH = 1000
 DEFAULT_BYTES = 64 << 20
+DROPPED = "dropped"      # the horizon when the oldest entries fell off (the text is made only when shown)
 
 
 def encode_entry(forward: list, inverse: list) -> bytes:
@@ -123,15 +124,20 @@ class History:
     def _drop_oldest_undo(self) -> bytes:
         entry = self.undo_stack.popleft()
         self.undo_bytes -= len(entry)
-        self.horizon = f"older writes were dropped to keep the history within {self.depth} entries and " \
-                       f"{self.max_bytes} bytes (--history-depth, --history-bytes)"
+        self.horizon = DROPPED
         return entry
+
+    def _horizon_text(self) -> str:
+        if self.horizon == DROPPED:
+            return (f"older writes were dropped to keep the history within {self.depth} entries and "
+                    f"{self.max_bytes} bytes (--history-depth, --history-bytes)")
+        return str(self.horizon)
 
     def undo(self, engine: "Engine") -> tuple[list, list]:
         """Apply the inverse of the newest write; return (the operations applied, those that take it back)."""
         self._check_enabled()
         if not self.undo_stack:
-            raise UndoError("nothing to undo" + (f" ({self.horizon})" if self.horizon else ""))
+            raise UndoError("nothing to undo" + (f" ({self._horizon_text()})" if self.horizon else ""))
         forward, inverse = decode_entry(self.undo_stack[-1])
         engine.apply(inverse)
         self._move_to_redo()
