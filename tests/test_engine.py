@@ -239,6 +239,7 @@ def random_query(data, tree):
             call(path, "remove", value if not node else data.draw(st.sampled_from(node))),
             call(path, "sort", reverse=data.draw(st.booleans())), call(path, "reverse"), call(path, "clear"),
             {"op": "iadd", "path": path + [key], "value": data.draw(st.one_of(st.integers(-5, 5), st.lists(scalars, max_size=2)))},
+            {"op": "truncate", "path": path, "length": data.draw(st.integers(0, 6))},
         ]
     else:
         choices = [
@@ -247,14 +248,19 @@ def random_query(data, tree):
             call(path, "update", data.draw(st.dictionaries(st.text(max_size=2), values, max_size=3))),
             call(path, "clear"), {"op": "cas", "path": path + [key], "expected": value, "value": 1},
         ]
+    choices += [   # str, bytes and list values: += appends, its inverse truncates; truncate's appends back
+        {"op": "iadd", "path": path + [key], "value": data.draw(st.one_of(st.text(max_size=3), st.binary(max_size=3)))},
+        {"op": "truncate", "path": path + [key], "length": data.draw(st.integers(0, 4))},
+    ]
     return data.draw(st.sampled_from(choices))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tree=trees, data=st.data())
 def test_random_writes_then_undo_return_the_exact_prior_tree(tree, data):
+    """Undo every write in reverse, then redo every one in order: each step gives back the tree it had."""
     engine = Engine(copy.deepcopy(tree))
-    states, inverses = [copy.deepcopy(tree)], []
+    states, inverses, forwards = [copy.deepcopy(tree)], [], []
     for _ in range(data.draw(st.integers(1, 8))):
         query = random_query(data, engine.tree)
         before = copy.deepcopy(engine.tree)
@@ -264,12 +270,15 @@ def test_random_writes_then_undo_return_the_exact_prior_tree(tree, data):
             assert engine.tree == before, f"failed {query} changed the tree"
             continue
         inverses.append(outcome.inverse)
+        forwards.append(outcome.forward)
         states.append(copy.deepcopy(engine.tree))
-    for inverse in reversed(inverses):
-        states.pop()
-        engine.apply(inverse)
-        assert engine.tree == states[-1]
+    for index in reversed(range(len(inverses))):
+        engine.apply(inverses[index])
+        assert engine.tree == states[index]
     assert engine.tree == tree
+    for index, forward in enumerate(forwards):
+        engine.apply(forward)
+        assert engine.tree == states[index + 1]
 
 
 def test_a_batch_of_gets_returns_every_value_or_names_the_failing_one():

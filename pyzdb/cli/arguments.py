@@ -8,12 +8,20 @@ from pyzdb import __version__
 from pyzdb.storage import DURABILITIES
 from pyzdb.storage.claim import DEFAULT_LEASE
 from pyzdb.transport import wire
-from pyzdb.tree.history import DEFAULT_DEPTH
+from pyzdb.tree.history import DEFAULT_BYTES, DEFAULT_DEPTH
 
 DEFAULTS = {"rw_front": "tcp://127.0.0.1:5559", "rw_back": "tcp://127.0.0.1:5560",
             "ro_front": "tcp://127.0.0.1:5561", "ro_back": "tcp://127.0.0.1:5562",
             "feed": "tcp://127.0.0.1:5563", "status_feed": "tcp://127.0.0.1:5564",
             "health": "tcp://127.0.0.1:5565"}
+
+
+def _count(text: str) -> int:
+    """An argparse type: an int of 0 or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; use 0 or more")
+    return value
 
 
 def _broker_options(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +48,10 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-message", type=int, default=wire.DEFAULT_MAX_MESSAGE, help="largest request or reply in bytes")
     group.add_argument("--lock-lease", type=float, default=5.0, help="seconds a silent lock holder keeps the lock")
     group.add_argument("--lock-wait", type=float, default=20.0, help="seconds a request (a read too) waits while another client holds the lock, then fails with LockTimeout")
-    group.add_argument("--history-depth", type=int, default=DEFAULT_DEPTH, help="undo steps kept")
+    group.add_argument("--history-depth", type=_count, default=DEFAULT_DEPTH,
+                       help="undo steps kept; 0 turns undo off (default %(default)s)")
+    group.add_argument("--history-bytes", type=_count, default=DEFAULT_BYTES,
+                       help="bytes of undo/redo history kept, oldest dropped first (default %(default)s = 64 MiB)")
     group.add_argument("--chunk-size", type=int, default=1 << 20, help="checkpoint chunk size in bytes")
     group.add_argument("--checkpoint-records", type=int, default=20_000, help="checkpoint after this many log records")
     group.add_argument("--checkpoint-bytes", type=int, default=64 << 20, help="checkpoint after this many log bytes")

@@ -43,8 +43,8 @@ def open_database(args: argparse.Namespace) -> Database:
     try:
         journal.claim.acquire()
         roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
-        db = Database(journal, history_depth=args.history_depth, lock_lease=args.lock_lease, file_roots=roots,
-                      durability=args.durability)
+        db = Database(journal, history_depth=args.history_depth, history_bytes=args.history_bytes,
+                      lock_lease=args.lock_lease, file_roots=roots, durability=args.durability)
         started = time.monotonic()
         seq = db.open(_progress("loading checkpoint chunks"))
     except BaseException:

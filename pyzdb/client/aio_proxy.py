@@ -94,7 +94,7 @@ class AsyncProxy:
         await self._conn.write({"op": "del", "path": self._path})
 
     async def add(self, amount: Any) -> Any:
-        """``db[k] += amount`` as one atomic server-side write; returns the new value."""
+        """``db[k] += amount`` as one atomic server-side write; returns the new value (a str, bytes or list: its length)."""
         return await self._conn.write({"op": "iadd", "path": self._path, "value": to_storable(amount)})
 
     async def increment(self, amount: int | float = 1) -> int | float:

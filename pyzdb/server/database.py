@@ -17,7 +17,7 @@ from pyzdb.transport.wire import error_reply, ok_reply, pack
 from pyzdb.tree import files
 from pyzdb.tree import query as q
 from pyzdb.tree.engine import Engine
-from pyzdb.tree.history import DEFAULT_DEPTH, History
+from pyzdb.tree.history import DEFAULT_BYTES, DEFAULT_DEPTH, History
 
 DEFER = object()
 FREE_OPS = frozenset({"ping", "status", "renew"})        # never held behind another client's lock
@@ -49,11 +49,12 @@ class Database:
     """
 
     def __init__(self, journal: Journal, *, history_depth: int = DEFAULT_DEPTH, lock_lease: float = 5.0,
-                 file_roots: list[str] | None = None, durability: str = "always") -> None:
+                 file_roots: list[str] | None = None, durability: str = "always",
+                 history_bytes: int = DEFAULT_BYTES) -> None:
         self.journal = journal
         self.durability = durability
         self.engine = Engine()
-        self.history = History(history_depth)
+        self.history = History(history_depth, history_bytes)
         self.replies: OrderedDict[bytes, list] = OrderedDict()   # cid -> [rid, reply] of its last write
         self.lock: Lock | None = None
         self.lock_lease = lock_lease
@@ -99,12 +100,9 @@ class Database:
             self.history.record(entry["ops"], inverse)
         elif kind in ("u", "r"):
             # the record holds the operations the undo/redo applied: apply those, so a restart with a
-            # smaller --history-depth (fewer entries on the stack) replays exactly the same tree
+            # smaller --history-depth or --history-bytes (fewer entries kept) replays exactly the same tree
             self.engine.apply(entry["ops"])
-            source, target = ((self.history.undo_stack, self.history.redo_stack) if kind == "u"
-                              else (self.history.redo_stack, self.history.undo_stack))
-            if source:
-                target.append(source.pop())
+            self.history.shift(kind)
         self._remember(entry)
 
     def snapshot(self) -> tuple[bytes, int, int]:
@@ -156,7 +154,8 @@ class Database:
             return ok_reply(rid, outcome.result, self.journal.seq)
         self._begin()
         self.history.record(outcome.forward, outcome.inverse)
-        return self._add_entry({"k": "w", "ops": outcome.forward, "inv": outcome.inverse, "cid": cid, "rid": rid,
+        # no inverse in the record (replay computes it again): a write's record costs O(its forward ops)
+        return self._add_entry({"k": "w", "ops": outcome.forward, "cid": cid, "rid": rid,
                                 "res": outcome.result}, outcome.inverse)
 
     def _undo_redo(self, cid: bytes, rid: int, kind: str) -> Any:
@@ -164,12 +163,7 @@ class Database:
         if seen is not None and seen[0] == rid:
             return seen[1]["ok"]
         self._begin()
-        if kind == "u":
-            applied = self.history.undo(self.engine)
-            revert = self.history.redo_stack[-1][0]
-        else:
-            applied = self.history.redo(self.engine)
-            revert = self.history.undo_stack[-1][1]
+        applied, revert = self.history.undo(self.engine) if kind == "u" else self.history.redo(self.engine)
         self._add_entry({"k": kind, "ops": applied, "cid": cid, "rid": rid, "res": None}, revert)
         return None
 
@@ -302,6 +296,5 @@ class Database:
                 "checkpoint_chunks": meta.get("chunks", 0), "store": store.url, "durability": self.durability,
                 "store_bytes": store.byte_size() if hasattr(store, "byte_size") else None,
                 "store_used_bytes": store.used_bytes() if hasattr(store, "used_bytes") else None,
-                "locked": self.lock is not None, "undo_depth": len(self.history.undo_stack),
-                "redo_depth": len(self.history.redo_stack), "top_level_keys": len(self.engine.tree),
+                "locked": self.lock is not None, **self.history.status(), "top_level_keys": len(self.engine.tree),
                 **(journal.claim.status() if journal.claim is not None else {})}

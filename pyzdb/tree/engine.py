@@ -20,7 +20,7 @@ from pyzdb.errors import (
 )
 from pyzdb.tree import query as q
 from pyzdb.tree.methods import call_method
-from pyzdb.tree.values import clone, del_op, insert_op, is_number, set_op, type_name
+from pyzdb.tree.values import clone, del_op, insert_op, is_number, set_op, truncate_op, type_name
 
 
 @dataclass
@@ -289,16 +289,38 @@ class Engine:
         else:
             old = self.resolve(path)    # a list: a bad index is named as a get would name it
         if isinstance(old, list) and isinstance(amount, list):
-            old.extend(amount)
             size = len(old)
-            return Outcome(size, [query], [del_op(path + [[size - len(amount), size, None]])])
+            old.extend(amount)
+            return Outcome(len(old), [query], [truncate_op(path, size)])
         same_text = type(old) is type(amount) and isinstance(old, (str, bytes))
         if not same_text and not (is_number(old) and is_number(amount)):
             raise ValueTypeError(f"+= on {q.format_path(path)}: cannot add {type_name(amount)} to {type_name(old)}")
         new = old + amount
-        inverse = [del_op(path)] if missing else [set_op(path, old)]
+        if missing:
+            inverse = [del_op(path)]
+        else:   # a str or bytes is cut back, not kept whole: the inverse is O(len(amount))
+            inverse = [truncate_op(path, len(old)) if same_text else set_op(path, old)]
         parent[key if isinstance(parent, dict) else self._index(parent, key, path)] = new
-        return Outcome(new, [query], inverse)
+        # a str or bytes answers its new length, as a list does: the reply and its log record stay O(change)
+        return Outcome(len(new) if same_text else new, [query], inverse)
+
+    def _op_truncate(self, query: dict) -> Outcome:
+        """Cut a str, bytes or list back to ``length`` items; the inverse appends what was cut."""
+        path, length = query["path"], query["length"]
+        parent, key = self._parent(path)
+        if q.is_slice(key):
+            raise QueryError(f"truncate cannot take a slice: {q.format_path(path)}")
+        node = self.resolve(path)
+        if not isinstance(node, (str, bytes, list)):
+            raise ValueTypeError(f"truncate on {q.format_path(path)}: a {type_name(node)} has no length to cut")
+        if length > len(node):
+            raise InvalidValue(f"truncate on {q.format_path(path)}: length {length} is over its length {len(node)}")
+        cut = node[length:]
+        if isinstance(node, list):
+            del node[length:]
+        else:
+            parent[key if isinstance(parent, dict) else self._index(parent, key, path)] = node[:length]
+        return Outcome(None, [query], [{"op": "iadd", "path": path, "value": cut}])
 
     def _op_cas(self, query: dict) -> Outcome:
         path = query["path"]

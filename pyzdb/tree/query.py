@@ -31,6 +31,7 @@ OPS: dict[str, tuple[bool, tuple[str, ...]]] = {
     "del": (True, ()),
     "iadd": (True, ("value",)),
     "cas": (True, ("expected", "value")),
+    "truncate": (True, ("length",)),  # the inverse of += on a str, bytes or list
     "call": (None, ("method",)),  # read or write depends on the method
     "batch": (None, ("ops",)),
 }
@@ -153,8 +154,10 @@ def validate(query: Any, depth: int = 0) -> dict:
         _check_call(query)
     elif op == "batch":
         _check_batch(query, depth)
-    elif op in ("set", "del", "iadd", "cas") and not query.get("path"):
+    elif op in ("set", "del", "iadd", "cas", "truncate") and not query.get("path"):
         raise QueryError(f"{op} needs a key: the root of the tree itself cannot be replaced or deleted")
+    if op == "truncate" and (type(query["length"]) is not int or query["length"] < 0):
+        raise QueryError(f"truncate needs a non-negative int 'length', not {query['length']!r}")
     return query
 
 

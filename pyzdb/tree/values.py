@@ -51,6 +51,14 @@ def insert_op(path: list, index: int, value: Any) -> dict:
     return {"op": "call", "path": path, "method": "insert", "args": [index, value], "kwargs": {}}
 
 
+def truncate_op(path: list, length: int) -> dict:
+    """The query that cuts the str, bytes or list at ``path`` back to its first ``length`` items.
+
+    The inverse of ``+=`` on a str, bytes or list: it costs O(size of the change), not of the value.
+    """
+    return {"op": "truncate", "path": path, "length": length}
+
+
 def call_op(path: list, method: str, *args: Any) -> dict:
     """The query that calls an allow-listed method with positional arguments."""
     return {"op": "call", "path": path, "method": method, "args": list(args), "kwargs": {}}
