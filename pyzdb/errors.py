@@ -118,6 +118,10 @@ class CorruptStore(StoreError):
     """The journal's records in a store are missing, foreign or do not decode."""
 
 
+class NotDurable(StoreError):
+    """The store's background fsync failed: writes are refused until a flush succeeds again."""
+
+
 class InternalError(Error):
     """An unexpected failure inside the server; the request had no effect."""
 
@@ -129,6 +133,6 @@ BY_NAME: dict[str, type[Error]] = {
         PathKeyError, PathIndexError, ValueTypeError, InvalidValue, ReadOnlyError,
         UndoError, FileAccessError, LockError, LockTimeout, LockLost, ServiceUnavailable, NoAnswer,
         AuthError, StoreError, StoreConnectionError, StoreTimeout, StoreProtocolError,
-        RecordTooLarge, CorruptStore, InternalError,
+        RecordTooLarge, CorruptStore, NotDurable, InternalError,
     ]
 }

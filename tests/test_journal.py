@@ -9,6 +9,7 @@ import zlib
 
 import msgpack
 import pytest
+from store_fakes import FailingStore
 
 from pyzdb.errors import CorruptStore, StoreError, UndoError
 from pyzdb.server.database import Database
@@ -30,25 +31,6 @@ def append_q(key, value):
 
 def set_q(key, value):
     return {"op": "set", "path": [key], "value": value}
-
-
-class FailingStore(MemoryStore):
-    """A memory store that raises on a chosen write, as a crash or an outage would."""
-
-    def __init__(self):
-        super().__init__()
-        self.fail_set = None      # predicate on the items of a set_bulk
-        self.fail_remove = False
-
-    def set_bulk(self, items):
-        if self.fail_set is not None and self.fail_set(items):
-            raise StoreError("injected store failure")
-        super().set_bulk(items)
-
-    def remove_bulk(self, keys):
-        if self.fail_remove:
-            raise StoreError("injected store failure")
-        super().remove_bulk(keys)
 
 
 def open_db(store, **options):

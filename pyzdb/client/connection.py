@@ -1,6 +1,7 @@
 """The client's connection: request ids, the Lazy Pirate retry loop, read/write routing, reply decoding."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,7 @@ from pyzdb.transport.curve import client_options
 from pyzdb.tree.files import ext_hook
 
 DEFAULT_RW = "tcp://127.0.0.1:5559"
+log = logging.getLogger("pyzdb.client")
 RO_RETRY_AFTER = 5.0   # seconds reads skip the replicas' queue after it gave no answer at all
 CONSISTENCIES = ("read-your-writes", "eventual", "strong")
 TRANSPORTS = ("auto", "zmtp", "zmq")   # auto: zmtp when it can, pyzmq for CURVE and inproc://
@@ -279,14 +281,18 @@ class LeaseKeeper:
                 if frames is None:
                     endpoint.reopen()       # no answer: try a fresh connection next time
                     continue
-                reply = msgpack.unpackb(frames[-1], raw=False)
+                reply = wire.unpack(frames[-1])
                 if isinstance(reply, dict) and "err" in reply:
-                    return                  # the lock is gone; the holder learns it at its next request
-        except (zmq.ZMQError, OSError, ValueError, msgpack.UnpackException, ProtocolError):
-            pass
+                    # the lock is gone; the holder learns it (LockLost) at its next request
+                    log.warning("lock renew refused, renewing stopped: %s", reply["err"])
+                    return
+        except Exception as exc:            # a renewer that dies says so: the lease then runs out
+            log.error("lock renewing failed, the lease will run out: %s: %s", type(exc).__name__, exc)
         finally:
             endpoint.close()
 
     def stop(self) -> None:
-        """Stop renewing; the thread ends after its current renew round trip, if any."""
+        """Stop renewing and wait for the thread to end (after its current renew round trip, if any)."""
         self.stopping.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join(self.conn.lease / 3 + 1.0)

@@ -61,6 +61,8 @@ class Database:
         self.file_roots = file_roots or []
         self.savepoint: Savepoint | None = None
         self.pending: list[list] = []      # entries of the writes not yet committed
+        self.checkpoint_failures = 0       # counted by the checkpointer's thread, shown in status
+        self.checkpoint_error: str | None = None
 
     # --- start-up ------------------------------------------------------------------
     def open(self, progress=None, *, clean: bool = True) -> int:
@@ -291,7 +293,12 @@ class Database:
         self.pending, self.savepoint = [], None
 
     def status(self) -> dict:
-        """Sequence number, log length, checkpoint, store, durability, sizes and lock facts for ``pyzdb status``."""
+        """Sequence number, log length, checkpoint, store, durability, sizes, lock and background-failure facts.
+
+        ``store_fault`` names what the store's background thread failed at while
+        writes are refused for it; ``checkpoint_failures`` and ``checkpoint_error``
+        count the failed background checkpoints since start and name the last.
+        """
         journal, meta = self.journal, self.journal.meta
         store = journal.store
         return {"role": "rw", "seq": journal.seq, "log_records": journal.log_records, "log_bytes": journal.log_bytes,
@@ -301,4 +308,6 @@ class Database:
                 "store_bytes": store.byte_size() if hasattr(store, "byte_size") else None,
                 "store_used_bytes": store.used_bytes() if hasattr(store, "used_bytes") else None,
                 "locked": self.lock is not None, "undo_depth": len(self.history.undo_stack),
-                "redo_depth": len(self.history.redo_stack), "top_level_keys": len(self.engine.tree)}
+                "redo_depth": len(self.history.redo_stack), "top_level_keys": len(self.engine.tree),
+                "store_fault": getattr(store, "fault", None), "checkpoint_failures": self.checkpoint_failures,
+                "checkpoint_error": self.checkpoint_error}

@@ -1,12 +1,13 @@
 """The embedded default store: one sqlite table in WAL mode, from the standard library."""
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
 from typing import Iterable, Mapping
 
-from pyzdb.errors import StoreError
+from pyzdb.errors import NotDurable, StoreError
 from pyzdb.storage.base import Store
 
 # sqlite caps bound parameters per statement (32766 in 3.32+); stay well under it.
@@ -14,6 +15,7 @@ _CHUNK = 900
 _SYNC = {"always": "FULL", "batch": "NORMAL", "none": "OFF"}
 FLUSH_SECONDS = 1.0
 WAL_SIZE_LIMIT = 64 << 20   # bytes the WAL is cut back to after a checkpoint
+log = logging.getLogger("pyzdb.store")
 
 
 LOG_PREFIX = b"log/"
@@ -48,7 +50,11 @@ class SqliteStore(Store):
     written, as Redis's ``appendfsync everysec`` does: a killed process loses
     nothing, a power cut loses at most the last second. That thread also runs
     sqlite's WAL checkpoint (with its fsyncs), which sqlite would otherwise
-    run inside every thousandth write: half the cost of a write here. ``'none'`` never
+    run inside every thousandth write: half the cost of a write here. When a
+    flush fails (an ``OSError`` from open or fsync), the thread logs it, sets
+    ``fault`` (shown in ``pyzdb status``) and retries every interval; until a
+    flush succeeds again every write raises ``NotDurable``, so nothing is
+    acknowledged that could not be made durable. ``'none'`` never
     calls fsync (synchronous=OFF). The file never shrinks: space freed by
     removed records is reused.
 
@@ -91,12 +97,22 @@ class SqliteStore(Store):
             self._flusher.start()
 
     def _flush_loop(self, seconds: float) -> None:
-        """fsync the WAL, then checkpoint it, once per interval in which something was written."""
+        """fsync the WAL, then checkpoint it, once per interval in which something was written (or a flush failed)."""
         while not self._closed.wait(seconds):
-            if self._dirty.is_set():
-                self._dirty.clear()
+            if not (self._dirty.is_set() or self.fault):
+                continue
+            self._dirty.clear()
+            try:
                 self.flush()
-                self.checkpoint()
+            except Exception as exc:    # any failure withdraws durability: never let the thread end silently
+                if self.fault is None:
+                    log.error("sqlite store %r: fsync failed, refusing writes until it succeeds: %s", self.path, exc)
+                self.fault = f"fsync thread: {type(exc).__name__}: {exc}"
+                continue
+            if self.fault is not None:
+                log.warning("sqlite store %r: fsync works again, accepting writes", self.path)
+                self.fault = None
+            self.checkpoint()
 
     def checkpoint(self) -> None:
         """Copy the WAL's pages into the database file (sqlite's PASSIVE checkpoint).
@@ -178,6 +194,9 @@ class SqliteStore(Store):
         statements = [(sql, rows) for sql, rows in statements if rows]
         if not statements:
             return
+        if self.fault is not None:
+            raise NotDurable(f"sqlite store {self.path!r} cannot make writes durable ({self.fault}); "
+                             "writes are refused until a flush succeeds")
         with self._lock:
             try:
                 if len(statements) == 1 and len(statements[0][1]) == 1:
