@@ -12,6 +12,7 @@ import zmq
 
 from pyzdb.broker.queues import Broker, BrokerConfig
 from pyzdb.cli.arguments import store_url
+from pyzdb.cli.progress import Progress
 from pyzdb.cli.signals import run_until_signal
 from pyzdb.errors import AuthError, Error
 from pyzdb.server.database import Database
@@ -23,17 +24,6 @@ from pyzdb.transport import wire
 from pyzdb.transport.curve import create_keys, is_loopback
 
 
-def _progress(label: str):
-    shown = [0.0]
-
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - shown[0] >= 1.0 or done == total:
-            shown[0] = now
-            print(f"{label}: {done}/{total} ({100 * done // max(total, 1)}%)", file=sys.stderr, flush=True)
-    return report
-
-
 def open_database(args: argparse.Namespace) -> Database:
     """Open the store the options name and recover the tree from its journal."""
     store = open_store(store_url(args), durability=args.durability)
@@ -41,7 +31,7 @@ def open_database(args: argparse.Namespace) -> Database:
     db = Database(Journal(store, chunk_size=args.chunk_size), history_depth=args.history_depth,
                   lock_lease=args.lock_lease, file_roots=roots, durability=args.durability)
     started = time.monotonic()
-    seq = db.open(_progress("loading checkpoint chunks"))
+    seq = db.open(Progress("loading checkpoint chunks", 0, minimum=0, unit="chunks").update)
     print(f"pyzdb: {store.url} at seq {seq}, {len(db.engine.tree)} top-level keys, "
           f"loaded in {time.monotonic() - started:.2f} s", file=sys.stderr, flush=True)
     return db

@@ -7,7 +7,6 @@ import threading
 import time
 from typing import Any
 
-import msgpack
 import zmq
 
 from pyzdb.errors import (
@@ -240,7 +239,7 @@ class Connection:
             if frames is None:
                 return None
             try:
-                reply = msgpack.unpackb(frames[-1], raw=False, strict_map_key=False, ext_hook=ext_hook)
+                reply = wire.unpack(frames[-1], max_size=None, ext_hook=ext_hook)   # the transport bounds frames
             except Exception as exc:
                 raise ProtocolError(f"the server sent a reply that is not msgpack: {exc}") from None
             if isinstance(reply, dict) and reply.get("rid") in (rid, None):

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
-
 from pyzdb.errors import MethodNotAllowed, QueryError, ValueTypeError
+from pyzdb.transport import wire
 from pyzdb.tree.files import FILE_EXT_CODE
 
 MAX_PATH_DEPTH = 64
@@ -124,7 +123,7 @@ def check_value(value: Any, depth: int = 0) -> Any:
                 raise ValueTypeError(f"dict key {key!r} is a {type(key).__name__}; keys must be str or int")
             check_value(item, depth + 1)
         return value
-    if isinstance(value, msgpack.ExtType) and value.code == FILE_EXT_CODE:
+    if isinstance(value, wire.ExtType) and value.code == FILE_EXT_CODE:
         return value
     raise ValueTypeError(f"a value of type {type(value).__name__} cannot be stored")
 
