@@ -571,3 +571,11 @@ def test_a_restart_with_a_smaller_history_depth_still_replays_every_undo():
     again = open_db(store, history_depth=3)
     assert again.engine.tree == db.engine.tree == {"l": [0]}
     assert len(again.history.undo_stack) <= 3
+
+
+def test_a_log_record_is_stored_as_the_same_bytes_as_before_so_existing_stores_load():
+    entry = {"k": "w", "ops": [{"op": "set", "path": ["x"], "value": b"\x00"}], "cid": b"c", "rid": 1, "res": None}
+    golden = ("93077b9185a16ba177a36f70739183a26f70a3736574a47061746891a178a576616c7565c40100a3636964c40163a372696401"
+              "a3726573c0")
+    assert encode_record(7, 123, [entry]).hex() == golden
+    assert msgpack.unpackb(bytes.fromhex(golden), raw=False) == [7, 123, [entry]]

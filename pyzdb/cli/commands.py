@@ -31,7 +31,7 @@ def open_database(args: argparse.Namespace) -> Database:
     db = Database(Journal(store, chunk_size=args.chunk_size), history_depth=args.history_depth,
                   lock_lease=args.lock_lease, file_roots=roots, durability=args.durability)
     started = time.monotonic()
-    seq = db.open(Progress("loading checkpoint chunks", 0, minimum=0, unit="chunks").update)
+    seq = db.open(Progress("loading checkpoint chunks", 0, minimum=0, lines=True).update)
     print(f"pyzdb: {store.url} at seq {seq}, {len(db.engine.tree)} top-level keys, "
           f"loaded in {time.monotonic() - started:.2f} s", file=sys.stderr, flush=True)
     return db

@@ -1,4 +1,4 @@
-"""The command line's one progress display on stderr: a bar redrawn in place on a terminal, a line a second in a log."""
+"""The command line's one progress display on stderr: a bar redrawn in place, or a line a second for logs."""
 from __future__ import annotations
 
 import sys
@@ -9,14 +9,18 @@ from typing import TextIO
 class Progress:
     """Progress of a run of ``total`` items, shown only for runs of ``minimum`` items or more.
 
-    >>> bar = Progress("dump", 5000, unit="keys"); bar.add(1000); bar.finish()   # doctest: +SKIP
-    >>> db.open(Progress("loading checkpoint chunks", 0, minimum=0).update)     # doctest: +SKIP
+    ``lines=False`` draws a bar redrawn in place (``pyzdb dump``/``load``);
+    ``lines=True`` prints a line at most once a second, for a server's log.
+
+    >>> bar = Progress("dump", 5000, unit="keys"); bar.add(1000); bar.finish()          # doctest: +SKIP
+    >>> db.open(Progress("loading checkpoint chunks", 0, minimum=0, lines=True).update)  # doctest: +SKIP
     """
 
-    def __init__(self, label: str, total: int, minimum: int = 1000, unit: str = "", stream: TextIO | None = None) -> None:
+    def __init__(self, label: str, total: int, minimum: int = 1000, unit: str = "", *, lines: bool = False,
+                 stream: TextIO | None = None) -> None:
         self.label, self.total, self.done, self.minimum, self.unit = label, total, 0, minimum, unit
         self.stream = stream or sys.stderr
-        self.in_place = self.stream.isatty()
+        self.in_place = not lines
         self.last = 0.0
         self.drawn = False
 
@@ -43,7 +47,7 @@ class Progress:
         self.drawn = True
 
     def finish(self) -> None:
-        """End the bar's line (on a terminal)."""
+        """End the bar's line."""
         if self.drawn and self.in_place:
             self.stream.write("\n")
             self.stream.flush()
