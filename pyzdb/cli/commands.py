@@ -73,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Broker and read-write server in one process.
 
     Without CURVE the server binds the read-write front itself (one hop
-    fewer: measured 10-20 % more round trips); the broker thread serves the
+    fewer); the broker thread serves the
     read-only queue. With CURVE the broker's relay stamps roles, so the
     server sits behind it on an in-process back end.
     """

@@ -24,6 +24,7 @@ from pyzdb.tree.files import ext_hook
 
 DEFAULT_RW = "tcp://127.0.0.1:5559"
 log = logging.getLogger("pyzdb.client")
+SEND_WAIT_MS = 500     # how long a send to several addresses waits for one of them to be connected
 RO_RETRY_AFTER = 5.0   # seconds reads skip the replicas' queue after it gave no answer at all
 CONSISTENCIES = ("read-your-writes", "eventual", "strong")
 TRANSPORTS = ("auto", "zmtp", "zmq")   # auto: zmtp when it can, pyzmq for CURVE and inproc://
@@ -48,6 +49,10 @@ class Endpoint:
         sock.setsockopt(zmq.LINGER, 0)
         for option, value in self.curve.items():
             sock.setsockopt(option, value)
+        if len(self.uris) > 1:
+            # queue only to brokers that are connected, or zmq parks a message for a dead address for good
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.SNDTIMEO, SEND_WAIT_MS)
         for uri in self.uris:
             sock.connect(uri)
         self.poller = zmq.Poller()   # kept: socket.poll() would build a new Poller on every wait
@@ -55,8 +60,14 @@ class Endpoint:
         return sock
 
     def send(self, frames: list[bytes]) -> None:
-        """Queue one message for the broker."""
-        self.socket.send_multipart(frames)
+        """Queue one message for the broker (with several addresses: dropped if none connects in SEND_WAIT_MS).
+
+        A dropped message is not answered, so the Lazy Pirate loop resends it.
+        """
+        try:
+            self.socket.send_multipart(frames)
+        except zmq.Again:
+            pass
 
     def receive(self, timeout_ms: int) -> list[bytes] | None:
         """The next message's frames, or None if none came within ``timeout_ms``."""

@@ -121,6 +121,8 @@ class Database:
         holds the lock; if it does not (lease ended, server restarted) the
         answer is LockLost, never a write applied outside the lock session.
         ``read_only`` (a read-only CURVE key) refuses every write with ReadOnlyError.
+        ``query`` is used in place, not copied: ``locked`` is popped out of it and
+        ``q.validate`` fills in defaults (each request decodes a dict of its own).
         """
         now = time.monotonic() if now is None else now
         try:
@@ -210,6 +212,8 @@ class Database:
             return "pong"
         if op == "status":
             return self.status()
+        if op == "sync":
+            return self.journal.seq
         if op in ("undo", "redo"):
             return self._undo_redo(cid, rid, op[0])
         if op == "file_read":
@@ -218,8 +222,7 @@ class Database:
         return self._lock_op(cid, rid, op, now)
 
     def _lock_op(self, cid: bytes, rid: int, op: str, now: float) -> Any:
-        if op == "sync":
-            return self.journal.seq
+        """lock, renew, unlock or abort."""
         if op in ("lock", "renew"):
             if self.lock is None and op == "renew":
                 raise self._lost_or(cid, LockError("renew: this client holds no lock"))

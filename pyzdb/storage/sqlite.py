@@ -50,7 +50,7 @@ class SqliteStore(Store):
     written, as Redis's ``appendfsync everysec`` does: a killed process loses
     nothing, a power cut loses at most the last second. That thread also runs
     sqlite's WAL checkpoint (with its fsyncs), which sqlite would otherwise
-    run inside every thousandth write: half the cost of a write here. When a
+    run inside a write (bench/README.md has the measurements). When a
     flush fails (an ``OSError`` from open or fsync), the thread logs it, sets
     ``fault`` (shown in ``pyzdb status``) and retries every interval; until a
     flush succeeds again every write raises ``NotDurable``, so nothing is
@@ -60,8 +60,7 @@ class SqliteStore(Store):
 
     Keys of the journal's log (``log/`` and 20 digits) live in a table of
     their own keyed by the integer, ``log``: one b-tree instead of a table
-    and an index, which makes a write about 9 µs (a third) cheaper with its
-    share of the checkpoint. Every other key is in ``kv``.
+    and an index, so a write updates one tree. Every other key is in ``kv``.
     """
 
     def __init__(self, path: str, *, durability: str = "always", flush_seconds: float = FLUSH_SECONDS) -> None:
@@ -73,15 +72,14 @@ class SqliteStore(Store):
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            # a new file only: 1 KiB pages make each log record's WAL frame a quarter as big (writes +3 %,
-            # the once-a-second fsync a quarter as long); loading 10**6 keys takes the same time
+            # a new file only: small pages make each log record's WAL frame (and the batch fsync) small
             self._db.execute("PRAGMA page_size=1024")
             self._db.execute(f"PRAGMA synchronous={_SYNC[durability]}")
             self._db.execute("PRAGMA journal_mode=WAL")
             if durability == "batch":
                 self._db.execute("PRAGMA wal_autocheckpoint=0")   # the flush thread checkpoints
                 self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-            # a rowid table: deleting small records beside MiB-sized chunks is ~80x faster than WITHOUT ROWID
+            # a rowid table: small records are deleted beside MiB-sized chunks without moving them
             self._db.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, v BLOB NOT NULL)")
             self._move_log_keys()
@@ -200,7 +198,7 @@ class SqliteStore(Store):
         with self._lock:
             try:
                 if len(statements) == 1 and len(statements[0][1]) == 1:
-                    # one statement commits atomically by itself: ~1/3 less time with fsync
+                    # one statement commits atomically by itself, without BEGIN/COMMIT
                     self._db.execute(statements[0][0], statements[0][1][0])
                 else:
                     self._db.execute("BEGIN")

@@ -129,7 +129,10 @@ def check_value(value: Any, depth: int = 0) -> Any:
 
 
 def validate(query: Any, depth: int = 0) -> dict:
-    """Check a query's shape, limits and method name; return it unchanged.
+    """Check a query's shape, limits and method name; return the same dict, with defaults filled in.
+
+    A missing ``path`` becomes ``[]``; a ``call`` without ``args``/``kwargs`` gets
+    ``[]``/``{}`` (in the caller's dict itself, so the engine reads them plainly).
 
     >>> validate({"op": "call", "path": ["l"], "method": "append", "args": [1]})["method"]
     'append'
