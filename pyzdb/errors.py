@@ -118,6 +118,10 @@ class CorruptStore(StoreError):
     """The journal's records in a store are missing, foreign or do not decode."""
 
 
+class NotDurable(StoreError):
+    """The store's background fsync failed: writes are refused until a flush succeeds again."""
+
+
 class NoDatabase(StoreError):
     """The store holds no pyzdb database (a wrong --data or --store?); only a read-write server creates one."""
 
@@ -150,7 +154,7 @@ BY_NAME: dict[str, type[Error]] = {
         PathKeyError, PathIndexError, ValueTypeError, InvalidValue, ReadOnlyError,
         UndoError, FileAccessError, LockError, LockTimeout, LockLost, ServiceUnavailable, NoAnswer,
         AuthError, StoreError, StoreConnectionError, StoreTimeout, StoreProtocolError,
-        RecordTooLarge, CorruptStore, NoDatabase, WrongDatabase, ClaimError, ClaimHeld, ClaimLost,
+        RecordTooLarge, CorruptStore, NotDurable, NoDatabase, WrongDatabase, ClaimError, ClaimHeld, ClaimLost,
         InternalError,
     ]
 }

@@ -170,16 +170,20 @@ class Cluster:
 
     They share one sqlite store in the cluster's data directory; ``server_args`` go to
     every server, ``replica_args`` to the replicas only. ``kill_replica(i)``
-    is a ``kill -9``; ``start_replica(i)`` starts it again.
+    is a ``kill -9``; ``start_replica(i)`` starts it again. Each process is a
+    member by name (``'broker'``, ``'rw'``, ``'ro0'``, ...): ``kill_member(name)``
+    and ``start_member(name)`` crash and restart any of them, as chaos tests do.
 
     >>> with Cluster(replicas=2) as cluster:      # doctest: +SKIP
     ...     db = cluster.client(ro=True)
+    ...     cluster.kill_member('rw'); cluster.start_member('rw')
     """
 
     def __init__(self, replicas: int = 2, *server_args: str, replica_args: tuple = (),
                  data_dir: str | None = None) -> None:
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pyzdb-cluster-")
+        os.makedirs(self.data_dir, exist_ok=True)
         ports = free_ports(7)
         (self.rw_uri, self.rw_back, self.ro_uri, self.ro_back,
          self.feed, self.status_feed, self.health) = (f"tcp://127.0.0.1:{p}" for p in ports)
@@ -194,16 +198,54 @@ class Cluster:
     def _server_args(self) -> list[str]:
         return ["--data", self.data_dir, "--feed", self.feed, "--health", self.health, *self.server_args]
 
+    def members(self) -> list[str]:
+        """The names of the cluster's processes: 'broker', 'rw', then 'ro0', 'ro1', ..."""
+        return ["broker", "rw", *(self.replica_name(i) for i in range(len(self.replicas)))]
+
+    def member_args(self, name: str) -> list[str]:
+        """The ``pyzdb`` command line of member ``name``."""
+        if name == "broker":
+            return ["broker", "--rw-front", self.rw_uri, "--rw-back", self.rw_back, "--ro-front", self.ro_uri,
+                    "--ro-back", self.ro_back, "--health", self.health]
+        if name == "rw":
+            return ["server", "--back", self.rw_back, *self._server_args()]
+        return ["server", "--ro", "--back", self.ro_back, "--status-feed", self.status_feed, "--name", name,
+                *self._server_args(), *self.replica_args]
+
+    def process(self, name: str) -> subprocess.Popen | None:
+        """The process of member ``name`` (None before it started)."""
+        if name in ("broker", "rw"):
+            return getattr(self, name)
+        return self.replicas[self._replica_index(name)]
+
+    def _replica_index(self, name: str) -> int:
+        index = int(name[2:]) if name.startswith("ro") and name[2:].isdigit() else -1
+        if not 0 <= index < len(self.replicas):
+            raise KeyError(f"no cluster member {name!r}; members: {self.members()}")
+        return index
+
+    def start_member(self, name: str) -> subprocess.Popen:
+        """Start member ``name`` (again, on the same ports and data) without waiting for it."""
+        proc = start_process(self.member_args(name), self._log(name))
+        if name in ("broker", "rw"):
+            setattr(self, name, proc)
+        else:
+            self.replicas[self._replica_index(name)] = proc
+        return proc
+
+    def kill_member(self, name: str) -> None:
+        """``kill -9`` member ``name``."""
+        stop_process(self.process(name), signal.SIGKILL)
+
     def start(self, timeout: float = 20.0) -> "Cluster":
         """Start every process; return once the RW server and every replica answer."""
-        self.broker = start_process(["broker", "--rw-front", self.rw_uri, "--rw-back", self.rw_back,
-                                     "--ro-front", self.ro_uri, "--ro-back", self.ro_back, "--health", self.health],
-                                    self._log("broker"))
-        self.rw = start_process(["server", "--back", self.rw_back, *self._server_args()], self._log("rw"))
+        self.start_member("broker")
+        self.start_member("rw")
         wait_answering(self.rw_uri, timeout, "the RW server", lambda: self.log("rw"), self.rw)
         for index in range(len(self.replicas)):
             self.start_replica(index, wait=False)
-        self.wait_replicas(range(len(self.replicas)), timeout)
+        if self.replicas:
+            self.wait_replicas(range(len(self.replicas)), timeout)
         return self
 
     def replica_name(self, index: int) -> str:
@@ -212,10 +254,7 @@ class Cluster:
 
     def start_replica(self, index: int, wait: bool = True, timeout: float = 20.0) -> None:
         """Start replica ``index`` (again); with ``wait``, return once it reports its status."""
-        self.replicas[index] = start_process(
-            ["server", "--ro", "--back", self.ro_back, "--status-feed", self.status_feed,
-             "--name", self.replica_name(index), *self._server_args(), *self.replica_args],
-            self._log(self.replica_name(index)))
+        self.start_member(self.replica_name(index))
         if wait:
             self.wait_replicas([index], timeout)
 
@@ -231,7 +270,7 @@ class Cluster:
 
     def kill_replica(self, index: int) -> None:
         """``kill -9`` replica ``index``."""
-        stop_process(self.replicas[index], signal.SIGKILL)
+        self.kill_member(self.replica_name(index))
 
     def pause_replica(self, index: int) -> None:
         """SIGSTOP replica ``index``: it falls behind without dying."""

@@ -1,5 +1,6 @@
 """Unit tests of the read-write state machine: exactly-once, history, locks and commit failures."""
 import pytest
+from store_fakes import FailingStore
 
 from pyzdb.errors import StoreError
 from pyzdb.server.database import DEFER, Database
@@ -140,27 +141,18 @@ def test_abort_rolls_back_and_releases():
     assert db.engine.tree == {} and db.lock is None
 
 
-class FailingStore(MemoryStore):
-    fail = False
-
-    def set_bulk(self, items):
-        if self.fail:
-            raise StoreError("disk on fire")
-        super().set_bulk(items)
-
-
 def test_a_failed_commit_rolls_back_every_pending_write():
     store = FailingStore()
     db = open_db(store)
     ok(db.handle(b"c", 1, {"op": "set", "path": ["a"], "value": [1]}))
     db.commit()
-    store.fail = True
+    store.fail_set = lambda items: True
     ok(db.handle(b"c", 2, {"op": "call", "path": ["a"], "method": "append", "args": [2]}))
     ok(db.handle(b"d", 1, {"op": "set", "path": ["b"], "value": 1}))
     with pytest.raises(StoreError):
         db.commit()
     assert db.engine.tree == {"a": [1]} and len(db.history.undo_stack) == 1
-    store.fail = False
+    store.fail_set = None
     ok(db.handle(b"c", 2, {"op": "call", "path": ["a"], "method": "append", "args": [2]}))  # the retry applies
     db.commit()
     assert open_db(store).engine.tree == {"a": [1, 2]}

@@ -182,7 +182,7 @@ def test_silent_server_raises_store_timeout():
             start = time.monotonic()
             with pytest.raises(StoreTimeout):
                 client.get(b"k")
-            assert time.monotonic() - start < 2.0
+            assert time.monotonic() - start > 0.25      # it waited its timeout, then gave up
 
 
 def test_client_carries_on_after_the_server_restarts():

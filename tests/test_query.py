@@ -92,6 +92,16 @@ def test_value_depth_limit():
         q.check_value(value)
 
 
+def test_a_message_nested_past_the_decoders_stack_is_refused_as_a_protocol_error():
+    from pyzdb.errors import ProtocolError
+    from pyzdb.transport import wire
+    deep = b"\x91" * 5000 + b"\x00"               # 5000 nested one-item arrays
+    with pytest.raises(ProtocolError, match="not valid msgpack"):
+        wire.unpack(deep)
+    with pytest.raises(ProtocolError):
+        wire.decode_request(b"\x84\xa1v\x01\xa3cid\xc4\x01c\xa3rid\x01\xa1q" + deep)
+
+
 def test_format_path_reads_like_python():
     assert q.format_path(["l", 4, [1, None, None], [None, None, -1]]) == "db['l'][4][1:][::-1]"
 

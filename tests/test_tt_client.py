@@ -16,7 +16,7 @@ from kttt_fixtures import (  # noqa: F401
 )
 
 from pyzdb.errors import RecordTooLarge, StoreConnectionError, StoreProtocolError
-from pyzdb.kvnet.pool import Connection, Pool, batches
+from pyzdb.kvnet.pool import KvConnection, Pool, batches
 from pyzdb.tt import KT_MSGPACK, MAXARGSIZ, TokyoTyrant
 from pyzdb.tt import protocol as p
 
@@ -214,7 +214,7 @@ def test_pool_replaces_dead_idle_connections(protocol_server):
     made = []
 
     def connect():
-        made.append(Connection("127.0.0.1", protocol_server.tt_port, timeout=2, name="TT"))
+        made.append(KvConnection("127.0.0.1", protocol_server.tt_port, timeout=2, name="TT"))
         return made[-1]
     pool = Pool(connect, size=2)
     ping = p.encode_bare(p.TTCMDRNUM)

@@ -6,16 +6,18 @@ beat and answers ``STATUS`` with its table.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from typing import Any, Callable
 
-import msgpack
 import zmq
 
+from pyzdb.transport import wire
 from pyzdb.transport.heartbeat import BEAT, INTERVAL, LIVENESS, STATUS
 
+log = logging.getLogger("pyzdb.broker")
 FORGET_AFTER = 60.0            # dead servers stay listed this long
 
 
@@ -54,15 +56,23 @@ class HealthMonitor:
                     self._beat(frames[0], frames[2])
                     sock.send_multipart([frames[0], BEAT], zmq.NOBLOCK)
                 elif len(frames) == 2 and frames[1] == STATUS:
-                    sock.send_multipart([frames[0], msgpack.packb(self.status())], zmq.NOBLOCK)
+                    self._answer_status(sock, frames[0])
         except (zmq.ContextTerminated, zmq.Again):
             pass
         finally:
             sock.close()
 
+    def _answer_status(self, sock: zmq.Socket, peer: bytes) -> None:
+        try:
+            reply = wire.pack(self.status())
+        except Exception:   # one bad fact costs one answer, never the thread
+            log.exception("health: cannot encode the status table")
+            return
+        sock.send_multipart([peer, reply], zmq.NOBLOCK)
+
     def _beat(self, peer: bytes, payload: bytes) -> None:
         try:
-            info = msgpack.unpackb(payload, raw=False)
+            info = wire.unpack(payload)
         except Exception:   # a beat that does not decode is ignored, never trusted
             return
         if isinstance(info, dict):
@@ -104,7 +114,7 @@ def query_status(address: str, timeout: float = 2.0, context: zmq.Context | None
         sock.send(STATUS)
         if not sock.poll(int(timeout * 1000)):
             return None
-        reply = msgpack.unpackb(sock.recv(), raw=False)
+        reply = wire.unpack(sock.recv())
         return reply if isinstance(reply, dict) else None
     finally:
         sock.close()

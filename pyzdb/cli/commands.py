@@ -12,6 +12,7 @@ import zmq
 
 from pyzdb.broker.queues import Broker, BrokerConfig
 from pyzdb.cli.arguments import store_url
+from pyzdb.cli.progress import Progress
 from pyzdb.cli.signals import run_until_signal
 from pyzdb.errors import AuthError, Error, NoDatabase
 from pyzdb.server.database import Database
@@ -22,17 +23,6 @@ from pyzdb.storage.journal import Journal
 from pyzdb.transport import curve as auth
 from pyzdb.transport import wire
 from pyzdb.transport.curve import create_keys, is_loopback
-
-
-def _progress(label: str):
-    shown = [0.0]
-
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - shown[0] >= 1.0 or done == total:
-            shown[0] = now
-            print(f"{label}: {done}/{total} ({100 * done // max(total, 1)}%)", file=sys.stderr, flush=True)
-    return report
 
 
 def open_database(args: argparse.Namespace) -> Database:
@@ -46,7 +36,7 @@ def open_database(args: argparse.Namespace) -> Database:
         db = Database(journal, history_depth=args.history_depth, history_bytes=args.history_bytes,
                       lock_lease=args.lock_lease, file_roots=roots, durability=args.durability)
         started = time.monotonic()
-        seq = db.open(_progress("loading checkpoint chunks"))
+        seq = db.open(Progress("loading checkpoint chunks", 0, minimum=0, lines=True).update)
     except BaseException:
         journal.claim.release()
         store.close()
@@ -110,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Broker and read-write server in one process.
 
     Without CURVE the server binds the read-write front itself (one hop
-    fewer: measured 10-20 % more round trips); the broker thread serves the
+    fewer); the broker thread serves the
     read-only queue. With CURVE the broker's relay stamps roles, so the
     server sits behind it on an in-process back end.
     """

@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from typing import Any, BinaryIO, Iterator
 
 from pyzdb.cli.dumpfile import DumpFileError, check_header, choose_format, encode_record, header, read_records
+from pyzdb.cli.progress import Progress
 from pyzdb.client import client
 from pyzdb.errors import Error, MessageTooLarge, PathKeyError
 
@@ -24,32 +24,6 @@ READ_BATCH = 2000           # keys read per request (halved while a reply is too
 WRITE_KEYS = 5000           # records set per request
 WRITE_BYTES = 4 << 20       # bytes of records set per request
 _MISSING = "\x00pyzdb-dump-missing\x00"
-
-
-# --- progress ----------------------------------------------------------------------
-class Progress:
-    """A one-line progress bar on stderr, for runs of ``minimum`` items or more."""
-
-    def __init__(self, label: str, total: int, minimum: int = 1000) -> None:
-        self.label, self.total, self.done = label, total, 0
-        self.shown = total >= minimum
-        self.last = 0.0
-
-    def add(self, count: int) -> None:
-        """Count ``count`` more items done; redraw at most five times a second."""
-        self.done += count
-        now = time.monotonic()
-        if self.shown and (now - self.last >= 0.2 or self.done >= self.total):
-            self.last = now
-            part = min(1.0, self.done / max(self.total, 1))
-            bar = "#" * int(part * 30)
-            sys.stderr.write(f"\r{self.label}: [{bar:<30}] {part:4.0%} {self.done}/{self.total} keys")
-            sys.stderr.flush()
-
-    def finish(self) -> None:
-        """End the bar's line."""
-        if self.shown:
-            sys.stderr.write("\n")
 
 
 # --- dump ----------------------------------------------------------------------------
@@ -134,7 +108,7 @@ def dump_tree(tree: dict, path: str, fmt: str | None = None) -> int:
 
 def _write_dump(path: str, fmt: str, keys: list, read: Any) -> int:
     """The header and one record per key that ``read(keys)`` still yields, into ``path``; the exit code 0."""
-    progress = Progress("dump", len(keys))
+    progress = Progress("dump", len(keys), unit="keys")
     count = 0
     with _output(path) as out:
         out.write(encode_record(header(len(keys)), fmt))
@@ -179,7 +153,7 @@ def load(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
         db.ping()       # an empty file still says at once when nothing is there
         with (open(path, "rb") if path != "-" else contextlib.nullcontext(sys.stdin.buffer)) as handle:
             records = read_records(handle, fmt)
-            progress = Progress("load", check_header(next(records, (None, 0))[0], path))
+            progress = Progress("load", check_header(next(records, (None, 0))[0], path), unit="keys")
             for group, taken in _groups(records, path):
                 db.update(group)
                 count += taken

@@ -16,8 +16,8 @@ import operator
 import os
 from typing import Any, BinaryIO, Iterator
 
-import msgpack
-
+from pyzdb.errors import ProtocolError
+from pyzdb.transport import wire
 from pyzdb.tree.files import File, ext_hook
 
 FORMAT = "pyzdb-dump"
@@ -143,7 +143,7 @@ def encode_record(record: Any, fmt: str) -> bytes:
             except (TypeError, ValueError):
                 pass    # bytes, a File, NaN or an infinity inside: tag them
         return _STRICT_JSON.encode(to_json(record)).encode("utf-8") + b"\n"
-    return msgpack.packb(record, use_bin_type=True, default=_pack_default)
+    return wire.pack(record, default=_pack_default)
 
 
 def read_records(handle: BinaryIO, fmt: str) -> Iterator[tuple[Any, int]]:
@@ -157,11 +157,7 @@ def read_records(handle: BinaryIO, fmt: str) -> Iterator[tuple[Any, int]]:
                 except ValueError as exc:
                     raise DumpFileError(f"line {number} is not JSON: {exc}") from None
         return
-    unpacker = msgpack.Unpacker(handle, raw=False, strict_map_key=False, ext_hook=ext_hook, max_buffer_size=1 << 30)
-    offset = 0
     try:
-        for record in unpacker:
-            yield record, unpacker.tell() - offset
-            offset = unpacker.tell()
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise DumpFileError(f"the msgpack data after byte {offset} does not decode: {exc}") from None
+        yield from wire.iter_unpack(handle, ext_hook=ext_hook)
+    except ProtocolError as exc:
+        raise DumpFileError(str(exc)) from None

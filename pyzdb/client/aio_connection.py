@@ -20,7 +20,6 @@ import os
 import time
 from typing import Any
 
-import msgpack
 import zmq
 import zmq.asyncio
 
@@ -63,7 +62,7 @@ class _Queue:
         while True:
             frames = await self.socket.recv_multipart()
             try:
-                reply = msgpack.unpackb(frames[-1], raw=False, strict_map_key=False, ext_hook=ext_hook)
+                reply = wire.unpack(frames[-1], max_size=None, ext_hook=ext_hook)
             except Exception as exc:
                 error = ProtocolError(f"the server sent a reply that is not msgpack: {exc}")
                 for future in self.waiting.values():

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Generator
 
 from pyzdb.client.aio_connection import AsyncConnection
 from pyzdb.client.connection import DEFAULT_RW
-from pyzdb.client.proxy import PAGE, WRITE_METHODS, Batch, _step
+from pyzdb.client.proxy import PAGE, WRITE_METHOD_NAMES, Batch, _step
 from pyzdb.errors import ClientClosed, MessageTooLarge, QueryError
 from pyzdb.tree import query as q
 from pyzdb.tree.values import to_storable
@@ -111,7 +111,7 @@ class AsyncProxy:
         if name.startswith("__") or name not in q.ALL_METHODS:
             raise AttributeError(f"{q.format_path(self._path)} has no method {name!r} "
                                  f"(allowed: {', '.join(sorted(q.ALL_METHODS))})")
-        run = self._conn.write if name in WRITE_METHODS else self._conn.read
+        run = self._conn.write if name in WRITE_METHOD_NAMES else self._conn.read
 
         async def method(*args: Any, **kwargs: Any) -> Any:
             if name == "sort" and kwargs.get("key", 0) is None:

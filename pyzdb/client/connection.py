@@ -1,12 +1,12 @@
 """The client's connection: request ids, the Lazy Pirate retry loop, read/write routing, reply decoding."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from typing import Any
 
-import msgpack
 import zmq
 
 from pyzdb.errors import (
@@ -23,6 +23,8 @@ from pyzdb.transport.curve import client_options
 from pyzdb.tree.files import ext_hook
 
 DEFAULT_RW = "tcp://127.0.0.1:5559"
+log = logging.getLogger("pyzdb.client")
+SEND_WAIT_MS = 500     # how long a send to several addresses waits for one of them to be connected
 RO_RETRY_AFTER = 5.0   # seconds reads skip the replicas' queue after it gave no answer at all
 CONSISTENCIES = ("read-your-writes", "eventual", "strong")
 TRANSPORTS = ("auto", "zmtp", "zmq")   # auto: zmtp when it can, pyzmq for CURVE and inproc://
@@ -47,6 +49,10 @@ class Endpoint:
         sock.setsockopt(zmq.LINGER, 0)
         for option, value in self.curve.items():
             sock.setsockopt(option, value)
+        if len(self.uris) > 1:
+            # queue only to brokers that are connected, or zmq parks a message for a dead address for good
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.SNDTIMEO, SEND_WAIT_MS)
         for uri in self.uris:
             sock.connect(uri)
         self.poller = zmq.Poller()   # kept: socket.poll() would build a new Poller on every wait
@@ -54,8 +60,14 @@ class Endpoint:
         return sock
 
     def send(self, frames: list[bytes]) -> None:
-        """Queue one message for the broker."""
-        self.socket.send_multipart(frames)
+        """Queue one message for the broker (with several addresses: dropped if none connects in SEND_WAIT_MS).
+
+        A dropped message is not answered, so the Lazy Pirate loop resends it.
+        """
+        try:
+            self.socket.send_multipart(frames)
+        except zmq.Again:
+            pass
 
     def receive(self, timeout_ms: int) -> list[bytes] | None:
         """The next message's frames, or None if none came within ``timeout_ms``."""
@@ -238,7 +250,7 @@ class Connection:
             if frames is None:
                 return None
             try:
-                reply = msgpack.unpackb(frames[-1], raw=False, strict_map_key=False, ext_hook=ext_hook)
+                reply = wire.unpack(frames[-1], max_size=None, ext_hook=ext_hook)   # the transport bounds frames
             except Exception as exc:
                 raise ProtocolError(f"the server sent a reply that is not msgpack: {exc}") from None
             if isinstance(reply, dict) and reply.get("rid") in (rid, None):
@@ -279,14 +291,18 @@ class LeaseKeeper:
                 if frames is None:
                     endpoint.reopen()       # no answer: try a fresh connection next time
                     continue
-                reply = msgpack.unpackb(frames[-1], raw=False)
+                reply = wire.unpack(frames[-1])
                 if isinstance(reply, dict) and "err" in reply:
-                    return                  # the lock is gone; the holder learns it at its next request
-        except (zmq.ZMQError, OSError, ValueError, msgpack.UnpackException, ProtocolError):
-            pass
+                    # the lock is gone; the holder learns it (LockLost) at its next request
+                    log.warning("lock renew refused, renewing stopped: %s", reply["err"])
+                    return
+        except Exception as exc:            # a renewer that dies says so: the lease then runs out
+            log.error("lock renewing failed, the lease will run out: %s: %s", type(exc).__name__, exc)
         finally:
             endpoint.close()
 
     def stop(self) -> None:
-        """Stop renewing; the thread ends after its current renew round trip, if any."""
+        """Stop renewing and wait for the thread to end (after its current renew round trip, if any)."""
         self.stopping.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join(self.conn.lease / 3 + 1.0)

@@ -17,7 +17,7 @@ from pyzdb.errors import Error, MessageTooLarge, QueryError
 from pyzdb.tree import query as q
 from pyzdb.tree.values import to_storable
 
-WRITE_METHODS = frozenset(q.LIST_WRITE) | frozenset(q.DICT_WRITE)
+WRITE_METHOD_NAMES = frozenset(q.LIST_WRITE) | frozenset(q.DICT_WRITE)
 PAGE = 1000
 
 
@@ -133,7 +133,7 @@ class Proxy(ValueLike):
             raise AttributeError(name)
         if name not in q.ALL_METHODS:
             raise AttributeError(self._no_method(name))
-        run = self._conn.write if name in WRITE_METHODS else self._conn.read
+        run = self._conn.write if name in WRITE_METHOD_NAMES else self._conn.read
 
         def method(*args: Any, **kwargs: Any) -> Any:
             if name == "sort" and kwargs.get("key", 0) is None:

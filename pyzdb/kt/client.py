@@ -6,7 +6,7 @@ from typing import Any, Iterable, Mapping
 from pyzdb.kt import protocol as p
 from pyzdb.kt.replication import Replication
 from pyzdb.kvnet.mapping import DictAccess
-from pyzdb.kvnet.pool import Connection, Pool, as_list, batches
+from pyzdb.kvnet.pool import KvConnection, Pool, as_list, batches
 from pyzdb.kvnet.serializers import (
     KT_BINARY,
     KT_NONE,
@@ -53,8 +53,8 @@ class KyotoTycoon(DictAccess):
         self.decode_keys = decode_keys
         self._pool = Pool(self._connect, pool_size)
 
-    def _connect(self) -> Connection:
-        return Connection(self.host, self.port, timeout=self.timeout, name="Kyoto Tycoon")
+    def _connect(self) -> KvConnection:
+        return KvConnection(self.host, self.port, timeout=self.timeout, name="Kyoto Tycoon")
 
     def _db(self, db: int | None) -> int:
         return self.default_db if db is None else db
@@ -86,7 +86,7 @@ class KyotoTycoon(DictAccess):
             removed += self._call(payload, p.BMREMOVEBULK, f"remove_bulk of {len(part)} keys", no_reply, True) or 0
         return None if no_reply else removed
 
-    def _send(self, conn: Connection, payload: bytes, magic: int, what: str) -> int:
+    def _send(self, conn: KvConnection, payload: bytes, magic: int, what: str) -> int:
         conn.send(payload)
         return p.read_count(conn, magic, what)
 

@@ -8,7 +8,7 @@ import struct
 from typing import NamedTuple, Sequence
 
 from pyzdb.errors import RecordTooLarge, StoreProtocolError
-from pyzdb.kvnet.pool import Connection
+from pyzdb.kvnet.pool import KvConnection
 
 BMNOP = 0xB0            # replication keep-alive (server -> client)
 BMREPLICATION = 0xB1
@@ -87,7 +87,7 @@ def encode_replication(ts: int, sid: int, flags: int = 0) -> bytes:
     return _REPL_REQ.pack(BMREPLICATION, flags, ts, sid)
 
 
-def read_count(conn: Connection, magic: int, what: str) -> int:
+def read_count(conn: KvConnection, magic: int, what: str) -> int:
     """Read a reply's magic byte and count; ``BMERROR`` or a stray byte raises ``StoreProtocolError``."""
     got = conn.read(1)[0]
     if got == BMERROR:
@@ -97,7 +97,7 @@ def read_count(conn: Connection, magic: int, what: str) -> int:
     return conn.unpack(U32)[0]
 
 
-def read_records(conn: Connection, n: int) -> list[Record]:
+def read_records(conn: KvConnection, n: int) -> list[Record]:
     """Read ``n`` records of a ``BMGETBULK`` reply."""
     records = []
     for _ in range(n):

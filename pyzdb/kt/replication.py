@@ -7,7 +7,7 @@ from typing import Iterator
 
 from pyzdb.errors import StoreConnectionError, StoreProtocolError
 from pyzdb.kt import protocol as p
-from pyzdb.kvnet.pool import Connection
+from pyzdb.kvnet.pool import KvConnection
 
 OP_SET = 0xA1
 OP_REMOVE = 0xA2
@@ -88,7 +88,7 @@ class Replication:
     position to resume from. ``close()`` (from any thread) ends the iteration.
     """
 
-    def __init__(self, conn: Connection, *, ts: int = 0, sid: int = 0xFFFF, white_sid: bool = False) -> None:
+    def __init__(self, conn: KvConnection, *, ts: int = 0, sid: int = 0xFFFF, white_sid: bool = False) -> None:
         self._conn = conn
         self.ts = ts
         self._closed = False

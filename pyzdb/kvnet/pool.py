@@ -19,10 +19,10 @@ _RECV_SIZE = 256 * 1024
 _PAIR_HEAD = struct.Struct(">II")
 
 
-class Connection:
+class KvConnection:
     """One TCP connection to a store server with a read buffer.
 
-    >>> conn = Connection('127.0.0.1', 1978, timeout=5.0, name='Kyoto Tycoon')   # doctest: +SKIP
+    >>> conn = KvConnection('127.0.0.1', 1978, timeout=5.0, name='Kyoto Tycoon')   # doctest: +SKIP
     >>> conn.send(b'...'); magic = conn.read(1)                                  # doctest: +SKIP
 
     Socket failures are raised as ``StoreTimeout`` or ``StoreConnectionError``.
@@ -123,7 +123,7 @@ class Connection:
 class Pool:
     """A small thread-safe pool of connections made by ``connect``.
 
-    >>> pool = Pool(lambda: Connection('127.0.0.1', 1978, timeout=5, name='KT'), size=4)   # doctest: +SKIP
+    >>> pool = Pool(lambda: KvConnection('127.0.0.1', 1978, timeout=5, name='KT'), size=4)   # doctest: +SKIP
     >>> pool.call(lambda conn: conn.read(1), idempotent=True)                              # doctest: +SKIP
 
     A connection found dead when taken from the pool is replaced. A call that
@@ -131,14 +131,14 @@ class Pool:
     when ``idempotent``; any failure closes the connection it happened on.
     """
 
-    def __init__(self, connect: Callable[[], Connection], size: int = 4) -> None:
+    def __init__(self, connect: Callable[[], KvConnection], size: int = 4) -> None:
         self._connect = connect
         self._size = max(1, size)
-        self._idle: list[Connection] = []
+        self._idle: list[KvConnection] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def _acquire(self) -> Connection:
+    def _acquire(self) -> KvConnection:
         while True:
             with self._lock:
                 if self._closed:
@@ -150,14 +150,14 @@ class Pool:
                 return conn
             conn.close()
 
-    def _release(self, conn: Connection) -> None:
+    def _release(self, conn: KvConnection) -> None:
         with self._lock:
             if not self._closed and len(self._idle) < self._size:
                 self._idle.append(conn)
                 return
         conn.close()
 
-    def call(self, fn: Callable[[Connection], T], *, idempotent: bool) -> T:
+    def call(self, fn: Callable[[KvConnection], T], *, idempotent: bool) -> T:
         """Run ``fn`` on a pooled connection and return its result."""
         attempts = 2 if idempotent else 1
         for attempt in range(attempts):
@@ -179,7 +179,7 @@ class Pool:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def connect(self) -> Connection:
+    def connect(self) -> KvConnection:
         """A new connection outside the pool (for long-lived streams such as replication)."""
         return self._connect()
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, NamedTuple
 
-import msgpack
-
-from pyzdb.errors import ValueTypeError
+from pyzdb.errors import ProtocolError, ValueTypeError
+from pyzdb.transport import wire
 
 KT_BINARY = "binary"
 """Values are bytes; a str value is stored UTF-8 encoded; reads return bytes."""
@@ -56,13 +55,13 @@ def _json(value: Any) -> bytes:
 
 def _msgpack(value: Any) -> bytes:
     try:
-        return msgpack.packb(value, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:
+        return wire.pack(value)
+    except ProtocolError as exc:
         raise ValueTypeError(f"value cannot be stored as msgpack: {exc}") from exc
 
 
 def _unmsgpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    return wire.unpack(data, max_size=None)
 
 
 _BY_NAME = {

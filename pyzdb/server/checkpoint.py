@@ -6,8 +6,6 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from pyzdb.errors import Error
-
 if TYPE_CHECKING:
     from pyzdb.server.database import Database
 
@@ -29,7 +27,6 @@ class Checkpointer:
         self.every_seconds = every_seconds
         self.last = time.monotonic()
         self.thread: threading.Thread | None = None
-        self.failures = 0
 
     def due(self) -> bool:
         """True when the log since the last checkpoint is long, large or old enough."""
@@ -57,8 +54,9 @@ class Checkpointer:
         started = time.monotonic()
         try:
             self.db.journal.write_checkpoint(data, seq, crc, covered)
-        except Error as exc:
-            self.failures += 1
+        except Exception as exc:    # counted and shown in status (the database's checkpoint_failures); never silent
+            self.db.checkpoint_failures += 1
+            self.db.checkpoint_error = f"checkpoint at seq {seq}: {type(exc).__name__}: {exc}"
             log.error("checkpoint at seq %d failed (the log still holds every write): %s", seq, exc)
             return
         log.info("checkpoint at seq %d: %d bytes in %.2f s", seq, len(data), time.monotonic() - started)

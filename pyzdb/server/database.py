@@ -62,6 +62,8 @@ class Database:
         self.file_roots = file_roots or []
         self.savepoint: Savepoint | None = None
         self.pending: list[list] = []      # entries of the writes not yet committed
+        self.checkpoint_failures = 0       # counted by the checkpointer's thread, shown in status
+        self.checkpoint_error: str | None = None
 
     # --- start-up ------------------------------------------------------------------
     def open(self, progress=None, *, clean: bool = True) -> int:
@@ -119,6 +121,8 @@ class Database:
         holds the lock; if it does not (lease ended, server restarted) the
         answer is LockLost, never a write applied outside the lock session.
         ``read_only`` (a read-only CURVE key) refuses every write with ReadOnlyError.
+        ``query`` is used in place, not copied: ``locked`` is popped out of it and
+        ``q.validate`` fills in defaults (each request decodes a dict of its own).
         """
         now = time.monotonic() if now is None else now
         try:
@@ -204,6 +208,8 @@ class Database:
             return "pong"
         if op == "status":
             return self.status()
+        if op == "sync":
+            return self.journal.seq
         if op in ("undo", "redo"):
             return self._undo_redo(cid, rid, op[0])
         if op == "file_read":
@@ -212,8 +218,7 @@ class Database:
         return self._lock_op(cid, rid, op, now)
 
     def _lock_op(self, cid: bytes, rid: int, op: str, now: float) -> Any:
-        if op == "sync":
-            return self.journal.seq
+        """lock, renew, unlock or abort."""
         if op in ("lock", "renew"):
             if self.lock is None and op == "renew":
                 raise self._lost_or(cid, LockError("renew: this client holds no lock"))
@@ -287,7 +292,12 @@ class Database:
         self.pending, self.savepoint = [], None
 
     def status(self) -> dict:
-        """Sequence number, log length, checkpoint, store, durability, sizes and lock facts for ``pyzdb status``."""
+        """Sequence number, log length, checkpoint, store, durability, sizes, lock and background-failure facts.
+
+        ``store_fault`` names what the store's background thread failed at while
+        writes are refused for it; ``checkpoint_failures`` and ``checkpoint_error``
+        count the failed background checkpoints since start and name the last.
+        """
         journal, meta = self.journal, self.journal.meta
         store = journal.store
         return {"role": "rw", "database": journal.identity, "seq": journal.seq, "log_records": journal.log_records, "log_bytes": journal.log_bytes,
@@ -297,4 +307,6 @@ class Database:
                 "store_bytes": store.byte_size() if hasattr(store, "byte_size") else None,
                 "store_used_bytes": store.used_bytes() if hasattr(store, "used_bytes") else None,
                 "locked": self.lock is not None, **self.history.status(), "top_level_keys": len(self.engine.tree),
+                "store_fault": getattr(store, "fault", None), "checkpoint_failures": self.checkpoint_failures,
+                "checkpoint_error": self.checkpoint_error,
                 **(journal.claim.status() if journal.claim is not None else {})}

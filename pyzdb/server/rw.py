@@ -72,7 +72,10 @@ def is_read_only(route: list[bytes]) -> bool:
 
 
 class ReadWriteServer:
-    """Serves one ``Database`` on a DEALER socket connected to the broker's RW back end.
+    """Serves one ``Database``: on a DEALER connected to the broker's RW back end, or bound at ``front`` for clients.
+
+    With ``config.front`` it binds a ``ZmtpRouter`` (tcp://, ipc://) or a zmq
+    ROUTER (inproc://) that clients reach with no broker hop (``pyzdb serve``).
 
     >>> server = ReadWriteServer(db, ServerConfig(back='tcp://127.0.0.1:5560'))  # doctest: +SKIP
     >>> server.serve_forever()                                                   # doctest: +SKIP

@@ -17,6 +17,7 @@ class Store(abc.ABC):
     """
 
     url: str = ""
+    fault: str | None = None   # what a background thread of the store failed at, while it has not recovered
 
     @abc.abstractmethod
     def get_bulk(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:

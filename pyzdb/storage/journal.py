@@ -18,10 +18,9 @@ import uuid
 import zlib
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import msgpack
-
 from pyzdb.errors import CorruptStore, StoreError
 from pyzdb.storage.base import Store
+from pyzdb.transport import wire
 
 if TYPE_CHECKING:
     from pyzdb.storage.claim import Claim
@@ -48,12 +47,12 @@ def chunk_key(gen: int, index: int) -> bytes:
 
 def encode_record(seq: int, prev_crc: int, entries: list) -> bytes:
     """The stored bytes of one log record."""
-    return msgpack.packb([seq, prev_crc, entries], use_bin_type=True)
+    return wire.pack([seq, prev_crc, entries])
 
 
 def _decode(data: bytes, what: str) -> Any:
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        return wire.unpack(data, max_size=None)
     except Exception as exc:
         raise CorruptStore(f"{what} does not decode as msgpack: {exc}") from None
 
@@ -187,7 +186,7 @@ class Journal:
                                    "chunks": 0, "crcs": [], "size": 0, "removed_to": 0}
         meta.update(id=uuid.uuid4().hex, created=time.time())
         self._check_claim()
-        self.store.set_bulk({META_KEY: msgpack.packb(meta, use_bin_type=True)})
+        self.store.set_bulk({META_KEY: wire.pack(meta)})
         self.meta = meta
         return meta["id"]
 
@@ -239,7 +238,7 @@ class Journal:
                 "time": time.time(), "prev_gen": old["gen"], "prev_chunks": old["chunks"],
                 "prev_seq": old.get("removed_to", old["seq"]), "id": old.get("id"), "created": old.get("created")}
         self._check_claim()
-        self.store.set_bulk({META_KEY: msgpack.packb(meta, use_bin_type=True)})
+        self.store.set_bulk({META_KEY: wire.pack(meta)})
         self.meta = meta
         if covered_bytes is not None:
             self.covered_bytes = covered_bytes
@@ -262,7 +261,7 @@ class Journal:
             self.store.remove_bulk([log_key(s) for s in range(start, min(start + 1024, meta["seq"] + 1))])
         meta["removed_to"] = meta["seq"]
         try:
-            self.store.set_bulk({META_KEY: msgpack.packb(meta, use_bin_type=True)})
+            self.store.set_bulk({META_KEY: wire.pack(meta)})
         except StoreError:
             pass  # removal is retried from the same meta at the next start
 

@@ -1,12 +1,13 @@
 """The embedded default store: one sqlite table in WAL mode, from the standard library."""
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
 from typing import Iterable, Mapping
 
-from pyzdb.errors import NoDatabase, StoreError
+from pyzdb.errors import NoDatabase, NotDurable, StoreError
 from pyzdb.storage.base import Store
 
 # sqlite caps bound parameters per statement (32766 in 3.32+); stay well under it.
@@ -14,6 +15,7 @@ _CHUNK = 900
 _SYNC = {"always": "FULL", "batch": "NORMAL", "none": "OFF"}
 FLUSH_SECONDS = 1.0
 WAL_SIZE_LIMIT = 64 << 20   # bytes the WAL is cut back to after a checkpoint
+log = logging.getLogger("pyzdb.store")
 
 
 LOG_PREFIX = b"log/"
@@ -48,14 +50,17 @@ class SqliteStore(Store):
     written, as Redis's ``appendfsync everysec`` does: a killed process loses
     nothing, a power cut loses at most the last second. That thread also runs
     sqlite's WAL checkpoint (with its fsyncs), which sqlite would otherwise
-    run inside every thousandth write: half the cost of a write here. ``'none'`` never
+    run inside a write (bench/README.md has the measurements). When a
+    flush fails (an ``OSError`` from open or fsync), the thread logs it, sets
+    ``fault`` (shown in ``pyzdb status``) and retries every interval; until a
+    flush succeeds again every write raises ``NotDurable``, so nothing is
+    acknowledged that could not be made durable. ``'none'`` never
     calls fsync (synchronous=OFF). The file never shrinks: space freed by
     removed records is reused.
 
     Keys of the journal's log (``log/`` and 20 digits) live in a table of
     their own keyed by the integer, ``log``: one b-tree instead of a table
-    and an index, which makes a write about 9 µs (a third) cheaper with its
-    share of the checkpoint. Every other key is in ``kv``.
+    and an index, so a write updates one tree. Every other key is in ``kv``.
 
     ``create=False`` (replicas, ``pyzdb check``) opens only a file that
     exists and holds the ``kv`` table, and creates no directory or file.
@@ -76,15 +81,14 @@ class SqliteStore(Store):
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             if not create:
                 self._require_table("kv")
-            # a new file only: 1 KiB pages make each log record's WAL frame a quarter as big (writes +3 %,
-            # the once-a-second fsync a quarter as long); loading 10**6 keys takes the same time
+            # a new file only: small pages make each log record's WAL frame (and the batch fsync) small
             self._db.execute("PRAGMA page_size=1024")
             self._db.execute(f"PRAGMA synchronous={_SYNC[durability]}")
             self._db.execute("PRAGMA journal_mode=WAL")
             if durability == "batch":
                 self._db.execute("PRAGMA wal_autocheckpoint=0")   # the flush thread checkpoints
                 self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-            # a rowid table: deleting small records beside MiB-sized chunks is ~80x faster than WITHOUT ROWID
+            # a rowid table: small records are deleted beside MiB-sized chunks without moving them
             self._db.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, v BLOB NOT NULL)")
             self._move_log_keys()
@@ -105,12 +109,22 @@ class SqliteStore(Store):
             raise NoDatabase(f"{self.path} is not a pyzdb store (it has no {name!r} table)")
 
     def _flush_loop(self, seconds: float) -> None:
-        """fsync the WAL, then checkpoint it, once per interval in which something was written."""
+        """fsync the WAL, then checkpoint it, once per interval in which something was written (or a flush failed)."""
         while not self._closed.wait(seconds):
-            if self._dirty.is_set():
-                self._dirty.clear()
+            if not (self._dirty.is_set() or self.fault):
+                continue
+            self._dirty.clear()
+            try:
                 self.flush()
-                self.checkpoint()
+            except Exception as exc:    # any failure withdraws durability: never let the thread end silently
+                if self.fault is None:
+                    log.error("sqlite store %r: fsync failed, refusing writes until it succeeds: %s", self.path, exc)
+                self.fault = f"fsync thread: {type(exc).__name__}: {exc}"
+                continue
+            if self.fault is not None:
+                log.warning("sqlite store %r: fsync works again, accepting writes", self.path)
+                self.fault = None
+            self.checkpoint()
 
     def checkpoint(self) -> None:
         """Copy the WAL's pages into the database file (sqlite's PASSIVE checkpoint).
@@ -192,10 +206,13 @@ class SqliteStore(Store):
         statements = [(sql, rows) for sql, rows in statements if rows]
         if not statements:
             return
+        if self.fault is not None:
+            raise NotDurable(f"sqlite store {self.path!r} cannot make writes durable ({self.fault}); "
+                             "writes are refused until a flush succeeds")
         with self._lock:
             try:
                 if len(statements) == 1 and len(statements[0][1]) == 1:
-                    # one statement commits atomically by itself: ~1/3 less time with fsync
+                    # one statement commits atomically by itself, without BEGIN/COMMIT
                     self._db.execute(statements[0][0], statements[0][1][0])
                 else:
                     self._db.execute("BEGIN")

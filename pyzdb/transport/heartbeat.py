@@ -16,8 +16,9 @@ import os
 import time
 from typing import Callable
 
-import msgpack
 import zmq
+
+from pyzdb.transport import wire
 
 INTERVAL = 0.5                 # seconds between a server's beats
 LIVENESS = 3                   # beats missed before a server is reported dead
@@ -60,7 +61,7 @@ class Beacon:
             self.socket.recv_multipart()
             self.broker_seen = now
         try:
-            self.socket.send_multipart([BEAT, msgpack.packb({"pid": os.getpid(), **self.info()})], zmq.NOBLOCK)
+            self.socket.send_multipart([BEAT, wire.pack({"pid": os.getpid(), **self.info()})], zmq.NOBLOCK)
         except zmq.Again:
             pass  # the broker is away; beats do not pile up
 

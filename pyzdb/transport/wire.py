@@ -7,7 +7,7 @@ strings stay strings; nothing is ever unpickled or evaluated.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, BinaryIO, Callable, Iterator
 
 import msgpack
 
@@ -15,33 +15,58 @@ from pyzdb.errors import BY_NAME, Error, InternalError, MessageTooLarge, Protoco
 
 VERSION = 1
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
-# Nesting deeper than this is refused by the decoder before any work is done.
-MAX_DEPTH = 256
+# Nesting: msgpack's decoder refuses containers nested over 1024 deep (a ProtocolError here);
+# query.check_value refuses stored values nested deeper than query.MAX_VALUE_DEPTH.
+ExtHook = Callable[[int, bytes], Any]
+ExtType = msgpack.ExtType      # a msgpack extension value (the tree's File references are one)
 
 
-def pack(obj: Any) -> bytes:
-    """Encode a value as msgpack (bytes as bin, str as str).
+def pack(obj: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """Encode a value as msgpack (bytes as bin, str as str); ``default`` turns other objects into encodable ones.
+
+    Every msgpack pyzdb writes (messages, journal records, checkpoints, dumps)
+    is encoded here, so the bytes of one value are always the same.
 
     >>> unpack(pack({'a': [1, b'x']}))
     {'a': [1, b'x']}
     """
     try:
-        return msgpack.packb(obj, use_bin_type=True, datetime=False)
+        return msgpack.packb(obj, use_bin_type=True, datetime=False, default=default)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError(f"cannot encode value: {exc}") from exc
 
 
-def unpack(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE) -> Any:
-    """Decode one msgpack object, refusing oversized, truncated or trailing input."""
-    if len(data) > max_size:
+def unpack(data: bytes, max_size: int | None = DEFAULT_MAX_MESSAGE, ext_hook: ExtHook | None = None) -> Any:
+    """Decode one msgpack object, refusing oversized (over ``max_size``; None: no limit), truncated or trailing input.
+
+    Extension types stay ``msgpack.ExtType`` unless ``ext_hook`` turns them into something else.
+    """
+    if max_size is not None and len(data) > max_size:
         raise MessageTooLarge(f"message of {len(data)} bytes is over the limit of {max_size} bytes")
     try:
-        return msgpack.unpackb(
-data, raw=False, strict_map_key=False, use_list=True, timestamp=0)
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True, timestamp=0,
+                               ext_hook=ext_hook or msgpack.ExtType)
     except msgpack.ExtraData as exc:
         raise ProtocolError("message has trailing bytes after its msgpack value") from exc
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise ProtocolError(f"message is not valid msgpack: {exc}") from exc
+
+
+def iter_unpack(handle: BinaryIO, ext_hook: ExtHook | None = None,
+                max_buffer_size: int = 1 << 30) -> Iterator[tuple[Any, int]]:
+    """Each msgpack object of a file, one after another, with its size in bytes (as ``unpack`` decodes).
+
+    Data that does not decode raises ``ProtocolError`` naming the byte offset it starts at.
+    """
+    unpacker = msgpack.Unpacker(handle, raw=False, strict_map_key=False, use_list=True, timestamp=0,
+                                max_buffer_size=max_buffer_size, ext_hook=ext_hook or msgpack.ExtType)
+    offset = 0
+    try:
+        for value in unpacker:
+            yield value, unpacker.tell() - offset
+            offset = unpacker.tell()
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ProtocolError(f"the msgpack data after byte {offset} does not decode: {exc}") from None
 
 
 def encode_request(client_id: bytes, request_id: int, query: dict) -> bytes:
@@ -69,7 +94,7 @@ def decode_request(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE) -> tuple[by
 def peek_ids(data: bytes) -> tuple[bytes | None, int | None]:
     """Best effort: the client and request ids of a message that failed to decode fully."""
     try:
-        msg = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        msg = unpack(data, max_size=None)
     except Exception:  # garbage has no ids; the caller replies without one
         return None, None
     if not isinstance(msg, dict):

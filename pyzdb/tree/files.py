@@ -4,9 +4,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import msgpack
-
 from pyzdb.errors import FileAccessError, QueryError
+from pyzdb.transport import wire
 
 FILE_EXT_CODE = 1
 MAX_CHUNK = 4 * 1024 * 1024
@@ -33,16 +32,16 @@ class File:
     def __hash__(self) -> int:
         return hash(("File", self.path))
 
-    def to_ext(self) -> msgpack.ExtType:
+    def to_ext(self) -> wire.ExtType:
         """The msgpack extension value stored in the tree."""
-        return msgpack.ExtType(FILE_EXT_CODE, self.path.encode("utf-8"))
+        return wire.ExtType(FILE_EXT_CODE, self.path.encode("utf-8"))
 
 
 def ext_hook(code: int, data: bytes) -> Any:
     """msgpack ext_hook for clients: turn stored File references back into File objects."""
     if code == FILE_EXT_CODE:
         return File(data.decode("utf-8", "replace"))
-    return msgpack.ExtType(code, data)
+    return wire.ExtType(code, data)
 
 
 def read_chunk(value: Any, roots: list[str], offset: int, size: int) -> dict:
@@ -50,7 +49,7 @@ def read_chunk(value: Any, roots: list[str], offset: int, size: int) -> dict:
 
     Only files under one of ``roots`` can be read; anything else is refused.
     """
-    if not (isinstance(value, msgpack.ExtType) and value.code == FILE_EXT_CODE):
+    if not (isinstance(value, wire.ExtType) and value.code == FILE_EXT_CODE):
         raise FileAccessError("the value at this path is not a File reference")
     if not isinstance(offset, int) or not isinstance(size, int) or offset < 0 or not 0 <= size <= MAX_CHUNK:
         raise QueryError(f"file_read takes offset >= 0 and 0 <= size <= {MAX_CHUNK}")

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
-
 from pyzdb.errors import MethodNotAllowed, QueryError, ValueTypeError
+from pyzdb.transport import wire
 from pyzdb.tree.files import FILE_EXT_CODE
 
 MAX_PATH_DEPTH = 64
@@ -125,13 +124,16 @@ def check_value(value: Any, depth: int = 0) -> Any:
                 raise ValueTypeError(f"dict key {key!r} is a {type(key).__name__}; keys must be str or int")
             check_value(item, depth + 1)
         return value
-    if isinstance(value, msgpack.ExtType) and value.code == FILE_EXT_CODE:
+    if isinstance(value, wire.ExtType) and value.code == FILE_EXT_CODE:
         return value
     raise ValueTypeError(f"a value of type {type(value).__name__} cannot be stored")
 
 
 def validate(query: Any, depth: int = 0) -> dict:
-    """Check a query's shape, limits and method name; return it unchanged.
+    """Check a query's shape, limits and method name; return the same dict, with defaults filled in.
+
+    A missing ``path`` becomes ``[]``; a ``call`` without ``args``/``kwargs`` gets
+    ``[]``/``{}`` (in the caller's dict itself, so the engine reads them plainly).
 
     >>> validate({"op": "call", "path": ["l"], "method": "append", "args": [1]})["method"]
     'append'

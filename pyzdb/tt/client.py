@@ -5,7 +5,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from pyzdb.errors import StoreProtocolError
 from pyzdb.kvnet.mapping import DictAccess
-from pyzdb.kvnet.pool import Connection, Pool, batches
+from pyzdb.kvnet.pool import KvConnection, Pool, batches
 from pyzdb.kvnet.serializers import (
     KT_BINARY,
     Serializer,
@@ -40,11 +40,11 @@ class TokyoTyrant(DictAccess):
         self.serializer = get_serializer(serializer)
         self._pool = Pool(self._connect, pool_size)
 
-    def _connect(self) -> Connection:
-        return Connection(self.host, self.port, timeout=self.timeout, name="Tokyo Tyrant")
+    def _connect(self) -> KvConnection:
+        return KvConnection(self.host, self.port, timeout=self.timeout, name="Tokyo Tyrant")
 
-    def _call(self, payload: bytes, read: Callable[[Connection], T], idempotent: bool = True) -> T:
-        def run(conn: Connection) -> T:
+    def _call(self, payload: bytes, read: Callable[[KvConnection], T], idempotent: bool = True) -> T:
+        def run(conn: KvConnection) -> T:
             conn.send(payload)
             return read(conn)
         return self._pool.call(run, idempotent=idempotent)
@@ -84,7 +84,7 @@ class TokyoTyrant(DictAccess):
         return None if raw is None else self.serializer.decode(raw)
 
     def _get_raw(self, key: str | bytes) -> bytes | None:
-        def read(conn: Connection) -> bytes | None:
+        def read(conn: KvConnection) -> bytes | None:
             return None if p.read_code(conn) else p.read_sized(conn)
         return self._call(p.encode_key(p.TTCMDGET, encode_key(key)), read)
 
@@ -96,7 +96,7 @@ class TokyoTyrant(DictAccess):
         for part in batches(list(wanted), lambda k: len(k) + 4, max_bytes=_MAX_BATCH_BYTES,
                             max_count=_MAX_BATCH_COUNT):
             what = f"mget of {len(part)} keys"
-            def read(conn: Connection) -> list[tuple[bytes, bytes]]:
+            def read(conn: KvConnection) -> list[tuple[bytes, bytes]]:
                 p.expect_ok(conn, what)
                 return conn.read_pairs(conn.unpack(p.U32)[0])
             found.update((wanted[k], decode(v)) for k, v in self._call(p.encode_mget(part), read))
@@ -104,14 +104,14 @@ class TokyoTyrant(DictAccess):
 
     def vsiz(self, key: str | bytes) -> int | None:
         """The size of a record's value in bytes, or None if it does not exist."""
-        def read(conn: Connection) -> int | None:
+        def read(conn: KvConnection) -> int | None:
             return None if p.read_code(conn) else conn.unpack(p.U32)[0]
         return self._call(p.encode_key(p.TTCMDVSIZ, encode_key(key)), read)
 
     def fwmkeys(self, prefix: str | bytes, max_keys: int = -1) -> list[Any]:
         """Keys starting with ``prefix`` (at most ``max_keys``; negative: all); str for a str prefix."""
         what = f"fwmkeys of prefix {prefix!r}"
-        def read(conn: Connection) -> list[bytes]:
+        def read(conn: KvConnection) -> list[bytes]:
             p.expect_ok(conn, what)
             return p.read_list(conn, conn.unpack(p.U32)[0])
         keys = self._call(p.encode_fwmkeys(encode_key(prefix), max_keys), read)
@@ -122,7 +122,7 @@ class TokyoTyrant(DictAccess):
     def addint(self, key: str | bytes, num: int = 0) -> int:
         """Add ``num`` to an integer record (a 4-byte native int, created at 0); return the sum."""
         what = f"addint of 1 key {key!r} (is its value a 4-byte int?)"
-        def read(conn: Connection) -> int:
+        def read(conn: KvConnection) -> int:
             p.expect_ok(conn, what)
             return conn.unpack(p.I32)[0]
         return self._call(p.encode_addint(encode_key(key), num), read, idempotent=False)
@@ -130,7 +130,7 @@ class TokyoTyrant(DictAccess):
     def adddouble(self, key: str | bytes, num: float = 0.0) -> float:
         """Add ``num`` to a real-number record (an 8-byte native double); return the sum."""
         what = f"adddouble of 1 key {key!r} (is its value an 8-byte double?)"
-        def read(conn: Connection) -> float:
+        def read(conn: KvConnection) -> float:
             p.expect_ok(conn, what)
             return p.unpack_double(*conn.unpack(p.DOUBLE))
         return self._call(p.encode_adddouble(encode_key(key), num), read, idempotent=False)
@@ -138,7 +138,7 @@ class TokyoTyrant(DictAccess):
     # --- pipelined bulk writes ----------------------------------------------------------
     def _pipeline(self, payloads: Sequence[bytes]) -> list[int]:
         """Write all requests, then read one status byte each."""
-        def run(conn: Connection) -> list[int]:
+        def run(conn: KvConnection) -> list[int]:
             conn.send(b"".join(payloads))
             return [conn.read(1)[0] for _ in payloads]
         return self._pool.call(run, idempotent=True)
@@ -161,7 +161,7 @@ class TokyoTyrant(DictAccess):
 
     # --- the whole database -------------------------------------------------------------
     def _number(self, cmd: int, what: str) -> int:
-        def read(conn: Connection) -> int:
+        def read(conn: KvConnection) -> int:
             p.expect_ok(conn, what)
             return conn.unpack(p.U64)[0]
         return self._call(p.encode_bare(cmd), read)
@@ -181,7 +181,7 @@ class TokyoTyrant(DictAccess):
 
     def stat(self) -> dict[str, str]:
         """The server's status report, parsed from its tab-separated lines."""
-        def read(conn: Connection) -> bytes:
+        def read(conn: KvConnection) -> bytes:
             p.expect_ok(conn, "stat")
             return p.read_sized(conn)
         text = self._call(p.encode_bare(p.TTCMDSTAT), read).decode("utf-8", "replace")
@@ -190,7 +190,7 @@ class TokyoTyrant(DictAccess):
     def misc(self, name: str, args: Iterable[str | bytes] = (), opts: int = 0) -> list[bytes]:
         """Call the database's misc function ``name`` (putlist, getlist, outlist, ...); never retried."""
         encoded = [encode_key(a) for a in args]
-        def read(conn: Connection) -> list[bytes]:
+        def read(conn: KvConnection) -> list[bytes]:
             code = p.read_code(conn)
             items = p.read_list(conn, conn.unpack(p.U32)[0])
             if code:
@@ -205,7 +205,7 @@ class TokyoTyrant(DictAccess):
 
     def iternext(self) -> bytes | None:
         """The next key of the server's shared iterator, or None at the end."""
-        def read(conn: Connection) -> bytes | None:
+        def read(conn: KvConnection) -> bytes | None:
             return None if p.read_code(conn) else p.read_sized(conn)
         return self._call(p.encode_bare(p.TTCMDITERNEXT), read, idempotent=False)
 

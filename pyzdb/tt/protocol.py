@@ -9,7 +9,7 @@ import struct
 from typing import Sequence
 
 from pyzdb.errors import RecordTooLarge, StoreProtocolError
-from pyzdb.kvnet.pool import Connection
+from pyzdb.kvnet.pool import KvConnection
 
 TTMAGICNUM = 0xC8
 TTCMDPUT = 0x10
@@ -126,23 +126,23 @@ def encode_misc(name: bytes, args: Sequence[bytes], opts: int = 0) -> bytes:
     return b"".join(parts)
 
 
-def read_code(conn: Connection) -> int:
+def read_code(conn: KvConnection) -> int:
     """The status byte starting every reply (0 = success)."""
     return conn.read(1)[0]
 
 
-def expect_ok(conn: Connection, what: str) -> None:
+def expect_ok(conn: KvConnection, what: str) -> None:
     """Read a status byte; anything but success raises ``StoreProtocolError``."""
     code = conn.read(1)[0]
     if code:
         raise StoreProtocolError(f"Tokyo Tyrant failed {what} (code {code})")
 
 
-def read_sized(conn: Connection) -> bytes:
+def read_sized(conn: KvConnection) -> bytes:
     """A ``size:u32`` then that many bytes."""
     return conn.read(conn.unpack(U32)[0])
 
 
-def read_list(conn: Connection, n: int) -> list[bytes]:
+def read_list(conn: KvConnection, n: int) -> list[bytes]:
     """``n`` × ``size:u32 bytes`` (fwmkeys and misc replies)."""
     return [read_sized(conn) for _ in range(n)]
