@@ -45,3 +45,22 @@ def test_a_client_that_reached_its_server_rides_out_a_restart_longer_than_the_co
         finally:
             restart.join()
         assert db["n"] == 2
+
+
+def test_serve_on_a_taken_port_fails_before_loading_its_store_and_says_when_it_stops(tmp_path):
+    with EmbeddedService() as service:
+        service.client()["x"] = 1
+        big = EmbeddedService(data_dir=str(tmp_path / "big"))
+        big.start()
+        big.client().update({f"k{i}": i for i in range(20000)})
+        big.stop()
+        taken = subprocess.run([sys.executable, "-m", "pyzdb", "serve", "--data", big.data_dir,
+                                "--rw-front", service.rw_uri], capture_output=True, text=True, timeout=60)
+        assert taken.returncode == 2 and "cannot bind" in taken.stderr
+        assert "loaded in" not in taken.stderr      # the store was not loaded first
+    big.start()                                     # the claim was given back: the store opens again
+    assert big.client()["k19999"] == 19999
+    big.stop()
+    log = big.log()
+    assert "SIGTERM received, stopping" in log and "pyzdb serve: stopped at seq" in log
+    big.close()

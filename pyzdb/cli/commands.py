@@ -25,24 +25,39 @@ from pyzdb.transport import wire
 from pyzdb.transport.curve import create_keys, is_loopback
 
 
-def open_database(args: argparse.Namespace) -> Database:
-    """Claim the store the options name (ClaimHeld if another writer has it), then recover the tree from its journal."""
+def claim_database(args: argparse.Namespace) -> Database:
+    """Claim the store the options name (ClaimHeld if another writer has it); the database, not loaded yet."""
     store = open_store(store_url(args), durability=args.durability)
     journal = Journal(store, chunk_size=args.chunk_size)
     journal.claim = open_claim(store, args.claim_lease)
     try:
         journal.claim.acquire()
         roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
-        db = Database(journal, history_depth=args.history_depth, history_bytes=args.history_bytes,
-                      lock_lease=args.lock_lease, file_roots=roots, durability=args.durability)
-        started = time.monotonic()
-        seq = db.open(Progress("loading checkpoint chunks", 0, minimum=0, lines=True).update)
+        return Database(journal, history_depth=args.history_depth, history_bytes=args.history_bytes,
+                        lock_lease=args.lock_lease, file_roots=roots, durability=args.durability)
     except BaseException:
         journal.claim.release()
         store.close()
         raise
-    print(f"pyzdb: {store.url} database {journal.identity} at seq {seq}, {len(db.engine.tree)} top-level keys, "
+
+
+def load_database(db: Database) -> None:
+    """Recover a claimed database's tree from its journal, with progress lines; on a failure give the claim up."""
+    journal, started = db.journal, time.monotonic()
+    try:
+        seq = db.open(Progress("loading checkpoint chunks", 0, minimum=0, lines=True).update)
+    except BaseException:
+        journal.claim.release()
+        journal.store.close()
+        raise
+    print(f"pyzdb: {journal.store.url} database {journal.identity} at seq {seq}, {len(db.engine.tree)} top-level keys, "
           f"loaded in {time.monotonic() - started:.2f} s", file=sys.stderr, flush=True)
+
+
+def open_database(args: argparse.Namespace) -> Database:
+    """Claim the store the options name, then recover the tree from its journal."""
+    db = claim_database(args)
+    load_database(db)
     return db
 
 
@@ -70,6 +85,7 @@ def _serve_claimed(server: ReadWriteServer, db: Database, name: str) -> int:
     if lost:
         print(f"pyzdb {name}: stopped: {lost}", file=sys.stderr)
         return 3
+    print(f"pyzdb {name}: stopped at seq {db.journal.seq}", file=sys.stderr, flush=True)
     return 0
 
 
@@ -105,7 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server sits behind it on an in-process back end.
     """
     try:
-        db = open_database(args)
+        db = claim_database(args)
         inproc = "inproc://pyzdb-rw-back"
         broker_config = _broker_config(args, inproc)
         server_config = _server_config(args, inproc)
@@ -118,17 +134,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         broker_config = dataclasses.replace(broker_config, rw_front=None)
         server_config.front = args.rw_front
     broker = Broker(broker_config)
-    try:
+    try:                # bind every port before loading: a taken port is reported at once
         server = ReadWriteServer(db, server_config)
         broker.start()
     except (zmq.ZMQError, OSError) as exc:
         print(f"pyzdb serve: cannot bind {args.rw_front} / {args.ro_front}: {exc} (is another pyzdb running?)",
               file=sys.stderr)
         db.journal.claim.release()
+        broker.stop()
         return 2
-    print(f"pyzdb serving: read-write {args.rw_front}, read-only {args.ro_front}, store {db.journal.store.url}",
-          file=sys.stderr, flush=True)
     try:
+        try:
+            load_database(db)
+        except Error as exc:
+            print(f"pyzdb serve: {exc}", file=sys.stderr)
+            server.close()
+            return 2
+        print(f"pyzdb serving: read-write {args.rw_front}, read-only {args.ro_front}, store {db.journal.store.url}",
+              file=sys.stderr, flush=True)
         return _serve_claimed(server, db, "serve")
     finally:
         broker.stop()

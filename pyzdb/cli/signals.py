@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 from typing import Callable
 
 
@@ -11,6 +12,7 @@ def run_until_signal(stop: Callable[[], None], run: Callable[[], None]) -> None:
     >>> run_until_signal(server.stop, server.serve_forever)     # doctest: +SKIP
     """
     def handler(signum, frame):
+        print(f"pyzdb: {signal.Signals(signum).name} received, stopping", file=sys.stderr, flush=True)
         stop()
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)

@@ -93,11 +93,11 @@ class ReadWriteServer:
             for option, value in config.feed_curve.items():
                 self.feed.setsockopt(option, value)
             self.feed.bind(config.feed)
-        self.client_keys = ClientKeys(db.replies)
+        self.client_keys: ClientKeys | None = None   # from the loaded reply table, when serving starts
         self.waiting: list[Waiting] = []
         self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
         self.stopping = threading.Event()
-        self.published = db.journal.seq
+        self.published = 0
         self._next_announce = 0.0
         self.writers: OrderedDict[bytes, float] = OrderedDict()   # cid -> time of its last write
 
@@ -123,7 +123,13 @@ class ReadWriteServer:
         return QueueSocket(sock)
 
     def serve_forever(self) -> None:
-        """Run until ``stop()``; every fault in a request becomes an error reply, never a crash."""
+        """Run until ``stop()``; every fault in a request becomes an error reply, never a crash.
+
+        The database may be opened (loaded) after the sockets are bound and
+        before this is called: clients that connect meanwhile wait.
+        """
+        self.client_keys = ClientKeys(self.db.replies)
+        self.published = self.db.journal.seq
         try:
             while not self.stopping.is_set():
                 busy = self.front.wait(self._timeout_ms())
