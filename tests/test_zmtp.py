@@ -1,4 +1,4 @@
-"""ZMTP spoken in Python (pyzdb.transport.zmtp, pyzdb.transport.router) against libzmq's own sockets, and against each other."""
+"""ZMTP spoken in Python (pyzdb.transport.dealer, pyzdb.transport.router) against libzmq's own sockets, and against each other."""
 from __future__ import annotations
 
 import socket
@@ -11,8 +11,9 @@ import zmq
 from pyzdb.client.connection import Connection, DirectEndpoint, Endpoint, open_endpoint
 from pyzdb.errors import QueryError
 from pyzdb.testing import free_ports
-from pyzdb.transport.router import ZmtpRouter
-from pyzdb.transport.zmtp import IDLE_CHECK, ZmtpDealer, parse_address
+from pyzdb.transport.codec import parse_address
+from pyzdb.transport.dealer import IDLE_CHECK, ZmtpDealer
+from pyzdb.transport.router import FrontLimits, ZmtpRouter
 
 
 def tcp() -> str:
@@ -78,8 +79,8 @@ def test_libzmq_clients_talk_to_the_python_router(context, kind):
 class RouterThread:
     """A ZmtpRouter served on a thread: ``answer(message)`` gives the reply frames, None to hang up instead."""
 
-    def __init__(self, uri: str, answer, max_message: int = 1 << 20) -> None:
-        self.router = ZmtpRouter(uri, max_message)
+    def __init__(self, uri: str, answer, max_message: int = 1 << 20, limits: FrontLimits | None = None) -> None:
+        self.router = ZmtpRouter(uri, max_message, limits)
         self.answer, self.seen = answer, []
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -197,7 +198,7 @@ def test_dealer_reconnects_after_an_idle_drop_and_resends_after_a_hang_up(contex
 
     answers = iter([None, [b"", b"answer"]])          # hang up on the first try, answer the second
     server = RouterThread(tcp(), lambda message: next(answers))
-    dealer = ZmtpDealer([f"tcp://127.0.0.1:{server.router.listener.getsockname()[1]}"])
+    dealer = ZmtpDealer([f"tcp://127.0.0.1:{server.router.listener.socket.getsockname()[1]}"])
     try:
         dealer.send([b"", b"ask"])
         assert dealer.receive(5000) == [b"", b"answer"]
@@ -226,7 +227,7 @@ def test_router_without_epoll_uses_poll(monkeypatch):
     import select
     monkeypatch.delattr(select, "epoll")
     server = RouterThread(tcp(), lambda message: [b"", message[-1] + b"!"])
-    dealer = ZmtpDealer([f"tcp://127.0.0.1:{server.router.listener.getsockname()[1]}"])
+    dealer = ZmtpDealer([f"tcp://127.0.0.1:{server.router.listener.socket.getsockname()[1]}"])
     try:
         assert not server.router.poll.epoll
         dealer.send([b"", b"hi"])
@@ -259,11 +260,9 @@ def test_receive_gives_up_at_its_timeout_on_a_silent_peer(context):
         router.close(linger=0)
 
 
-def test_a_connection_that_never_finishes_the_handshake_is_closed(monkeypatch):
-    import pyzdb.transport.router
-    monkeypatch.setattr(pyzdb.transport.router, "HANDSHAKE_SECONDS", 0.2)
-    server = RouterThread(tcp(), lambda message: [b"", b"ok"])
-    port = server.router.listener.getsockname()[1]
+def test_a_connection_that_never_finishes_the_handshake_is_closed():
+    server = RouterThread(tcp(), lambda message: [b"", b"ok"], limits=FrontLimits(handshake_timeout=0.2))
+    port = server.router.listener.socket.getsockname()[1]
     try:
         silent = socket.create_connection(("127.0.0.1", port))
         silent.settimeout(5)
