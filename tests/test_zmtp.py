@@ -475,3 +475,29 @@ def test_client_with_the_zmq_transport_against_pyzdb_serve():
         assert db["x"]._run() == 2 and sorted(db) == ["l", "m", "x"]
         assert db["l"]._run() == [1, 2, 3, 4]
         db._conn.close()
+
+
+def test_the_router_counts_what_connections_hold_and_nothing_once_they_are_gone():
+    limits = FrontLimits(max_total_bytes=3 << 20)
+    server = RouterThread(tcp(), lambda message: [b"", b"r" * 300_000], max_message=1 << 20, limits=limits)
+    router = server.router
+    port = router.listener.socket.getsockname()[1]
+    try:
+        peers = [handshake(port)[0] for _ in range(6)]
+        for i, sock in enumerate(peers):
+            if i % 2:
+                sock.sendall(encode_frames([b"", b"q"]) * 20)       # 6 MB of replies it never reads
+            else:
+                sock.sendall(b"\x01\x00\x02" + (900_000).to_bytes(8, "big") + b"y" * 500_000)   # a message cut short
+        deadline = time.monotonic() + 10
+        while len(router.peers) > 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(router.peers) <= 3                              # the three that never read are gone
+        assert router.total <= limits.max_total_bytes
+        for sock in peers:
+            sock.close()
+        while (router.peers or router.total) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not router.peers and router.total == 0              # the count did not drift
+    finally:
+        server.close()
