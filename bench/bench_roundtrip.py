@@ -19,7 +19,7 @@ import zmq
 
 from pyzdb.testing import EmbeddedService, free_ports, stop_process
 from pyzdb.transport import wire
-from pyzdb.transport.zmtp import ZmtpDealer
+from pyzdb.transport.dealer import ZmtpDealer
 
 from . import echo_broker
 from .timing import median_of, ratio, timed_loop

@@ -3,7 +3,7 @@
 ``zmq``: the broker topology (ROUTER front, zmq.proxy thread, inproc DEALER
 back, the echo loop on the main thread), the floor that pyzmq, the proxy and
 one Python recv/send loop set for any request (``pyzdb serve --curve``).
-``zmtp``: the echo loop reads and writes its own ``front.ZmtpRouter`` as
+``zmtp``: the echo loop reads and writes its own ``router.ZmtpRouter`` as
 ``pyzdb serve`` does without CURVE. Run as its own process, like ``pyzdb serve``.
 
     python -m bench.echo_broker tcp://127.0.0.1:PORT [zmq|zmtp]

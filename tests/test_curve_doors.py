@@ -19,8 +19,8 @@ from pyzdb.server.client_keys import KEY_TAG, ClientKeys, key_digest
 from pyzdb.testing import free_ports, start_process, stop_process
 from pyzdb.transport import curve as auth
 from pyzdb.transport import wire
+from pyzdb.transport.codec import GREETING, ready_command
 from pyzdb.transport.heartbeat import BEAT
-from pyzdb.transport.zmtp import GREETING, ready_command
 
 FORGED_PID = 999_999_999
 

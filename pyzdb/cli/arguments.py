@@ -8,6 +8,7 @@ from pyzdb import __version__
 from pyzdb.storage import DURABILITIES
 from pyzdb.storage.claim import DEFAULT_LEASE
 from pyzdb.transport import wire
+from pyzdb.transport.router import FrontLimits
 from pyzdb.tree.history import DEFAULT_BYTES, DEFAULT_DEPTH
 
 DEFAULTS = {"rw_front": "tcp://127.0.0.1:5559", "rw_back": "tcp://127.0.0.1:5560",
@@ -93,6 +94,24 @@ def _offline_options(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--store", help=f"{what}: a store URL (default: ask --uri's server)")
 
 
+def _front_options(parser: argparse.ArgumentParser) -> None:
+    limits = FrontLimits()
+    group = parser.add_argument_group("client connections of the read-write front (without --curve)")
+    group.add_argument("--max-frames", type=int, default=limits.max_frames,
+                       help="frames in one message; a client over it is dropped (default %(default)s)")
+    group.add_argument("--max-connection-bytes", type=int, default=limits.max_connection_bytes,
+                       help="bytes one connection may hold each way (requests not yet served, replies it has not "
+                            "read); never less than --max-message + 1 MiB, which 0 means (default %(default)s)")
+    group.add_argument("--max-buffered-bytes", type=int, default=limits.max_total_bytes,
+                       help="bytes all connections together may hold; over it the one holding the most is dropped "
+                            "(default %(default)s)")
+    group.add_argument("--heartbeat-interval", type=float, default=limits.heartbeat_ivl,
+                       help="seconds a client may be silent before it is sent a ZMTP PING (default %(default)s)")
+    group.add_argument("--idle-timeout", type=float, default=limits.idle_timeout,
+                       help="seconds a client may send nothing, not even a PONG, before it is dropped "
+                            "(default %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="pyzdb", description="A shared nested document tree for Python programs.",
@@ -102,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="broker and read-write server in one process (the quick start)")
     _broker_options(serve)
     _server_options(serve)
+    _front_options(serve)
     broker = sub.add_parser("broker", help="the two request queues alone")
     _broker_options(broker)
     server = sub.add_parser("server", help="a read-write server (or --ro: a read-only one) behind a broker")

@@ -23,6 +23,7 @@ from pyzdb.storage.journal import Journal
 from pyzdb.transport import curve as auth
 from pyzdb.transport import wire
 from pyzdb.transport.curve import create_keys, is_loopback
+from pyzdb.transport.router import FrontLimits
 
 
 def claim_database(args: argparse.Namespace) -> Database:
@@ -133,6 +134,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         broker_config = dataclasses.replace(broker_config, rw_front=None)
         server_config.front = args.rw_front
+        server_config.front_limits = FrontLimits(
+            max_frames=args.max_frames, max_connection_bytes=args.max_connection_bytes,
+            max_total_bytes=args.max_buffered_bytes, heartbeat_ivl=args.heartbeat_interval, idle_timeout=args.idle_timeout)
     broker = Broker(broker_config)
     try:                # bind every port before loading: a taken port is reported at once
         server = ReadWriteServer(db, server_config)

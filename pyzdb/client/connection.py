@@ -18,7 +18,7 @@ from pyzdb.errors import (
     QueryError,
     ServiceUnavailable,
 )
-from pyzdb.transport import wire, zmtp
+from pyzdb.transport import dealer, wire
 from pyzdb.transport.curve import client_options
 from pyzdb.tree.files import ext_hook
 
@@ -86,11 +86,11 @@ class Endpoint:
 
 
 class DirectEndpoint:
-    """The same Lazy Pirate endpoint over ``zmtp.ZmtpDealer``: ZMTP spoken in the calling thread, no zmq I/O thread."""
+    """The same Lazy Pirate endpoint over ``dealer.ZmtpDealer``: ZMTP spoken in the calling thread, no zmq I/O thread."""
 
     def __init__(self, uris: list[str], max_message: int) -> None:
         self.uris = uris
-        self.socket = zmtp.ZmtpDealer(uris, max_message + 65536)
+        self.socket = dealer.ZmtpDealer(uris, max_message + 65536)
         self.send, self.receive = self.socket.send, self.socket.receive
         self.reopen, self.close = self.socket.reopen, self.socket.close
 
@@ -166,7 +166,7 @@ class Connection:
             self._keeper = None
 
     @property
-    def socket(self) -> zmq.Socket | zmtp.ZmtpDealer:
+    def socket(self) -> zmq.Socket | dealer.ZmtpDealer:
         """The read-write socket (as the original API's ``db, socket = client()`` returned)."""
         return self.rw.socket
 

@@ -21,7 +21,8 @@ from pyzdb.server.database import DEFER, Database
 from pyzdb.transport import wire
 from pyzdb.transport.curve import ROLE_FRAMES
 from pyzdb.transport.heartbeat import Beacon, set_heartbeats
-from pyzdb.transport.router import QueueSocket, ZmtpRouter
+from pyzdb.transport.queue_socket import QueueSocket
+from pyzdb.transport.router import FrontLimits, ZmtpRouter
 
 log = logging.getLogger("pyzdb.server")
 MAX_DRAIN = 1000
@@ -45,6 +46,7 @@ class ServerConfig:
     curve: dict = field(default_factory=dict)        # server-role key options for the back end and health
     feed_curve: dict = field(default_factory=dict)   # server options of the feed: only server-role keys listen
     health: str | None = None     # the broker's heartbeat socket
+    front_limits: FrontLimits = field(default_factory=FrontLimits)   # what each client of ``front`` may cost
 
 
 @dataclass
@@ -108,7 +110,7 @@ class ReadWriteServer:
         the clients and this loop); others (inproc://) are zmq ROUTERs.
         """
         if config.front and config.front.startswith(("tcp://", "ipc://")):
-            return ZmtpRouter(config.front, config.max_message + 65536)
+            return ZmtpRouter(config.front, config.max_message + 65536, config.front_limits)
         sock = self.context.socket(zmq.ROUTER if config.front else zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 1000)
         set_heartbeats(sock)

@@ -1,1 +1,1 @@
-"""Bytes on the wire: msgpack envelopes (``wire``), ZMTP in Python (``zmtp``, ``router``), CURVE keys (``curve``), heartbeats."""
+"""Bytes on the wire: msgpack envelopes (``wire``), ZMTP in Python (``codec`` under ``dealer`` and ``router``), CURVE keys (``curve``), heartbeats."""

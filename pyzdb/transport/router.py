@@ -1,155 +1,135 @@
-"""The read-write server's socket for clients: a zmq socket, or a ROUTER spoken in the server's own thread.
+"""``ZmtpRouter``: the ROUTER end of ``pyzdb serve``'s read-write front, spoken in the server's own thread.
 
-``ZmtpRouter`` binds tcp:// or ipc:// and speaks ZMTP 3.0 (NULL mechanism)
-itself, so pyzmq DEALER/REQ clients and ``zmtp.ZmtpDealer`` clients connect
-to it as to a zmq ROUTER, while a request reaches the server's loop with no
-hand-off between threads (a zmq socket passes every message through its I/O
-thread: bench/README.md). CURVE needs libzmq, so ``pyzdb serve --curve``
-keeps the broker's zmq sockets (``QueueSocket``).
+It binds tcp:// or ipc:// and speaks ZMTP 3.1 (NULL mechanism) through
+``codec.ZmtpCodec``, so pyzmq DEALER/REQ clients and ``dealer.ZmtpDealer``
+clients connect to it as to a zmq ROUTER, while a request reaches the
+server's loop with no hand-off between threads (a zmq socket passes every
+message through its I/O thread: bench/README.md). CURVE needs libzmq, so
+``pyzdb serve --curve`` keeps the broker's zmq sockets (``queue_socket.QueueSocket``,
+behind the same four calls: ``wait``, ``drain``, ``send``, ``close``).
 
-Both classes give the server the same four calls: ``wait``, ``drain``,
-``send``, ``close``.
+No client can bloat or lock it up (``FrontLimits``): each message is bounded
+in bytes and frames; each connection in what it holds each way; all of them
+together in total; a peer silent past the idle timeout is dropped (it gets
+PINGs first, which libzmq and ``ZmtpDealer`` answer); running out of file
+descriptors refuses new connections without spinning (``listener.Listener``). A dropped client
+may connect again; the server serves the others meanwhile.
+
+>>> router = ZmtpRouter('tcp://127.0.0.1:5559', 64 << 20)      # doctest: +SKIP
+>>> if router.wait(100): messages = router.drain(1000)        # doctest: +SKIP
 """
 from __future__ import annotations
 
 import itertools
-import os
+import logging
 import select
 import socket
 import time
-from collections import deque
-
-import zmq
+from collections import Counter, deque
+from dataclasses import dataclass
 
 from pyzdb.errors import ProtocolError
-from pyzdb.transport.zmtp import (
-    COMMAND,
-    GREETING,
-    MORE,
-    command_name,
+from pyzdb.transport.codec import (
+    DEFAULT_MAX_FRAMES,
+    FRAME_COST,
+    Limits,
+    Ping,
+    ZmtpCodec,
     encode_frames,
-    frame_header,
-    parse_address,
-    peer_type,
-    pong,
-    ready_command,
-    take_greeting,
-    whole_message,
+    ping_command,
+    pong_command,
 )
+from pyzdb.transport.listener import Listener
+from pyzdb.transport.poll import Poll
 
+log = logging.getLogger("pyzdb.front")
 CLIENT_TYPES = (b"DEALER", b"REQ")
-HANDSHAKE_SECONDS = 30.0       # a connection that has not finished the ZMTP handshake by then is closed
-MAX_UNSENT = 256 << 20          # bytes of replies a client leaves unread before its connection is closed
 READ_SIZE = 262144
+MESSAGE_COST = 120        # bytes of memory a message waiting for the server costs beyond its frames
+LOG_EVERY = 10.0          # seconds between log lines about dropped connections
 
 
-class QueueSocket:
-    """A zmq socket (ROUTER front or DEALER to a broker) behind the server's calls."""
+@dataclass(frozen=True)
+class FrontLimits:
+    """What one client connection of a ``ZmtpRouter`` may cost, and how long it may stay silent.
 
-    def __init__(self, sock: zmq.Socket) -> None:
-        self.socket = sock
-        self.poller = zmq.Poller()     # kept: socket.poll() builds a new Poller every call
-        self.poller.register(sock, zmq.POLLIN)
+    ``max_connection_bytes`` bounds, each way, what one connection holds: its
+    unread input, a message not yet whole and its messages the server has
+    not taken; its replies the kernel has not taken (a client that does not
+    read). It is never less than the largest message plus 1 MiB (0: that).
+    ``max_total_bytes`` bounds the sum over every connection, both ways;
+    over it, the connection holding the most is dropped. A connection whose
+    handshake is not done in ``handshake_timeout`` seconds, or that sends
+    nothing for ``idle_timeout`` (it is PINGed after ``heartbeat_ivl`` of
+    silence, and answering is enough), is dropped.
+    """
 
-    def drain(self, limit: int) -> list[list[bytes]]:
-        """Up to ``limit`` messages that have arrived, without blocking."""
-        batch, sock = [], self.socket
-        # asking EVENTS is cheaper than the zmq.Again a recv on an empty queue raises
-        while len(batch) < limit and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            try:
-                batch.append(sock.recv_multipart(zmq.NOBLOCK, copy=True))
-            except zmq.Again:
-                break
-        return batch
-
-    def send(self, frames: list[bytes]) -> None:
-        """Send one message (route frames first)."""
-        self.socket.send_multipart(frames)
-
-    def wait(self, timeout_ms: int) -> bool:
-        """True when a message arrives within ``timeout_ms``."""
-        return bool(self.poller.poll(timeout_ms))
-
-    def close(self) -> None:
-        """Close the socket."""
-        self.socket.close()
-
-
-class Poll:
-    """epoll where the system has it (Linux: cost by ready sockets, not by connections), else poll; times in seconds."""
-
-    def __init__(self) -> None:
-        self.epoll = getattr(select, "epoll", None)
-        self.poller = self.epoll() if self.epoll else select.poll()
-        self.register, self.modify, self.unregister = self.poller.register, self.poller.modify, self.poller.unregister
-
-    def poll(self, timeout: float) -> list[tuple[int, int]]:
-        """Ready (fd, events) pairs within ``timeout`` seconds."""
-        return self.poller.poll(timeout if self.epoll else int(timeout * 1000))
-
-    def close(self) -> None:
-        """Release the epoll descriptor, if any."""
-        if self.epoll:
-            self.poller.close()
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_connection_bytes: int = 0
+    max_total_bytes: int = 1 << 30
+    heartbeat_ivl: float = 5.0
+    idle_timeout: float = 30.0
+    handshake_timeout: float = 30.0
 
 
 class Peer:
-    """One client connection: its buffers and where its handshake is."""
+    """One client connection: its codec, its unsent replies, what it costs, when it was last heard."""
 
-    def __init__(self, sock: socket.socket, routing_id: bytes) -> None:
-        self.sock, self.routing_id = sock, routing_id
-        self.inbox = bytearray()
+    def __init__(self, sock: socket.socket, routing_id: bytes, codec: ZmtpCodec, now: float) -> None:
+        self.sock, self.routing_id, self.codec = sock, routing_id, codec
+        self.fd = sock.fileno()
         self.outbox = bytearray()
-        self.state = "greeting"      # then "ready" (waiting for READY), then "open"
-        self.frames: list[bytes] = []
-        self.size = 0
-        self.deadline = time.monotonic() + HANDSHAKE_SECONDS   # for the handshake
+        self.queued = 0           # bytes of its messages handed out since the router last pumped
+        self.counted = 0          # what the router's total counts for it
+        self.accepted = self.heard = now
+        self.pinged = 0.0
+        self.broken = False       # a write failed: dropped at the next count
+        self.closed = False
 
 
 class ZmtpRouter:
     """A ROUTER socket's server end, bound to ``uri``; messages come out as ``[routing id, *frames]``.
 
-    A client that sends garbage, a message over ``max_message`` bytes, or a
-    handshake other than NULL is disconnected (as libzmq does); replies to a
-    client that has gone are dropped (as a zmq ROUTER does).
+    A client that sends garbage, a message over ``max_message`` bytes or
+    ``limits.max_frames`` frames, or a handshake other than NULL, or that
+    breaks a ``FrontLimits`` bound, is disconnected (as libzmq does with
+    MAXMSGSIZE); replies to a client that has gone are dropped (as a zmq
+    ROUTER does).
     """
 
-    def __init__(self, uri: str, max_message: int) -> None:
-        self.max_message = max_message
-        family, address = parse_address(uri)
-        self.path = address if family == socket.AF_UNIX else None
-        self.listener = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            if self.path is not None and os.path.exists(self.path):
-                os.unlink(self.path)     # a stale socket file, as zmq's ipc bind replaces it
-            else:
-                self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.listener.bind(address)
-            self.listener.listen(128)
-        except OSError:
-            self.listener.close()
-            raise
-        self.listener.setblocking(False)
+    def __init__(self, uri: str, max_message: int, limits: FrontLimits | None = None) -> None:
+        self.limits = limits = limits or FrontLimits()
+        self.codec_limits = Limits(max_message, limits.max_frames)
+        self.connection_cap = max(limits.max_connection_bytes, max_message + (1 << 20))
         self.poll = Poll()
-        self.poll.register(self.listener, select.POLLIN)
+        self.listener = Listener(uri, self.poll)
         self.peers: dict[int, Peer] = {}
         self.routes: dict[bytes, Peer] = {}
         self.ids = itertools.count(1)
         self.arrived: deque[list[bytes]] = deque()
-        self.handshaking = False     # some connection has not finished its handshake
+        self.queued_peers: list[Peer] = []     # peers with messages in ``arrived`` since the last pump
+        self.total = 0                         # bytes held for all connections, both ways
+        self.sweep_every = max(0.01, min(1.0, limits.heartbeat_ivl / 2, limits.idle_timeout / 4, limits.handshake_timeout / 4))
         self.next_sweep = 0.0
+        self.dropped: Counter[str] = Counter()   # reasons of drops not yet logged
+        self.drop_detail: dict[str, str] = {}    # the last drop's detail for a reason
+        self.next_log = 0.0
 
+    # -- the server's calls ---------------------------------------------------
     def drain(self, limit: int) -> list[list[bytes]]:
         """Up to ``limit`` whole messages, without blocking."""
         if not self.arrived:
-            self._pump(0)
+            self._pump(0.0)
         arrived = self.arrived
         return [arrived.popleft() for _ in range(min(limit, len(arrived)))]
 
     def wait(self, timeout_ms: int) -> bool:
         """True when a whole message has arrived within ``timeout_ms``."""
         if not self.arrived:
+            deadline = time.monotonic() + timeout_ms / 1000
             self._pump(timeout_ms / 1000)
+            while not self.arrived and (left := deadline - time.monotonic()) > 0:
+                self._pump(left)
         return bool(self.arrived)
 
     def send(self, frames: list[bytes]) -> None:
@@ -158,6 +138,8 @@ class ZmtpRouter:
         if peer is None:
             return
         self._write(peer, encode_frames(frames[1:]))
+        if peer.outbox or peer.broken:
+            self._count(peer)
 
     def close(self) -> None:
         """Close every connection and the listener."""
@@ -165,70 +147,118 @@ class ZmtpRouter:
             self._drop(peer)
         self.poll.close()
         self.listener.close()
-        if self.path is not None and os.path.exists(self.path):
-            os.unlink(self.path)
 
     # -- events -------------------------------------------------------------
     def _pump(self, timeout: float) -> None:
-        if self.handshaking and time.monotonic() >= self.next_sweep:
-            self._drop_slow_handshakes()
-        for fd, events in self.poll.poll(timeout):
-            if fd == self.listener.fileno():
-                self._accept()
+        """Wait up to ``timeout`` seconds (less when a sweep is due) and handle what is ready."""
+        if self.queued_peers:      # the server took every message handed out: their memory is free
+            for peer in self.queued_peers:
+                peer.queued = 0
+                self._count(peer, check=False)
+            self.queued_peers.clear()
+        now = time.monotonic()
+        if now >= self.next_sweep:
+            self._sweep(now)
+        events = self.poll.poll(max(0.0, min(timeout, self.next_sweep - now)))
+        if not events:
+            return
+        now = time.monotonic()
+        for fd, ready in events:
+            if fd == self.listener.fd:
+                self._accept(now)
                 continue
             peer = self.peers.get(fd)
             if peer is None:
                 continue
-            if events & select.POLLOUT:
+            if ready & select.POLLOUT:
                 self._flush(peer)
-            if events & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                self._read(peer)
+            if ready & (select.POLLIN | select.POLLHUP | select.POLLERR) and not peer.closed:
+                self._read(peer, now)
 
-    def _drop_slow_handshakes(self) -> None:
-        """Close connections that have not finished the handshake in HANDSHAKE_SECONDS (as libzmq's HANDSHAKE_IVL)."""
-        now = time.monotonic()
-        self.next_sweep = now + 1.0
-        for peer in [p for p in self.peers.values() if p.state != "open" and p.deadline <= now]:
-            self._drop(peer)
-        self.handshaking = any(p.state != "open" for p in self.peers.values())
+    def _sweep(self, now: float) -> None:
+        """Timers: drop slow handshakes and silent peers, PING quiet ones, let the listener accept again."""
+        self.next_sweep = now + self.sweep_every
+        self.listener.tick(now)
+        limits = self.limits
+        for peer in list(self.peers.values()):
+            if peer.closed:
+                continue      # dropped as the largest while this sweep ran
+            if not peer.codec.open:
+                if now - peer.accepted >= limits.handshake_timeout:
+                    self._drop(peer, "did not finish the ZMTP handshake in time")
+            elif now - peer.heard >= limits.idle_timeout:
+                self._drop(peer, "were silent past the idle timeout")
+            elif now - max(peer.heard, peer.pinged) >= limits.heartbeat_ivl:
+                peer.pinged = now
+                self._write(peer, ping_command(limits.idle_timeout))
+                self._count(peer)
+        if self.dropped and now >= self.next_log:
+            self._log_drops(now)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return    # out of descriptors and the like: the client will try again
-            sock.setblocking(False)
+    def _accept(self, now: float) -> None:
+        for sock in self.listener.accept(now):
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            peer = Peer(sock, b"\x00" + next(self.ids).to_bytes(4, "big"))
-            self.peers[sock.fileno()] = peer
+            codec = ZmtpCodec(b"ROUTER", CLIENT_TYPES, self.codec_limits)
+            peer = Peer(sock, b"\x00" + next(self.ids).to_bytes(4, "big"), codec, now)
+            self.peers[peer.fd] = peer
             self.routes[peer.routing_id] = peer
-            self.handshaking = True
-            self.poll.register(sock, select.POLLIN)
+            self.poll.register(peer.fd, select.POLLIN)
             # libzmq sends its whole greeting only after it sees ours: ours goes first, READY with it (NULL)
-            self._write(peer, GREETING + ready_command(b"ROUTER"))
+            self._write(peer, codec.greeting())
+            self._count(peer)
+
+    # -- reading and writing ------------------------------------------------
+    def _read(self, peer: Peer, now: float) -> None:
+        try:
+            data = peer.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(peer)
+            return
+        peer.heard = now
+        codec = peer.codec
+        message = codec.whole(data)      # the common case: one whole [b"", payload]
+        if message is not None:
+            self._arrive(peer, message, len(data))
+        else:
+            codec.feed(data)
+            try:
+                while (event := codec.next_event()) is not None:
+                    if event.__class__ is list:
+                        self._arrive(peer, event, sum(map(len, event)) + FRAME_COST * len(event))
+                    elif event.__class__ is Ping:
+                        self._write(peer, pong_command(event.context))
+            except ProtocolError as exc:
+                self._drop(peer, "broke ZMTP or a message limit", str(exc))
+                return
+        self._count(peer)
+
+    def _arrive(self, peer: Peer, frames: list[bytes], size: int) -> None:
+        self.arrived.append([peer.routing_id, *frames])
+        if not peer.queued:
+            self.queued_peers.append(peer)
+        peer.queued += size + MESSAGE_COST
 
     def _write(self, peer: Peer, data: bytes) -> None:
-        """Send now what the kernel takes; keep the rest until the connection is writable."""
+        """Send now what the kernel takes; keep the rest until the connection is writable (``_count`` checks the cap)."""
         if peer.outbox:
             peer.outbox += data
-            if len(peer.outbox) > MAX_UNSENT:
-                self._drop(peer)
             return
         try:
             sent = peer.sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
-            self._drop(peer)
+            peer.broken = True
             return
         if sent < len(data):
             peer.outbox += data[sent:]
-            self.poll.modify(peer.sock, select.POLLIN | select.POLLOUT)
+            self.poll.modify(peer.fd, select.POLLIN | select.POLLOUT)
 
     def _flush(self, peer: Peer) -> None:
         try:
@@ -240,73 +270,62 @@ class ZmtpRouter:
             return
         del peer.outbox[:sent]
         if not peer.outbox:
-            self.poll.modify(peer.sock, select.POLLIN)
+            self.poll.modify(peer.fd, select.POLLIN)
+        self._count(peer)
 
-    def _read(self, peer: Peer) -> None:
-        try:
-            data = peer.sock.recv(READ_SIZE)
-        except BlockingIOError:
+    # -- what connections cost ----------------------------------------------
+    def _count(self, peer: Peer, check: bool = True) -> None:
+        """Bring the total up to date with what ``peer`` holds; drop it (or the largest) over a bound."""
+        if peer.closed:
             return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(peer)
+        held_in = peer.codec.held + peer.queued
+        held = held_in + len(peer.outbox)
+        self.total += held - peer.counted
+        peer.counted = held
+        if not check:
             return
-        if not peer.inbox and peer.state == "open" and not peer.frames:
-            message = whole_message(data, self.max_message)   # the common case: one whole [b"", payload]
-            if message is not None:
-                self.arrived.append([peer.routing_id, *message])
-                return
-        peer.inbox += data
-        try:
-            self._parse(peer)
-        except ProtocolError:
+        if peer.broken:
             self._drop(peer)
-
-    def _parse(self, peer: Peer) -> None:
-        inbox = peer.inbox
-        if peer.state == "greeting":
-            if not take_greeting(inbox):
-                return
-            peer.state = "ready"
-        at = 0
-        while (header := frame_header(inbox, at)) is not None:
-            flags, head, size = header
-            if peer.size + size > self.max_message:
-                raise ProtocolError("a message over the size limit")
-            if len(inbox) - at < head + size:
+        elif held_in > self.connection_cap:
+            self._drop(peer, "held more input than the per-connection limit")
+        elif len(peer.outbox) > self.connection_cap:
+            self._drop(peer, "left more replies unread than the per-connection limit")
+        while self.total > self.limits.max_total_bytes and self.peers:
+            largest = max(self.peers.values(), key=lambda p: p.counted)
+            if largest.counted <= 0:     # never expected: the total drifted; count again rather than drop everyone
+                self.total = sum(p.counted for p in self.peers.values())
                 break
-            body = bytes(inbox[at + head:at + head + size])
-            at += head + size
-            if flags & COMMAND:
-                self._command(peer, body)
-            elif peer.state != "open":
-                raise ProtocolError("a message before READY")
-            else:
-                peer.frames.append(body)
-                peer.size += size
-                if not flags & MORE:
-                    self.arrived.append([peer.routing_id, *peer.frames])
-                    peer.frames, peer.size = [], 0
-        del inbox[:at]
+            self._drop(largest, "held the most when all connections together passed the total limit")
 
-    def _command(self, peer: Peer, body: bytes) -> None:
-        name = command_name(body)
-        if name == b"READY" and peer.state == "ready":
-            peer_type(body, CLIENT_TYPES, b"ROUTER")
-            peer.state = "open"
-        elif name == b"PING" and peer.state == "open":
-            self._write(peer, pong(body))
-        elif name == b"ERROR" or peer.state != "open":
-            raise ProtocolError(f"unexpected {name!r} command")
-
-    def _drop(self, peer: Peer) -> None:
-        fd = peer.sock.fileno()
-        if self.peers.pop(fd, None) is None:
+    def _drop(self, peer: Peer, reason: str | None = None, detail: str = "") -> None:
+        """Close ``peer``; with a ``reason`` (a bound broken, not a hang-up) its waiting messages go too, and it is logged."""
+        if peer.closed:
             return
+        peer.closed = True
+        self.peers.pop(peer.fd, None)
         self.routes.pop(peer.routing_id, None)
+        self.total -= peer.counted
+        peer.counted = 0
         try:
-            self.poll.unregister(fd)
-        except (OSError, ValueError):
+            self.poll.unregister(peer.fd)
+        except (OSError, ValueError, KeyError):
             pass
         peer.sock.close()
+        if reason is not None:
+            if peer.queued:
+                routing_id = peer.routing_id
+                self.arrived = deque(m for m in self.arrived if m[0] != routing_id)
+            self.dropped[reason] += 1
+            if detail:
+                self.drop_detail[reason] = detail
+            now = time.monotonic()
+            if now >= self.next_log:
+                self._log_drops(now)
+
+    def _log_drops(self, now: float) -> None:
+        self.next_log = now + LOG_EVERY
+        log.warning("pyzdb front: dropped connections that %s", "; ".join(
+            f"{reason} ({count}{'; last: ' + self.drop_detail[reason] if reason in self.drop_detail else ''})"
+            for reason, count in self.dropped.items()))
+        self.dropped.clear()
+        self.drop_detail.clear()
