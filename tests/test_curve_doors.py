@@ -149,19 +149,17 @@ def cluster(keys, tmp_path_factory):
                                          "--health", a["health"]], os.path.join(data, "broker.log"))
         common = ["--data", data, "--curve", keys, "--feed", a["feed"], "--health", a["health"]]
         procs["rw"] = start_process(["server", "--back", a["rw_back"], *common], os.path.join(data, "rw.log"))
+        db = connect(keys, a["rw_front"], timeout=20)
+        db["seen"] = 1          # the database exists now: a replica refuses a store that holds none
+        db._conn.close()
         procs["ro"] = start_process(["server", "--ro", "--back", a["ro_back"], "--status-feed", a["status_feed"],
                                      "--name", "ro0", "--server-key", "replica", *common],
                                     os.path.join(data, "ro.log"))
-        db = connect(keys, a["rw_front"], timeout=20)
-        db["seen"] = 1
-        db._conn.close()
-        reader = connect(keys, a["rw_front"], a["ro_front"], name="bob", timeout=20)
-        reader._conn.consistency = "eventual"
         deadline = time.monotonic() + 20
-        while reader.get("seen") != 1:      # the replica joined the back end and follows the log
-            assert time.monotonic() < deadline, open(os.path.join(data, "ro.log")).read()
+        ro_log = os.path.join(data, "ro.log")
+        while "serving reads" not in open(ro_log).read():    # loaded, checked the database id, joining the queue
+            assert procs["ro"].poll() is None and time.monotonic() < deadline, open(ro_log).read()
             time.sleep(0.1)
-        reader._conn.close()
         wait_listening(procs["rw"], {port(a["feed"])}, os.path.join(data, "rw.log"))
         yield procs, addresses
     finally:
