@@ -5,8 +5,10 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator
 
-from pyzdb.errors import StoreConnectionError, StoreProtocolError
+from pyzdb.errors import StoreConnectionError
 from pyzdb.kt import protocol as p
+from pyzdb.kt.packing import read_varint
+from pyzdb.kvnet.errors import ReplicationError
 from pyzdb.kvnet.pool import KvConnection
 
 OP_SET = 0xA1
@@ -37,27 +39,17 @@ class ReplicationEvent:
     expire: int | None = None
 
 
-def read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    """Decode a varint (7 bits a byte, most significant first) at ``pos``; return it and the next position.
-
-    >>> read_varint(bytes([0x81, 0x00]), 0)
-    (128, 2)
-    """
-    num = 0
-    while True:
-        if pos >= len(data):
-            raise StoreProtocolError("Kyoto Tycoon replication message ends inside a varint")
-        byte = data[pos]
-        pos += 1
-        num = (num << 7) | (byte & 0x7F)
-        if byte < 0x80:
-            return num, pos
-
-
 def decode_message(ts: int, msg: bytes) -> ReplicationEvent:
     """Decode one update-log message (``origin_sid:u16 dbid:u16 op:u8 body``)."""
+    try:
+        return _decode(ts, msg)
+    except ValueError as exc:
+        raise ReplicationError(f"Kyoto Tycoon replication message: {exc}") from None
+
+
+def _decode(ts: int, msg: bytes) -> ReplicationEvent:
     if len(msg) < _MSG_HEAD.size:
-        raise StoreProtocolError(f"Kyoto Tycoon replication message of {len(msg)} bytes is too short")
+        raise ReplicationError(f"Kyoto Tycoon replication message of {len(msg)} bytes is too short")
     sid, db, op = _MSG_HEAD.unpack_from(msg)
     pos = _MSG_HEAD.size
     if op == OP_CLEAR:
@@ -66,10 +58,10 @@ def decode_message(ts: int, msg: bytes) -> ReplicationEvent:
     if op == OP_REMOVE:
         return ReplicationEvent(ts, sid, db, "remove", msg[pos:pos + ksiz])
     if op != OP_SET:
-        raise StoreProtocolError(f"Kyoto Tycoon replication message has unknown op 0x{op:02X}")
+        raise ReplicationError(f"Kyoto Tycoon replication message has unknown op 0x{op:02X}")
     vsiz, pos = read_varint(msg, pos)
     if vsiz < 5 or pos + ksiz + vsiz > len(msg):
-        raise StoreProtocolError("Kyoto Tycoon replication set message is truncated")
+        raise ReplicationError("Kyoto Tycoon replication set message is truncated")
     key = msg[pos:pos + ksiz]
     pos += ksiz
     xt = int.from_bytes(msg[pos:pos + 5], "big")
@@ -96,7 +88,7 @@ class Replication:
         answer = conn.read(1)[0]
         if answer != p.BMREPLICATION:
             conn.close()
-            raise StoreProtocolError(
+            raise ReplicationError(
                 f"Kyoto Tycoon refused replication from ts {ts} (byte 0x{answer:02X}; is -ulog set?)")
 
     def __iter__(self) -> Iterator[ReplicationEvent]:
@@ -122,7 +114,7 @@ class Replication:
                 conn.send(_ACK)
                 continue
             if magic != p.BMREPLICATION:
-                raise StoreProtocolError(f"Kyoto Tycoon replication sent byte 0x{magic:02X}")
+                raise ReplicationError(f"Kyoto Tycoon replication sent byte 0x{magic:02X}")
             ts, size = conn.unpack(_FRAME)
             msg = conn.read(size)
             self.ts = max(self.ts, ts)

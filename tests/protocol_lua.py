@@ -1,0 +1,277 @@
+"""The procedures of pyzdb/kt/scripts/pyzdb.lua, run in Python by the protocol test server (a test double of ktserver -scr).
+
+Each takes the input map (bytes to bytes) and the server's KTData, and
+returns the output map, as the Lua function of the same name does.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Callable
+
+from protocol_peer import varint
+
+XT_MAX = (1 << 40) - 1
+Proc = Callable[[dict, object], dict]
+PROCEDURES: dict[bytes, Proc] = {}
+
+
+def procedure(fn: Proc) -> Proc:
+    """Register ``fn`` under its name."""
+    PROCEDURES[fn.__name__.encode()] = fn
+    return fn
+
+
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    num = 0
+    while pos < len(data):
+        byte = data[pos]
+        pos += 1
+        num = (num << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return num, pos
+    raise ValueError("truncated")
+
+
+def mapload(data: bytes) -> dict[bytes, bytes]:
+    out, pos = {}, 0
+    while len(data) - pos > 1:
+        ksiz, pos = read_varint(data, pos)
+        vsiz, pos = read_varint(data, pos)
+        out[data[pos:pos + ksiz]] = data[pos + ksiz:pos + ksiz + vsiz]
+        pos += ksiz + vsiz
+    return out
+
+
+def mapdump(table: dict[bytes, bytes]) -> bytes:
+    return b"".join(varint(len(k)) + varint(len(v)) + k + v for k, v in sorted(table.items()))
+
+
+def arrayload(data: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(data):
+        size, pos = read_varint(data, pos)
+        out.append(data[pos:pos + size])
+        pos += size
+    return out
+
+
+def arraydump(items: list[bytes]) -> bytes:
+    return b"".join(varint(len(item)) + item for item in items)
+
+
+def _db(inmap: dict) -> int:
+    return int(inmap.get(b"db", b"0"))
+
+
+def _others(inmap: dict, skip: bytes = b"") -> dict:
+    return {k: v for k, v in inmap.items() if k not in (b"db", skip)}
+
+
+def _num(n: int, field: bytes = b"num") -> dict:
+    return {field: str(n).encode()}
+
+
+# --- expire times, records, whole database -------------------------------------------------
+@procedure
+def touch_bulk(inmap, data):
+    db, out = _db(inmap), {}
+    for key, xt in _others(inmap).items():
+        rec = data.get(db, key)
+        if rec:
+            data.set(db, key, rec[0], int(xt))
+            out[key] = str(rec[1]).encode()
+    return out
+
+
+@procedure
+def touch_bulk_relative(inmap, data):
+    db, out = _db(inmap), {}
+    for key, n in _others(inmap).items():
+        rec = data.get(db, key)
+        if rec:
+            xt = rec[1] + int(n)
+            data.set(db, key, rec[0], -xt)
+            out[key] = str(xt).encode()
+    return out
+
+
+@procedure
+def expire_time(inmap, data):
+    rec = data.get(_db(inmap), inmap.get(b"key", b""))
+    return {b"xt": str(rec[1]).encode()} if rec else {}
+
+
+@procedure
+def count(inmap, data):
+    now = int(time.time())
+    return {b"count": str(sum(1 for _, xt in data.dbs[_db(inmap)].values() if xt >= now)).encode()}
+
+
+@procedure
+def clear(inmap, data):
+    data.clear(_db(inmap))
+    return {}
+
+
+@procedure
+def seize(inmap, data):
+    db, key = _db(inmap), inmap.get(b"key", b"")
+    rec = data.get(db, key)
+    if not rec:
+        return {}
+    data.remove(db, key)
+    return {b"value": rec[0]}
+
+
+@procedure
+def get_error(inmap, data):
+    return {b"code": b"0", b"message": b"no error"}
+
+
+def _live_keys(inmap, data):
+    db = _db(inmap)
+    return sorted(k for k in data.dbs[db] if data.get(db, k))
+
+
+def _limit(keys, inmap):
+    limit = int(inmap.get(b"max", b"-1"))
+    return {k: b"" for k in (keys if limit < 0 else keys[:limit])}
+
+
+@procedure
+def match_prefix(inmap, data):
+    prefix = inmap.get(b"prefix", b"")
+    return _limit([k for k in _live_keys(inmap, data) if k.startswith(prefix)], inmap)
+
+
+@procedure
+def match_regex(inmap, data):
+    pattern = re.compile(inmap.get(b"regex", b""))
+    return _limit([k for k in _live_keys(inmap, data) if pattern.search(k)], inmap)
+
+
+# --- Hash and Set: a mapdump record ------------------------------------------------------------
+def _load(inmap, data, field, load):
+    rec = data.get(_db(inmap), inmap[field])
+    return load(rec[0]) if rec else load(b"")
+
+
+def _store(inmap, data, field, value, dump):
+    db, key = _db(inmap), inmap[field]
+    if value:
+        data.set(db, key, dump(value), 0x7FFFFFFFFFFFFFFF)
+    elif data.get(db, key):
+        data.remove(db, key)
+
+
+def _hash_proc(fn):
+    def run(inmap, data):
+        table = _load(inmap, data, b"table_key", mapload)
+        out = fn(inmap, table)
+        _store(inmap, data, b"table_key", table, mapdump)
+        return out
+    run.__name__ = fn.__name__
+    return procedure(run)
+
+
+@_hash_proc
+def hmset(inmap, table):
+    fields = _others(inmap, b"table_key")
+    table.update(fields)
+    return _num(len(fields))
+
+
+@_hash_proc
+def hmget(inmap, table):
+    return {k: table[k] for k in _others(inmap, b"table_key") if k in table}
+
+
+@_hash_proc
+def hmdel(inmap, table):
+    return _num(sum(1 for k in _others(inmap, b"table_key") if table.pop(k, None) is not None))
+
+
+@_hash_proc
+def hgetall(inmap, table):
+    return dict(table)
+
+
+@_hash_proc
+def hset(inmap, table):
+    table[inmap[b"key"]] = inmap[b"value"]
+    return _num(1)
+
+
+@_hash_proc
+def hsetnx(inmap, table):
+    if inmap[b"key"] in table:
+        return _num(0)
+    table[inmap[b"key"]] = inmap[b"value"]
+    return _num(1)
+
+
+@_hash_proc
+def hget(inmap, table):
+    return {b"value": table[inmap[b"key"]]} if inmap[b"key"] in table else {}
+
+
+@_hash_proc
+def hdel(inmap, table):
+    return _num(0 if table.pop(inmap[b"key"], None) is None else 1)
+
+
+@_hash_proc
+def hlen(inmap, table):
+    return _num(len(table))
+
+
+@_hash_proc
+def hcontains(inmap, table):
+    return _num(int(inmap[b"key"] in table))
+
+
+def _set_proc(fn):
+    def run(inmap, data):
+        members = _load(inmap, data, b"key", mapload)
+        out = fn(inmap, members)
+        _store(inmap, data, b"key", members, mapdump)
+        return out
+    run.__name__ = fn.__name__
+    return procedure(run)
+
+
+@_set_proc
+def sadd(inmap, members):
+    new = {v for v in _others(inmap, b"key").values() if v not in members}
+    members.update(dict.fromkeys(new, b""))
+    return _num(len(new))
+
+
+@_set_proc
+def srem(inmap, members):
+    return _num(sum(1 for v in set(_others(inmap, b"key").values()) if members.pop(v, None) is not None))
+
+
+@_set_proc
+def scard(inmap, members):
+    return _num(len(members))
+
+
+@_set_proc
+def sismember(inmap, members):
+    return _num(int(inmap[b"value"] in members))
+
+
+@_set_proc
+def smembers(inmap, members):
+    return {str(i).encode(): m for i, m in enumerate(members)}
+
+
+@_set_proc
+def spop(inmap, members):
+    if not members:
+        return _num(0)
+    member = next(iter(members))
+    del members[member]
+    return {b"num": b"1", b"value": member}

@@ -1,0 +1,177 @@
+"""The List and Queue procedures of pyzdb/kt/scripts/pyzdb.lua, in Python for the protocol test server."""
+from __future__ import annotations
+
+from protocol_lua import _load, _num, _store, arraydump, arrayload, procedure
+
+
+def _list_proc(fn):
+    def run(inmap, data):
+        items = _load(inmap, data, b"key", arrayload)
+        out = fn(inmap, items)
+        _store(inmap, data, b"key", items, arraydump)
+        return out
+    run.__name__ = fn.__name__
+    return procedure(run)
+
+
+def _ordered(inmap):
+    values, i = [], 0
+    while str(i).encode() in inmap:
+        values.append(inmap[str(i).encode()])
+        i += 1
+    return values
+
+
+def _position(inmap, n, allow_end=False):
+    i = int(inmap[b"index"])
+    i = i + n if i < 0 else i
+    return i if 0 <= i <= (n if allow_end else n - 1) else None
+
+
+@_list_proc
+def llpush(inmap, items):
+    items.insert(0, inmap[b"value"])
+    return _num(len(items), b"length")
+
+
+@_list_proc
+def lrpush(inmap, items):
+    items.append(inmap[b"value"])
+    return _num(len(items), b"length")
+
+
+@_list_proc
+def lextend(inmap, items):
+    items.extend(_ordered(inmap))
+    return _num(len(items), b"length")
+
+
+@_list_proc
+def lrange(inmap, items):
+    start, stop = int(inmap.get(b"start", b"0")), int(inmap.get(b"stop", str(len(items)).encode()))
+    return {str(i).encode(): v for i, v in enumerate(items[start:stop])}
+
+
+@_list_proc
+def lindex(inmap, items):
+    i = _position(inmap, len(items))
+    return {} if i is None else {b"value": items[i]}
+
+
+@_list_proc
+def linsert(inmap, items):
+    i = _position(inmap, len(items), True)
+    if i is None:
+        return {}
+    items.insert(i, inmap[b"value"])
+    return _num(len(items), b"length")
+
+
+@_list_proc
+def lrem(inmap, items):
+    i = _position(inmap, len(items))
+    return {} if i is None else {b"value": items.pop(i)}
+
+
+@_list_proc
+def lset(inmap, items):
+    i = _position(inmap, len(items))
+    if i is None:
+        return {}
+    items[i] = inmap[b"value"]
+    return _num(1)
+
+
+@_list_proc
+def llpop(inmap, items):
+    return {b"value": items.pop(0)} if items else {}
+
+
+@_list_proc
+def lrpop(inmap, items):
+    return {b"value": items.pop()} if items else {}
+
+
+@_list_proc
+def llen(inmap, items):
+    return _num(len(items))
+
+
+@_list_proc
+def lfind(inmap, items):
+    return _num(items.index(inmap[b"value"]) if inmap[b"value"] in items else -1, b"index")
+
+
+@_list_proc
+def lrfind(inmap, items):
+    found = [i for i, v in enumerate(items) if v == inmap[b"value"]]
+    return _num(found[-1] if found else -1, b"index")
+
+
+# --- Queue: an arraydump of b"score\titem" in leaving order --------------------------------------
+def _entry(e):
+    score, _, item = e.partition(b"\t")
+    return int(score), item
+
+
+@_list_proc
+def queue_add(inmap, items):
+    score = int(inmap.get(b"score", b"0"))
+    for item in _ordered(inmap):
+        at = next((i for i, e in enumerate(items) if _entry(e)[0] < score), len(items))
+        items.insert(at, b"%d\t%s" % (score, item))
+    return _num(len(items))
+
+
+def _take(inmap, items, from_end, remove):
+    want, low = int(inmap.get(b"n", b"1")), inmap.get(b"min_score")
+    order = range(len(items) - 1, -1, -1) if from_end else range(len(items))
+    taken = [i for i in order if low is None or _entry(items[i])[0] >= int(low)][:want]
+    out = {str(j).encode(): _entry(items[i])[1] for j, i in enumerate(taken)}
+    if remove:
+        items[:] = [e for i, e in enumerate(items) if i not in set(taken)]
+    return out
+
+
+@_list_proc
+def queue_pop(inmap, items):
+    return _take(inmap, items, False, True)
+
+
+@_list_proc
+def queue_rpop(inmap, items):
+    return _take(inmap, items, True, True)
+
+
+@_list_proc
+def queue_peek(inmap, items):
+    return _take(inmap, items, False, False)
+
+
+@_list_proc
+def queue_rpeek(inmap, items):
+    return _take(inmap, items, True, False)
+
+
+@_list_proc
+def queue_count(inmap, items):
+    return _num(len(items))
+
+
+@_list_proc
+def queue_remove(inmap, items):
+    limit, removed, kept = int(inmap.get(b"n", b"-1")), 0, []
+    for e in items:
+        if _entry(e)[1] == inmap[b"0"] and (limit < 0 or removed < limit):
+            removed += 1
+        else:
+            kept.append(e)
+    items[:] = kept
+    return _num(removed)
+
+
+@_list_proc
+def queue_clear(inmap, items):
+    n = len(items)
+    items.clear()
+    return _num(n)
