@@ -129,6 +129,56 @@ def get_error(inmap, data):
     return {b"code": b"0", b"message": b"no error"}
 
 
+def _write(inmap, data, ok_if_exists, new_value):
+    db, key = _db(inmap), inmap[b"key"]
+    rec = data.get(db, key)
+    if (rec is not None) != ok_if_exists and ok_if_exists is not None:
+        return _num(0)
+    data.set(db, key, new_value(rec), int(inmap.get(b"xt", b"9223372036854775807")))
+    return _num(1)
+
+
+@procedure
+def add(inmap, data):
+    return _write(inmap, data, False, lambda rec: inmap[b"value"])
+
+
+@procedure
+def replace(inmap, data):
+    return _write(inmap, data, True, lambda rec: inmap[b"value"])
+
+
+@procedure
+def append(inmap, data):
+    return _write(inmap, data, None, lambda rec: (rec[0] if rec else b"") + inmap[b"value"])
+
+
+@procedure
+def cas(inmap, data):
+    db, key = _db(inmap), inmap[b"key"]
+    rec = data.get(db, key)
+    if (rec[0] if rec else None) != inmap.get(b"old"):
+        return _num(0)
+    if b"new" in inmap:
+        data.set(db, key, inmap[b"new"], int(inmap.get(b"xt", b"9223372036854775807")))
+    elif rec:
+        data.remove(db, key)
+    return _num(1)
+
+
+@procedure
+def increment(inmap, data):
+    """Kyoto Cabinet's counter: an 8-byte big-endian integer; another size fails."""
+    db, key = _db(inmap), inmap[b"key"]
+    rec = data.get(db, key)
+    if rec is not None and len(rec[0]) != 8:
+        return None
+    old = int.from_bytes(rec[0], "big", signed=True) if rec else int(inmap.get(b"orig", b"0"))
+    total = old + int(inmap.get(b"num", b"1"))
+    data.set(db, key, total.to_bytes(8, "big", signed=True), int(inmap.get(b"xt", b"9223372036854775807")))
+    return _num(total)
+
+
 def _live_keys(inmap, data):
     db = _db(inmap)
     return sorted(k for k in data.dbs[db] if data.get(db, k))

@@ -156,3 +156,20 @@ def test_queue_pops_higher_scores_first_and_fifo_within_a_score(kt, prefix):
     assert q.rpop() == "low" and q.pop() is None and q.pop(3) == []
     q.add("x")
     assert q.clear() == 1 and len(q) == 0
+
+
+def test_add_replace_append_cas_and_increment(kt, prefix):
+    pre = prefix.decode()
+    assert kt.add(pre + "a", "1") is True and kt.add(pre + "a", "2") is False
+    assert kt.replace(pre + "a", "3") is True and kt.replace(pre + "none", "x") is False
+    assert kt.append(pre + "a", "4") is True and kt.get(pre + "a") == "34"
+    assert kt.cas(pre + "a", "34", "5") is True and kt.cas(pre + "a", "34", "6") is False
+    assert kt.cas(pre + "new", None, "7") is True and kt.cas(pre + "new", "7", None) is True
+    assert kt.get(pre + "a") == "5" and kt.get(pre + "new") is None
+    assert kt.increment(pre + "n") == 1 and kt.incr(pre + "n", 10) == 11
+    assert kt.increment(pre + "m", 2, orig=40) == 42
+    assert kt.get_bytes(pre + "n") == (11).to_bytes(8, "big")
+    with pytest.raises(ProtocolError, match="increment"):
+        kt.increment(pre + "a")  # not an 8-byte counter
+    at = int(time.time()) + 900
+    assert kt.add(pre + "x", "v", expire_time=at) and kt.expire_time(pre + "x") == at

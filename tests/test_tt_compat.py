@@ -101,6 +101,7 @@ def test_get_range_and_match_regex_return_records_like_kt(tt, prefix):
     assert tt.get_range(pre + "b", max_keys=1) == {pre + "b": "2"}
     assert tt.match_regex("^" + pre + "[ab]$") == {pre + "a": "1", pre + "b": "2"}
     assert tt.match_regex("*^" + pre + "x$") == {pre + "X": "4"}  # a leading * ignores case
+    assert tt[pre + "b":pre + "d"] == {pre + "b": "2", pre + "c": "3"}
     assert tt.get_part(pre + "a") == "1" and tt.get_part(pre + "a", 5) is False and tt.get_part(pre + "z") is False
 
 

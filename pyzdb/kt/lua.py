@@ -117,6 +117,44 @@ class LuaHelpers:
 
     pop = seize
 
+    # --- conditional writes and counters ---------------------------------------------------
+    def _write(self, proc: str, key: Any, db: int | None, expire_time: Any, **values: Any) -> bool:
+        data = {"db": self._dbarg(db), "key": key, "xt": wire_xt(expire_time), **values}
+        return self.raw_script(proc, data)[b"num"] == b"1"
+
+    def _value(self, value: Any, encode_value: bool) -> bytes:
+        return self.encode_value(value) if encode_value else encode_key(value)
+
+    def add(self, key: Any, value: Any, db: int | None = None, expire_time: Any = None,
+            encode_value: bool = True) -> bool:
+        """Store only if ``key`` does not exist; False if it does."""
+        return self._write("add", key, db, expire_time, value=self._value(value, encode_value))
+
+    def replace(self, key: Any, value: Any, db: int | None = None, expire_time: Any = None,
+                encode_value: bool = True) -> bool:
+        """Store only if ``key`` exists; False if it does not."""
+        return self._write("replace", key, db, expire_time, value=self._value(value, encode_value))
+
+    def append(self, key: Any, value: Any, db: int | None = None, expire_time: Any = None,
+               encode_value: bool = True) -> bool:
+        """Append to the raw value (creating the record if missing); True on success."""
+        return self._write("append", key, db, expire_time, value=self._value(value, encode_value))
+
+    def cas(self, key: Any, old_val: Any, new_val: Any, db: int | None = None, expire_time: Any = None,
+            encode_value: bool = True) -> bool:
+        """Replace ``old_val`` by ``new_val`` in one step (None: no record / remove it); True if it matched."""
+        values = {name: self._value(v, encode_value) for name, v in (("old", old_val), ("new", new_val))
+                  if v is not None}
+        return self._write("cas", key, db, expire_time, **values)
+
+    def increment(self, key: Any, n: int = 1, orig: int | None = None, db: int | None = None,
+                  expire_time: Any = None) -> int:
+        """Add ``n`` to an 8-byte big-endian counter (``orig``, default 0, if missing); return the sum."""
+        data = {"db": self._dbarg(db), "key": key, "num": n, "orig": orig or 0, "xt": wire_xt(expire_time)}
+        return int(self.raw_script("increment", data)[b"num"])
+
+    incr = increment
+
     def error(self, db: int | None = None) -> tuple[int, str] | None:
         """The database's last error as ``(code, message)``; ``(0, 'success')`` after a success."""
         out = self.raw_script("get_error", {"db": self._dbarg(db)})

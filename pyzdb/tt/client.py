@@ -257,6 +257,12 @@ class TokyoTyrant(AdminCommands, DictAccess):
     remove = out
 
     # --- primitives of DictAccess -------------------------------------------------------
+    def __getitem__(self, item: Any) -> Any:
+        """``tt[key]`` (None if missing), or ``tt[start:stop]``: the records of that key range (tree databases)."""
+        if isinstance(item, slice):
+            return self.get_range(b"" if item.start is None else item.start, item.stop)
+        return self.get(item)
+
     def _get_one(self, key: Any, db: int | None) -> Any:
         return self.get(key)
 

@@ -438,3 +438,28 @@ function queue_clear(inmap, outmap)
    outmap.num = tostring(#list)
    return kt.RVSUCCESS
 end
+
+-- --- conditional writes and counters (ukt serves these over HTTP) --------------------
+local function xt_of(inmap)
+   return tonumber(inmap.xt or "9223372036854775807")
+end
+
+local function flag(ok, outmap)
+   outmap.num = ok and "1" or "0"
+   return kt.RVSUCCESS
+end
+
+function add(inmap, outmap) return flag(getdb(inmap):add(inmap.key, inmap.value, xt_of(inmap)), outmap) end
+function replace(inmap, outmap) return flag(getdb(inmap):replace(inmap.key, inmap.value, xt_of(inmap)), outmap) end
+function append(inmap, outmap) return flag(getdb(inmap):append(inmap.key, inmap.value, xt_of(inmap)), outmap) end
+
+function cas(inmap, outmap)
+   return flag(getdb(inmap):cas(inmap.key, inmap.old, inmap.new, xt_of(inmap)), outmap)
+end
+
+function increment(inmap, outmap)
+   local n = getdb(inmap):increment(inmap.key, tonumber(inmap.num or 1), tonumber(inmap.orig or 0), xt_of(inmap))
+   if n == nil then return kt.RVELOGIC end
+   outmap.num = string.format("%d", n)
+   return kt.RVSUCCESS
+end
