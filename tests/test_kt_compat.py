@@ -117,7 +117,8 @@ def test_kt_binary_reads_str_as_ukt_and_kt_do(kt, prefix):
     kt.set(prefix + b"s", "é")
     kt.set(prefix + b"b", b"raw")
     assert kt.get(prefix + b"s") == "é" and kt.get(prefix + b"b") == "raw"
-    assert kt.get_bytes(prefix + b"s") == "é".encode()
+    assert kt.get_bytes(prefix + b"s") == "é".encode() == kt.get_raw(prefix + b"s")
+    assert kt.get_bulk_raw([prefix + b"s"]) == {prefix.decode() + "s": "é".encode()}
     kt.set(prefix + b"bin", b"\xff\xfe")
     assert kt.get(prefix + b"bin") == b"\xff\xfe"  # not UTF-8: the bytes, where ukt would raise
     assert kt.serializer.name == KT_BINARY

@@ -135,6 +135,12 @@ class KyotoTycoon(LuaHelpers, DictAccess):
         """The raw value of ``key``, or None if it does not exist."""
         return self.get(key, db, False)
 
+    get_raw = get_bytes  # kt's name
+
+    def get_bulk_raw(self, keys: Iterable[Any], db: int | None = None) -> dict[Any, bytes]:
+        """kt's name for ``get_bulk(keys, db, decode_values=False)``."""
+        return self.get_bulk(keys, db, False)
+
     def set_bulk(self, data: Mapping[Any, Any], db: int | None = None, expire_time: Any = None,
                  no_reply: bool = False, encode_values: bool = True) -> int | None:
         """Store every pair; return how many were stored (None with ``no_reply``)."""
