@@ -215,14 +215,22 @@ def _store(inmap, data, field, value, dump):
         data.remove(db, key)
 
 
-def _hash_proc(fn):
-    def run(inmap, data):
-        table = _load(inmap, data, b"table_key", mapload)
-        out = fn(inmap, table)
-        _store(inmap, data, b"table_key", table, mapdump)
-        return out
-    run.__name__ = fn.__name__
-    return procedure(run)
+def record_proc(field: bytes, load, dump):
+    """A decorator: register ``fn(inmap, container)`` run on the container loaded from record ``inmap[field]``,
+    written back (or removed when empty) after it."""
+    def wrap(fn):
+        def run(inmap, data):
+            container = _load(inmap, data, field, load)
+            out = fn(inmap, container)
+            _store(inmap, data, field, container, dump)
+            return out
+        run.__name__ = fn.__name__
+        return procedure(run)
+    return wrap
+
+
+_hash_proc = record_proc(b"table_key", mapload, mapdump)
+_set_proc = record_proc(b"key", mapload, mapdump)
 
 
 @_hash_proc
@@ -279,16 +287,6 @@ def hlen(inmap, table):
 @_hash_proc
 def hcontains(inmap, table):
     return _num(int(inmap[b"key"] in table))
-
-
-def _set_proc(fn):
-    def run(inmap, data):
-        members = _load(inmap, data, b"key", mapload)
-        out = fn(inmap, members)
-        _store(inmap, data, b"key", members, mapdump)
-        return out
-    run.__name__ = fn.__name__
-    return procedure(run)
 
 
 @_set_proc

@@ -1,17 +1,9 @@
 """The List and Queue procedures of pyzdb/kt/scripts/pyzdb.lua, in Python for the protocol test server."""
 from __future__ import annotations
 
-from protocol_lua import _load, _num, _store, arraydump, arrayload, procedure
+from protocol_lua import _num, arraydump, arrayload, record_proc
 
-
-def _list_proc(fn):
-    def run(inmap, data):
-        items = _load(inmap, data, b"key", arrayload)
-        out = fn(inmap, items)
-        _store(inmap, data, b"key", items, arraydump)
-        return out
-    run.__name__ = fn.__name__
-    return procedure(run)
+_list_proc = record_proc(b"key", arrayload, arraydump)
 
 
 def _ordered(inmap):

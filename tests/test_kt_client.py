@@ -8,6 +8,7 @@ import time
 
 import pytest
 from kttt_fixtures import (  # noqa: F401
+    collect_events,
     kt_server,
     prefix,
     protocol_server,
@@ -253,18 +254,7 @@ def test_failed_script_raises_protocol_error_naming_it(kt):
 # --- replication -------------------------------------------------------------------------
 def collect(rep, prefix: bytes, count: int, seconds: float = 10.0) -> list:
     """The first ``count`` events about keys starting with ``prefix`` (fewer if ``seconds`` pass)."""
-    timer = threading.Timer(seconds, rep.close)
-    timer.start()
-    events = []
-    try:
-        for event in rep:
-            if event.key is None or event.key.startswith(prefix):
-                events.append(event)
-                if len(events) >= count:
-                    break
-    finally:
-        timer.cancel()
-    return events
+    return collect_events(rep, lambda e: e.key is None or e.key.startswith(prefix), count, seconds)
 
 
 def recent_ts(seconds_ago: float = 1.0) -> int:

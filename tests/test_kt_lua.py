@@ -109,8 +109,8 @@ def test_hash_record_is_a_kt_mapdump(kt, prefix):
     assert kt.deserialize_dict(kt.get_bytes(key)) == {"a": "1", "b": "2"}
 
 
-def test_hash_values_use_the_clients_serializer(kt_server, prefix):
-    with KyotoTycoon(kt_server.host, kt_server.port, serializer=KT_MSGPACK) as kt:
+def test_hash_values_use_the_clients_serializer(kt, prefix):
+    with KyotoTycoon(kt.host, kt.port, serializer=KT_MSGPACK) as kt:
         h = kt.Hash(prefix.decode() + "m")
         h["n"] = {"deep": [1, 2]}
         assert h["n"] == {"deep": [1, 2]} and h.get_all() == {"n": {"deep": [1, 2]}}

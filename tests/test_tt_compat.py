@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from kttt_fixtures import prefix, protocol_server, tt_server  # noqa: F401
+from kttt_fixtures import collect_events, prefix, protocol_server, tt_server  # noqa: F401
 
 from pyzdb import errors
 from pyzdb.tt import CounterOverflow, ProtocolError, ReplicationError, TokyoTyrant, TTReplicationEvent
@@ -134,20 +134,11 @@ def test_addint_reaching_int_min_exactly_is_named_and_a_bad_record_too(tt, prefi
 
 # --- the update-log reader -----------------------------------------------------------------------
 def collect(rep, prefix: bytes, count: int, seconds: float = 10.0) -> list[TTReplicationEvent]:
-    """The first ``count`` events about keys starting with ``prefix`` (fewer if ``seconds`` pass)."""
-    timer = threading.Timer(seconds, rep.close)
-    timer.start()
-    events = []
-    try:
-        for event in rep:
-            about = event.key if event.key is not None else (event.args[0] if event.args else b"")
-            if about.startswith(prefix):
-                events.append(event)
-                if len(events) >= count:
-                    break
-    finally:
-        timer.cancel()
-    return events
+    """The first ``count`` events about keys starting with ``prefix`` (a misc call's first argument; fewer if
+    ``seconds`` pass)."""
+    def about(event: TTReplicationEvent) -> bytes:
+        return event.key if event.key is not None else (event.args[0] if event.args else b"")
+    return collect_events(rep, lambda e: about(e).startswith(prefix), count, seconds)
 
 
 def test_replication_yields_decoded_commands_in_order(tt, prefix):

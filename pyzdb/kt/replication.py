@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterator
 
-from pyzdb.errors import StoreConnectionError
 from pyzdb.kt import protocol as p
 from pyzdb.kt.packing import read_varint
 from pyzdb.kvnet.errors import ReplicationError
 from pyzdb.kvnet.pool import KvConnection
+from pyzdb.kvnet.stream import LogStream
 
 OP_SET = 0xA1
 OP_REMOVE = 0xA2
@@ -69,7 +68,7 @@ def _decode(ts: int, msg: bytes) -> ReplicationEvent:
     return ReplicationEvent(ts, sid, db, "set", key, value, None if xt >= p.XT_MAX else xt)
 
 
-class Replication:
+class Replication(LogStream):
     """An iterator over a Kyoto Tycoon server's update log, from a timestamp on.
 
     >>> with kt.replication(ts=0, sid=9) as events:        # doctest: +SKIP
@@ -81,9 +80,7 @@ class Replication:
     """
 
     def __init__(self, conn: KvConnection, *, ts: int = 0, sid: int = 0xFFFF, white_sid: bool = False) -> None:
-        self._conn = conn
-        self.ts = ts
-        self._closed = False
+        super().__init__(conn, ts)
         conn.send(p.encode_replication(ts, sid, p.WHITESID if white_sid else 0))
         answer = conn.read(1)[0]
         if answer != p.BMREPLICATION:
@@ -91,23 +88,9 @@ class Replication:
             raise ReplicationError(
                 f"Kyoto Tycoon refused replication from ts {ts} (byte 0x{answer:02X}; is -ulog set?)")
 
-    def __iter__(self) -> Iterator[ReplicationEvent]:
-        return self
-
-    def __next__(self) -> ReplicationEvent:
-        try:
-            return self._next_event()
-        except StoreConnectionError:
-            if self._closed:
-                raise StopIteration from None
-            self._conn.close()
-            raise
-
     def _next_event(self) -> ReplicationEvent:
         conn = self._conn
         while True:
-            if self._closed:
-                raise StopIteration
             magic = conn.read(1)[0]
             if magic == p.BMNOP:
                 self.ts = max(self.ts, conn.unpack(_TS)[0])
@@ -120,14 +103,3 @@ class Replication:
             self.ts = max(self.ts, ts)
             if size:  # an empty frame only moves ts past filtered entries
                 return decode_message(ts, msg)
-
-    def close(self) -> None:
-        """Stop the stream and close its connection."""
-        self._closed = True
-        self._conn.close()
-
-    def __enter__(self) -> "Replication":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterator
 
 from pyzdb.errors import StoreConnectionError
 from pyzdb.kvnet.errors import ReplicationError
 from pyzdb.kvnet.pool import KvConnection
+from pyzdb.kvnet.stream import LogStream
 from pyzdb.tt import protocol as p
 
 _FRAME = struct.Struct(">QII")
@@ -98,7 +98,7 @@ def _misc(data: bytes) -> dict:
     return {"name": name, "args": tuple(args)}
 
 
-class TTReplication:
+class TTReplication(LogStream):
     """An iterator over a Tokyo Tyrant server's update log, from a timestamp on.
 
     >>> with tt.replication(ts=1, sid=99) as events:      # doctest: +SKIP
@@ -111,7 +111,7 @@ class TTReplication:
     """
 
     def __init__(self, conn: KvConnection, *, ts: int = 1, sid: int = 0xFFFF) -> None:
-        self._conn, self.ts, self._closed = conn, ts, False
+        super().__init__(conn, ts)
         conn.send(p.encode_repl(max(ts, 1), max(sid, 1)))
         try:
             self.master_sid = conn.unpack(_U32)[0]
@@ -120,23 +120,9 @@ class TTReplication:
             raise ReplicationError(f"Tokyo Tyrant refused replication from ts {ts} to sid {sid} "
                                    "(is -ulog set, and is sid not the server's own?)") from None
 
-    def __iter__(self) -> Iterator[TTReplicationEvent]:
-        return self
-
-    def __next__(self) -> TTReplicationEvent:
-        try:
-            return self._next_event()
-        except StoreConnectionError:
-            if self._closed:
-                raise StopIteration from None
-            self._conn.close()
-            raise
-
     def _next_event(self) -> TTReplicationEvent:
         conn = self._conn
         while True:
-            if self._closed:
-                raise StopIteration
             magic = conn.read(1)[0]
             if magic == p.TCULMAGICNOP:
                 continue
@@ -146,14 +132,3 @@ class TTReplication:
             body = conn.read(size)
             self.ts = max(self.ts, ts)
             return decode_command(ts, sid, body)
-
-    def close(self) -> None:
-        """Stop the stream and close its connection."""
-        self._closed = True
-        self._conn.close()
-
-    def __enter__(self) -> "TTReplication":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
