@@ -159,6 +159,11 @@ def test_mapping_reads_none_for_missing_and_takes_key_db_tuples(kt, prefix):
     assert kt.get(key, db=1) is None
 
 
+def test_a_client_is_true_without_asking_the_server(kt_server):
+    with KyotoTycoon(kt_server.host, kt_server.port) as kt:
+        assert kt  # no count script needed (len() is a server procedure)
+
+
 def test_return_values_are_ukts_counts(kt, prefix):
     assert kt.set(prefix + b"a", "1") == 1
     assert kt.set(prefix + b"a", "1", no_reply=True) is None

@@ -48,6 +48,9 @@ class DictAccess:
     def __contains__(self, item: Any) -> bool:
         return self._exists(*self._split(item))
 
+    def __bool__(self) -> bool:
+        return True  # a client is true even when empty: ``if client`` must not ask the server for a count
+
     def update(self, __data: Mapping[Any, Any] | None = None, **kwargs: Any) -> Any:
         """Store every pair of ``__data`` and ``kwargs``; return what the bulk write returns."""
         return self._put_many({**dict(__data or {}), **kwargs})
