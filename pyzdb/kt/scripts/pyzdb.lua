@@ -94,11 +94,14 @@ function match_regex(inmap, outmap)
 end
 
 -- --- Hash: a kt.mapdump record under "table_key" ------------------------------------
-local function hash_load(inmap)
+-- the database and the container in record inmap[field], read with loader (kt.mapload or kt.arrayload)
+local function load_record(inmap, field, loader)
    local db = getdb(inmap)
-   local data = db:get(inmap.table_key)
-   return db, data and kt.mapload(data) or {}
+   local data = db:get(inmap[field])
+   return db, data and loader(data) or {}
 end
+
+local function hash_load(inmap) return load_record(inmap, "table_key", kt.mapload) end
 
 local function hash_store(db, key, map)
    if next(map) == nil then db:remove(key) else db:set(key, kt.mapdump(map)) end
@@ -188,11 +191,7 @@ function hcontains(inmap, outmap)
 end
 
 -- --- Set: a kt.mapdump record under "key", members as the map's keys ---------------
-local function set_load(inmap)
-   local db = getdb(inmap)
-   local data = db:get(inmap.key)
-   return db, data and kt.mapload(data) or {}
-end
+local function set_load(inmap) return load_record(inmap, "key", kt.mapload) end
 
 function sadd(inmap, outmap)
    local db, map = set_load(inmap)
@@ -247,11 +246,7 @@ function spop(inmap, outmap)
 end
 
 -- --- List: a kt.arraydump record under "key" ----------------------------------------
-local function list_load(inmap)
-   local db = getdb(inmap)
-   local data = db:get(inmap.key)
-   return db, data and kt.arrayload(data) or {}
-end
+local function list_load(inmap) return load_record(inmap, "key", kt.arrayload) end
 
 local function list_store(db, key, list)
    if #list == 0 then db:remove(key) else db:set(key, kt.arraydump(list)) end
