@@ -2,6 +2,8 @@
 -- Load with: ktserver -scr /path/to/pyzdb.lua (a ktserver built with Lua).
 -- Every procedure takes "db" (a database index, default 0); names and arguments follow ukt's.
 
+local kt = __kyototycoon__
+
 local function getdb(inmap)
    local idx = tonumber(inmap.db or 0) or 0
    return kt.dbs[idx + 1]
@@ -26,6 +28,12 @@ local function position(index, n, allow_end)
 end
 
 -- --- expire times, records, whole database ------------------------------------------
+-- its input back: a check that the script is loaded
+function echo(inmap, outmap)
+   for k, v in pairs(inmap) do outmap[k] = v end
+   return kt.RVSUCCESS
+end
+
 function touch_bulk(inmap, outmap)
    local db = getdb(inmap)
    for key, xt in pairs(others(inmap)) do
