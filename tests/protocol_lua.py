@@ -208,11 +208,12 @@ def _load(inmap, data, field, load):
 
 
 def _store(inmap, data, field, value, dump):
+    """Write the container back only if it changed, keeping the record's expire time (an empty one stays)."""
     db, key = _db(inmap), inmap[field]
-    if value:
-        data.set(db, key, dump(value), 0x7FFFFFFFFFFFFFFF)
-    elif data.get(db, key):
-        data.remove(db, key)
+    rec, raw = data.get(db, key), dump(value)
+    if (rec is None and not raw) or (rec is not None and rec[0] == raw):
+        return
+    data.set(db, key, raw, -rec[1] if rec else 0x7FFFFFFFFFFFFFFF)
 
 
 def record_proc(field: bytes, load, dump):

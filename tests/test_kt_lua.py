@@ -102,6 +102,15 @@ def test_hash_is_a_dict_in_one_record(kt, prefix):
     assert h.get_all() == {"only": "one"}
 
 
+def test_containers_keep_their_records_expire_time_and_an_emptied_one_stays_empty(kt, prefix):
+    key, at = prefix.decode() + "kept", int(time.time()) + 5000
+    kt.set_bytes(key, kt.serialize_dict({"a": "1"}), expire_time=at)
+    h = kt.Hash(key)
+    assert h.set("b", "2") == 1 and kt.expire_time(key) == at
+    assert h.remove_bulk(["a", "b"]) == 2 and kt.get_bytes(key) == b"" and kt.expire_time(key) == at
+    assert kt.List(prefix.decode() + "never").popleft() is None and kt.get_bytes(prefix.decode() + "never") is None
+
+
 def test_hash_record_is_a_kt_mapdump(kt, prefix):
     key = prefix.decode() + "raw"
     kt.Hash(key).set_bulk({"b": "2", "a": "1"})

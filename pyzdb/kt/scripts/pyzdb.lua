@@ -111,9 +111,15 @@ end
 
 local function hash_load(inmap) return load_record(inmap, "table_key", kt.mapload) end
 
-local function hash_store(db, key, map)
-   if next(map) == nil then db:remove(key) else db:set(key, kt.mapdump(map)) end
+-- write a container record back as ukt does: only if it changed, keeping the record's expire time
+-- (an emptied container stays as an empty record; none is created for nothing)
+local function store(db, key, data)
+   local old, xt = db:get(key)
+   if old == data or (old == nil and data == "") then return end
+   if xt then db:set(key, data, -xt) else db:set(key, data) end
 end
+
+local function hash_store(db, key, map) store(db, key, kt.mapdump(map)) end
 
 local function size(map)
    local n = 0
@@ -256,9 +262,7 @@ end
 -- --- List: a kt.arraydump record under "key" ----------------------------------------
 local function list_load(inmap) return load_record(inmap, "key", kt.arrayload) end
 
-local function list_store(db, key, list)
-   if #list == 0 then db:remove(key) else db:set(key, kt.arraydump(list)) end
-end
+local function list_store(db, key, list) store(db, key, kt.arraydump(list)) end
 
 local function ordered(inmap)
    local values, i = {}, 0
