@@ -105,6 +105,20 @@ def test_get_range_and_match_regex_return_records_like_kt(tt, prefix):
     assert tt.get_part(pre + "a") == "1" and tt.get_part(pre + "a", 5) is False and tt.get_part(pre + "z") is False
 
 
+def test_range_and_regex_lists_and_iter_from(tt, prefix):
+    pre = prefix.decode()
+    tt.set_bulk({pre + "a": "1", pre + "b": "2"})
+    assert tt.get_rangelist(pre, pre + "~") == [(pre + "a", "1"), (pre + "b", "2")]
+    assert tt.match_regexlist("^" + pre + "b") == [(pre + "b", "2")]
+    assert list(tt.iter_from(pre + "b"))[0] == pre + "b"
+    assert (pre + "a", "1") in tt.items_fast() and pre + "a" in tt.keys_fast()
+
+
+def test_misc_functions_an_on_memory_tree_lacks_answer_false(tt, prefix):
+    assert tt.setdup(prefix + b"d", "v") is False and tt.setdupback(prefix + b"d", "v") is False
+    assert tt.clear_cache() is False and tt.defragment() is False and tt.error is None
+
+
 def test_status_parses_numbers(tt):
     status = tt.status()
     assert isinstance(status["rnum"], int) and isinstance(status["time"], float) and "version" in status

@@ -166,6 +166,52 @@ class AdminCommands:
         """Records whose key matches the POSIX extended ``regex`` (a leading ``*``: ignore case), as kt returns."""
         return self._misc_pairs("regex", [regex, max_keys or 0], decode_values)
 
+    def get_rangelist(self, start: Any = b"", stop: Any = None, max_keys: int = 0,
+                      decode_values: bool = True) -> list[tuple[Any, Any]]:
+        """``get_range`` as a list of (key, value) pairs in key order."""
+        return list(self.get_range(start, stop, max_keys, decode_values).items())
+
+    def iter_from(self, start_key: Any) -> dict[Any, Any]:
+        """The records from ``start_key`` on, in key order (misc range: tree databases only)."""
+        return self.get_range(start_key)
+
+    def items_fast(self) -> list[tuple[Any, Any]]:
+        """Every record in key order, in one misc range call (tree databases only)."""
+        return self.get_rangelist(b"")
+
+    def match_regexlist(self, regex: str, max_keys: int | None = None,
+                        decode_values: bool = True) -> list[tuple[Any, Any]]:
+        """``match_regex`` as a list of (key, value) pairs."""
+        return list(self.match_regex(regex, max_keys, decode_values).items())
+
+    def _misc_ok(self, name: str, args: list[Any], update_log: bool = True) -> bool:
+        return self.misc(name, args, update_log=update_log) is not None
+
+    def setdup(self, key: Any, value: Any, encode_value: bool = True) -> bool:
+        """Add a duplicate record after the key's others (misc putdup: B+ tree files only; False elsewhere)."""
+        return self._misc_ok("putdup", [key, self._encode(value, encode_value)])
+
+    def setdupback(self, key: Any, value: Any, encode_value: bool = True) -> bool:
+        """Add a duplicate record before the key's others (misc putdupback: B+ tree files only)."""
+        return self._misc_ok("putdupback", [key, self._encode(value, encode_value)])
+
+    def clear_cache(self) -> bool:
+        """Drop the database's caches (misc cacheclear: file databases only)."""
+        return self._misc_ok("cacheclear", [], False)
+
+    def defragment(self, nsteps: int | None = None) -> bool:
+        """Defragment the database file (misc defrag: file databases only)."""
+        return self._misc_ok("defrag", [] if nsteps is None else [nsteps], False)
+
+    @property
+    def error(self) -> tuple[int, str] | None:
+        """The database's last error as (code, message) (misc error: file databases only; None elsewhere)."""
+        items = self.misc("error", [], update_log=False)
+        if not items:
+            return None
+        code, _, message = items[0].decode("utf-8", "replace").partition(": ")
+        return (int(code), message) if code.isdigit() else (0, items[0].decode("utf-8", "replace"))
+
     def get_part(self, key: Any, start: int | None = None, end: int | None = None,
                  decode_value: bool = True) -> Any:
         """``end`` bytes of a value from offset ``start`` (misc getpart); False if missing or past its end, as kt."""
@@ -190,6 +236,8 @@ class AdminCommands:
     def keys(self) -> list[Any]:
         """Every key (fwmkeys with an empty prefix)."""
         return self.fwmkeys(b"")  # type: ignore[attr-defined]
+
+    keys_fast = keys
 
     def items(self) -> list[tuple[Any, Any]]:
         """Every (key, value) pair (keys by fwmkeys, values by mget)."""
