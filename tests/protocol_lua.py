@@ -324,3 +324,19 @@ def spop(inmap, members):
     member = next(iter(members))
     del members[member]
     return {b"num": b"1", b"value": member}
+
+
+def _set_op(keep):
+    def run(inmap, data):
+        a = _load(inmap, data, b"key", mapload)
+        b = _load({b"db": inmap.get(b"db", b"0"), b"key": inmap[b"key2"]}, data, b"key", mapload)
+        result = {m: b"" for m in {**a, **b} if keep(m in a, m in b)}
+        if b"dest" in inmap:
+            _store({b"db": inmap.get(b"db", b"0"), b"key": inmap[b"dest"]}, data, b"key", result, mapdump)
+        return {str(i).encode(): m for i, m in enumerate(result)}
+    return run
+
+
+PROCEDURES[b"sinter"] = _set_op(lambda in_a, in_b: in_a and in_b)
+PROCEDURES[b"sunion"] = _set_op(lambda in_a, in_b: in_a or in_b)
+PROCEDURES[b"sdiff"] = _set_op(lambda in_a, in_b: in_a and not in_b)

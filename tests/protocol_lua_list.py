@@ -1,7 +1,7 @@
 """The List and Queue procedures of pyzdb/kt/scripts/pyzdb.lua, in Python for the protocol test server."""
 from __future__ import annotations
 
-from protocol_lua import _num, arraydump, arrayload, record_proc
+from protocol_lua import _load, _num, _store, arraydump, arrayload, procedure, record_proc
 
 _list_proc = record_proc(b"key", arrayload, arraydump)
 
@@ -85,6 +85,39 @@ def lrpop(inmap, items):
 
 
 @_list_proc
+def lremrange(inmap, items):
+    start, stop = int(inmap.get(b"start", b"0")), int(inmap.get(b"stop", str(len(items)).encode()))
+    del items[start:stop]
+    return _num(len(items), b"length")
+
+
+def _dest(inmap):
+    return {b"db": inmap.get(b"db", b"0"), b"key": inmap[b"dest"]}
+
+
+def _poppush(inmap, data, from_head):
+    items = _load(inmap, data, b"key", arrayload)
+    if not items:
+        return {}
+    value = items.pop(0 if from_head else -1)
+    _store(inmap, data, b"key", items, arraydump)
+    dest = _load(_dest(inmap), data, b"key", arrayload)
+    dest.insert(len(dest) if from_head else 0, value)
+    _store(_dest(inmap), data, b"key", dest, arraydump)
+    return {b"value": value}
+
+
+@procedure
+def llpoprpush(inmap, data):
+    return _poppush(inmap, data, True)
+
+
+@procedure
+def lrpoplpush(inmap, data):
+    return _poppush(inmap, data, False)
+
+
+@_list_proc
 def llen(inmap, items):
     return _num(len(items))
 
@@ -106,12 +139,16 @@ def _entry(e):
     return int(score), item
 
 
+def _enqueue(items, score, item):
+    at = next((i for i, e in enumerate(items) if _entry(e)[0] < score), len(items))
+    items.insert(at, b"%d\t%s" % (score, item))
+
+
 @_list_proc
 def queue_add(inmap, items):
     score = int(inmap.get(b"score", b"0"))
     for item in _ordered(inmap):
-        at = next((i for i, e in enumerate(items) if _entry(e)[0] < score), len(items))
-        items.insert(at, b"%d\t%s" % (score, item))
+        _enqueue(items, score, item)
     return _num(len(items))
 
 
@@ -150,16 +187,39 @@ def queue_count(inmap, items):
     return _num(len(items))
 
 
+def _matching(inmap, items):
+    """The entries equal to inmap[b"0"] (up to n, from the head or with from_end the tail), and the others."""
+    limit = int(inmap.get(b"n", b"-1"))
+    order = range(len(items) - 1, -1, -1) if b"from_end" in inmap else range(len(items))
+    hits = [i for i in order if _entry(items[i])[1] == inmap[b"0"]]
+    hits = set(hits if limit < 0 else hits[:limit])
+    return [items[i] for i in sorted(hits)], [e for i, e in enumerate(items) if i not in hits]
+
+
 @_list_proc
 def queue_remove(inmap, items):
-    limit, removed, kept = int(inmap.get(b"n", b"-1")), 0, []
-    for e in items:
-        if _entry(e)[1] == inmap[b"0"] and (limit < 0 or removed < limit):
-            removed += 1
-        else:
-            kept.append(e)
-    items[:] = kept
-    return _num(removed)
+    found, items[:] = _matching(inmap, items)
+    return _num(len(found))
+
+
+@_list_proc
+def queue_set_priority(inmap, items):
+    found, items[:] = _matching(inmap, items)
+    for e in found:
+        _enqueue(items, int(inmap[b"score"]), _entry(e)[1])
+    return _num(len(found))
+
+
+@procedure
+def queue_transfer(inmap, data):
+    items = _load(inmap, data, b"key", arrayload)
+    moved, items[:] = items[:int(inmap.get(b"n", b"1"))], items[int(inmap.get(b"n", b"1")):]
+    _store(inmap, data, b"key", items, arraydump)
+    dest = _load(_dest(inmap), data, b"key", arrayload)
+    for e in moved:
+        _enqueue(dest, *_entry(e))
+    _store(_dest(inmap), data, b"key", dest, arraydump)
+    return {str(i).encode(): _entry(e)[1] for i, e in enumerate(moved)}
 
 
 @_list_proc

@@ -182,3 +182,37 @@ def test_add_replace_append_cas_and_increment(kt, prefix):
         kt.increment(pre + "a")  # not an 8-byte counter
     at = int(time.time()) + 900
     assert kt.add(pre + "x", "v", expire_time=at) and kt.expire_time(pre + "x") == at
+
+
+def test_set_intersection_union_difference_and_dest(kt, prefix):
+    pre = prefix.decode()
+    a, b = kt.Set(pre + "A"), kt.Set(pre + "B")
+    a.add("1", "2", "3")
+    b.add("2", "3", "4")
+    assert a & b == {"2", "3"} and a | b == {"1", "2", "3", "4"} and a - b == {"1"}
+    assert a.intersection(pre + "B", dest=pre + "C") == {"2", "3"} and kt.Set(pre + "C").members() == {"2", "3"}
+
+
+def test_list_remove_range_and_pop_push(kt, prefix):
+    pre = prefix.decode()
+    items = kt.List(pre + "L")
+    items.extend(["a", "b", "c", "d", "e"])
+    assert items.remove_range(1, 3) == 3 and items.get_range() == ["a", "d", "e"]
+    assert items.lpoprpush() == "a" and items.get_range() == ["d", "e", "a"]
+    assert items.rpoplpush(pre + "M") == "a" and kt.List(pre + "M").get_range() == ["a"]
+    with pytest.raises(IndexError, match="empty"):
+        kt.List(pre + "empty").lpoprpush()
+
+
+def test_queue_rremove_set_priority_transfer_and_bpop(kt, prefix):
+    pre = prefix.decode()
+    q = kt.Queue(pre + "Q")
+    q.extend(["x", "y", "x", "z"])
+    assert q.rremove("x", n=1) == 1 and q.peek(3) == ["x", "y", "z"]
+    assert q.set_priority("z", 5) == 1 and q.peek() == "z"
+    assert q.transfer(pre + "R") == "z" and kt.Queue(pre + "R").peek() == "z"
+    assert q.transfer(kt.Queue(pre + "R"), n=5) == ["x", "y"] and len(q) == 0
+    assert kt.Queue(pre + "R").pop(3) == ["z", "x", "y"]  # the score 5 kept its place
+    assert q.bpop(timeout=0.3) is None
+    q.add("late")
+    assert q.bpop(timeout=5) == "late"

@@ -159,6 +159,28 @@ class Set(Container):
         """Remove members; return how many existed."""
         return self._num("srem", {str(i): v for i, v in enumerate(values)})
 
+    def _combine(self, proc: str, other: Any, dest: Any) -> set[Any]:
+        raw = {"key2": other.key if isinstance(other, Set) else other}
+        if dest is not None:
+            raw["dest"] = dest.key if isinstance(dest, Set) else dest
+        return set(self.lua(proc, decode=True, raw_data=raw).values())
+
+    def intersection(self, other: Any, dest: Any = None) -> set[Any]:
+        """Members of both sets (``other``: a Set or a key); with ``dest``, also stored there."""
+        return self._combine("sinter", other, dest)
+
+    def union(self, other: Any, dest: Any = None) -> set[Any]:
+        """Members of either set; with ``dest``, also stored there."""
+        return self._combine("sunion", other, dest)
+
+    def difference(self, other: Any, dest: Any = None) -> set[Any]:
+        """Members of this set only; with ``dest``, also stored there."""
+        return self._combine("sdiff", other, dest)
+
+    __and__ = intersection
+    __or__ = union
+    __sub__ = difference
+
 
 class List(Container):
     """A list in one record (ukt's ``List``); indexes may be negative, as in Python."""
@@ -228,6 +250,26 @@ class List(Container):
             return self.remove(index)
         except IndexError:
             return None
+
+    def remove_range(self, start: int | None = None, stop: int | None = None) -> int:
+        """``del list[start:stop]``; return the new length."""
+        raw = {k: v for k, v in (("start", start), ("stop", stop)) if v is not None}
+        return self._num("lremrange", raw_data=raw, field=b"length")
+
+    def _poppush(self, proc: str, dest: Any) -> Any:
+        target = self.key if dest is None else (dest.key if isinstance(dest, List) else dest)
+        out = self.lua(proc, decode=True, raw_data={"dest": target})
+        if "value" not in out:
+            raise PathIndexError(f"{proc} of an empty List {self.key!r}")
+        return out["value"]
+
+    def lpoprpush(self, dest: Any = None) -> Any:
+        """Move the first item to the end of ``dest`` (default: this list, a rotation); return it."""
+        return self._poppush("llpoprpush", dest)
+
+    def rpoplpush(self, dest: Any = None) -> Any:
+        """Move the last item to the front of ``dest`` (default: this list); return it."""
+        return self._poppush("lrpoplpush", dest)
 
     def length(self) -> int:
         """How many items."""

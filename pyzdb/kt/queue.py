@@ -7,6 +7,7 @@ each other's queues.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable
 
 
@@ -70,6 +71,34 @@ class Queue:
         """Remove up to ``n`` (default all) items equal to ``data``, from the front; return how many."""
         raw: dict[Any, Any] = {} if n is None else {"n": n}
         return int(self._call("queue_remove", raw, [data])[b"num"])
+
+    def rremove(self, data: Any, n: int | None = None) -> int:
+        """Like ``remove``, from the end."""
+        raw: dict[Any, Any] = {"from_end": 1} if n is None else {"n": n, "from_end": 1}
+        return int(self._call("queue_remove", raw, [data])[b"num"])
+
+    def set_priority(self, data: Any, score: int, n: int | None = None) -> int:
+        """Give up to ``n`` (default all) items equal to ``data`` the priority ``score``; return how many."""
+        raw: dict[Any, Any] = {"score": int(score)} if n is None else {"score": int(score), "n": n}
+        return int(self._call("queue_set_priority", raw, [data])[b"num"])
+
+    def transfer(self, dest: Any, n: int = 1) -> Any:
+        """Move the first item (n=1; None if empty) or the first ``n`` (a list) to ``dest``, keeping scores."""
+        out = self._call("queue_transfer", {"dest": dest.key if isinstance(dest, Queue) else dest, "n": n})
+        items = [self.kt.decode_value(out[str(i).encode()]) for i in range(len(out))]
+        return (items[0] if items else None) if n == 1 else items
+
+    def bpop(self, timeout: float | None = None, min_score: int | None = None, poll: float = 0.1) -> Any:
+        """``pop``, waiting up to ``timeout`` seconds (None: for ever) for an item; None if none came.
+
+        ukt waits on a server signal (HTTP); this polls every ``poll`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            item = self.pop(min_score=min_score)
+            if item is not None or (deadline is not None and time.monotonic() >= deadline):
+                return item
+            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
 
     def clear(self) -> int:
         """Remove every item; return how many there were."""

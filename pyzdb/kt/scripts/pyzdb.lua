@@ -259,6 +259,22 @@ function spop(inmap, outmap)
    return kt.RVSUCCESS
 end
 
+-- sinter / sunion / sdiff of the sets at "key" and "key2"; with "dest", also stored there
+local function set_op(inmap, outmap, keep)
+   local db, a = set_load(inmap)
+   local _, b = load_record({db = inmap.db, key = inmap.key2}, "key", kt.mapload)
+   local result, i = {}, 0
+   for m in pairs(a) do if keep(true, b[m] ~= nil) then result[m] = "" end end
+   for m in pairs(b) do if a[m] == nil and keep(false, true) then result[m] = "" end end
+   for m in pairs(result) do outmap[tostring(i)] = m; i = i + 1 end
+   if inmap.dest then store(db, inmap.dest, kt.mapdump(result)) end
+   return kt.RVSUCCESS
+end
+
+function sinter(inmap, outmap) return set_op(inmap, outmap, function(in_a, in_b) return in_a and in_b end) end
+function sunion(inmap, outmap) return set_op(inmap, outmap, function(in_a, in_b) return in_a or in_b end) end
+function sdiff(inmap, outmap) return set_op(inmap, outmap, function(in_a, in_b) return in_a and not in_b end) end
+
 -- --- List: a kt.arraydump record under "key" ----------------------------------------
 local function list_load(inmap) return load_record(inmap, "key", kt.arrayload) end
 
@@ -353,6 +369,37 @@ end
 function llpop(inmap, outmap) return pop_at(inmap, outmap, true) end
 function lrpop(inmap, outmap) return pop_at(inmap, outmap, false) end
 
+function lremrange(inmap, outmap)
+   local db, list = list_load(inmap)
+   local n = #list
+   local start, stop = tonumber(inmap.start or 0), tonumber(inmap.stop or n)
+   if start < 0 then start = math.max(start + n, 0) end
+   if stop < 0 then stop = math.max(stop + n, 0) end
+   local kept = {}
+   for i = 1, n do
+      if i <= start or i > stop then kept[#kept + 1] = list[i] end
+   end
+   list_store(db, inmap.key, kept)
+   outmap.length = tostring(#kept)
+   return kt.RVSUCCESS
+end
+
+-- pop from one end of "key", push onto the other end of "dest" (the same list: a rotation)
+local function poppush(inmap, outmap, from_head)
+   local db, list = list_load(inmap)
+   if #list == 0 then return kt.RVSUCCESS end
+   local value = table.remove(list, from_head and 1 or #list)
+   list_store(db, inmap.key, list)
+   local _, dest = load_record({db = inmap.db, key = inmap.dest}, "key", kt.arrayload)
+   if from_head then dest[#dest + 1] = value else table.insert(dest, 1, value) end
+   list_store(db, inmap.dest, dest)
+   outmap.value = value
+   return kt.RVSUCCESS
+end
+
+function llpoprpush(inmap, outmap) return poppush(inmap, outmap, true) end
+function lrpoplpush(inmap, outmap) return poppush(inmap, outmap, false) end
+
 function llen(inmap, outmap)
    local _, list = list_load(inmap)
    outmap.num = tostring(#list)
@@ -378,16 +425,19 @@ local function entry(e)
    return tonumber(string.sub(e, 1, tab - 1)), string.sub(e, tab + 1)
 end
 
+-- put item in its place: after every entry of the same or a higher score
+local function enqueue(list, score, item)
+   local at = #list + 1
+   for i = 1, #list do
+      if entry(list[i]) < score then at = i; break end
+   end
+   table.insert(list, at, string.format("%d", score) .. "\t" .. item)
+end
+
 function queue_add(inmap, outmap)
    local db, list = list_load(inmap)
    local score = tonumber(inmap.score or 0)
-   for _, item in ipairs(ordered(inmap)) do
-      local at = #list + 1
-      for i = 1, #list do
-         if entry(list[i]) < score then at = i; break end
-      end
-      table.insert(list, at, tostring(score) .. "\t" .. item)
-   end
+   for _, item in ipairs(ordered(inmap)) do enqueue(list, score, item) end
    list_store(db, inmap.key, list)
    outmap.num = tostring(#list)
    return kt.RVSUCCESS
@@ -427,15 +477,53 @@ function queue_count(inmap, outmap)
    return kt.RVSUCCESS
 end
 
+-- the entries equal to inmap["0"] (up to "n", from the head or with "from_end" the tail) split from the others
+local function matching(inmap, list)
+   local limit, found, kept = tonumber(inmap.n or -1), {}, {}
+   local first, last, step = 1, #list, 1
+   if inmap.from_end then first, last, step = #list, 1, -1 end
+   local hit = {}
+   for i = first, last, step do
+      local _, item = entry(list[i])
+      if item == inmap["0"] and (limit < 0 or #found < limit) then hit[i] = true; found[#found + 1] = list[i] end
+   end
+   for i = 1, #list do if not hit[i] then kept[#kept + 1] = list[i] end end
+   return found, kept
+end
+
 function queue_remove(inmap, outmap)
    local db, list = list_load(inmap)
-   local limit, n, kept = tonumber(inmap.n or -1), 0, {}
-   for i = 1, #list do
-      local _, item = entry(list[i])
-      if item == inmap["0"] and (limit < 0 or n < limit) then n = n + 1 else kept[#kept + 1] = list[i] end
+   local found, kept = matching(inmap, list)
+   list_store(db, inmap.key, kept)
+   outmap.num = tostring(#found)
+   return kt.RVSUCCESS
+end
+
+function queue_set_priority(inmap, outmap)
+   local db, list = list_load(inmap)
+   local found, kept = matching(inmap, list)
+   for _, e in ipairs(found) do
+      local _, item = entry(e)
+      enqueue(kept, tonumber(inmap.score), item)
    end
    list_store(db, inmap.key, kept)
-   outmap.num = tostring(n)
+   outmap.num = tostring(#found)
+   return kt.RVSUCCESS
+end
+
+-- move up to "n" entries from the head of "key" to "dest", keeping their scores
+function queue_transfer(inmap, outmap)
+   local db, list = list_load(inmap)
+   local moved = {}
+   for i = 1, math.min(tonumber(inmap.n or 1), #list) do moved[i] = table.remove(list, 1) end
+   list_store(db, inmap.key, list)
+   local _, dest = load_record({db = inmap.db, key = inmap.dest}, "key", kt.arrayload)
+   for i, e in ipairs(moved) do
+      local score, item = entry(e)
+      enqueue(dest, score, item)
+      outmap[tostring(i - 1)] = item
+   end
+   list_store(db, inmap.dest, dest)
    return kt.RVSUCCESS
 end
 
