@@ -227,3 +227,23 @@ def queue_clear(inmap, items):
     n = len(items)
     items.clear()
     return _num(n)
+
+
+@_list_proc
+def schedule_add(inmap, items):
+    score = int(inmap.get(b"score", b"0"))
+    for item in _ordered(inmap):
+        at = next((i for i, e in enumerate(items) if _entry(e)[0] > score), len(items))
+        items.insert(at, b"%d\t%s" % (score, item))
+    return _num(len(items))
+
+
+@_list_proc
+def schedule_read(inmap, items):
+    limit, upto = int(inmap.get(b"n", b"-1")), inmap.get(b"score")
+    due = [i for i, e in enumerate(items) if upto is None or _entry(e)[0] <= int(upto)]
+    due = due if limit < 0 else due[:limit]
+    out = {str(j).encode(): _entry(items[i])[1] for j, i in enumerate(due)}
+    if b"remove" in inmap:
+        items[:] = [e for i, e in enumerate(items) if i not in set(due)]
+    return out

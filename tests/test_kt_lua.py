@@ -216,3 +216,13 @@ def test_queue_rremove_set_priority_transfer_and_bpop(kt, prefix):
     assert q.bpop(timeout=0.3) is None
     q.add("late")
     assert q.bpop(timeout=5) == "late"
+
+
+def test_schedule_reads_due_items_in_score_order(kt, prefix):
+    s = kt.Schedule(prefix.decode() + "S")
+    assert s.add("c", 30) == 1 and s.add("a", 10) == 2 and s.add("b", 20) == 3 and s.add("a2", 10) == 4
+    assert s.items() == ["a", "a2", "b", "c"] and s.items(2) == ["a", "a2"] and s.count() == 4
+    assert s.read(15) == ["a", "a2"] and s.read(25, n=5) == ["b"] and s.read(25) == []
+    assert s.read() == ["c"] and len(s) == 0
+    s.add("x", 1)
+    assert s.clear() == 1 and s.items() == []

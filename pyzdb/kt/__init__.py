@@ -10,6 +10,7 @@ from pyzdb.kt.lua import SCRIPT_PATH
 from pyzdb.kt.protocol import DATAMAXSIZ, XT_MAX, XT_NEVER, Record
 from pyzdb.kt.queue import Queue
 from pyzdb.kt.replication import Replication, ReplicationEvent
+from pyzdb.kt.schedule import Schedule
 from pyzdb.kvnet.errors import (
     KTError,
     KyotoTycoonError,
@@ -22,7 +23,7 @@ from pyzdb.kvnet.errors import (
 from pyzdb.kvnet.serializers import KT_BINARY, KT_JSON, KT_MSGPACK, KT_NONE, SERIALIZERS
 
 __all__ = [
-    "KyotoTycoon", "Record", "Replication", "ReplicationEvent", "Hash", "List", "Set", "Queue",
+    "KyotoTycoon", "Record", "Replication", "ReplicationEvent", "Hash", "List", "Set", "Queue", "Schedule",
     "KT_BINARY", "KT_JSON", "KT_MSGPACK", "KT_NONE", "SERIALIZERS",
     "DATAMAXSIZ", "XT_MAX", "XT_NEVER", "XT_CUTOFF", "SCRIPT_PATH", "wire_xt",
     "KTError", "KyotoTycoonError", "ProtocolError", "ReplicationError", "ServerConnectionError",

@@ -15,6 +15,7 @@ from pyzdb.kt.containers import Hash, List, Set
 from pyzdb.kt.expiry import wire_xt
 from pyzdb.kt.packing import dump_list, dump_map, load_list, load_map
 from pyzdb.kt.queue import Queue
+from pyzdb.kt.schedule import Schedule
 from pyzdb.kvnet.serializers import decode_key, decode_text, encode_key
 
 SCRIPT_PATH = str(resources.files("pyzdb.kt") / "scripts" / "pyzdb.lua")
@@ -232,3 +233,7 @@ class LuaHelpers:
     def Queue(self, key: Any, db: int | None = None) -> Queue:  # noqa: N802 - ukt's name
         """A priority queue stored in the one record ``key``."""
         return Queue(self, key, db)
+
+    def Schedule(self, key: Any, db: int | None = None) -> Schedule:  # noqa: N802 - ukt's name
+        """A schedule (items read in rising score order) stored in the one record ``key``."""
+        return Schedule(self, key, db)

@@ -558,3 +558,36 @@ function increment(inmap, outmap)
    outmap.num = string.format("%d", n)
    return kt.RVSUCCESS
 end
+
+-- --- Schedule: the queue layout, in rising score order ------------------------------
+function schedule_add(inmap, outmap)
+   local db, list = list_load(inmap)
+   local score = tonumber(inmap.score or 0)
+   for _, item in ipairs(ordered(inmap)) do
+      local at = #list + 1
+      for i = 1, #list do
+         if entry(list[i]) > score then at = i; break end
+      end
+      table.insert(list, at, string.format("%d", score) .. "\t" .. item)
+   end
+   list_store(db, inmap.key, list)
+   outmap.num = tostring(#list)
+   return kt.RVSUCCESS
+end
+
+-- the first "n" items (default all) whose score is at most "score" (default: any); "remove" takes them out
+function schedule_read(inmap, outmap)
+   local db, list = list_load(inmap)
+   local limit, upto, kept, got = tonumber(inmap.n or -1), tonumber(inmap.score), {}, 0
+   for i = 1, #list do
+      local score, item = entry(list[i])
+      if (limit < 0 or got < limit) and (upto == nil or score <= upto) then
+         outmap[tostring(got)] = item
+         got = got + 1
+      else
+         kept[#kept + 1] = list[i]
+      end
+   end
+   if inmap.remove then list_store(db, inmap.key, kept) end
+   return kt.RVSUCCESS
+end
