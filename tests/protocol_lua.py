@@ -179,6 +179,25 @@ def increment(inmap, data):
     return _num(total)
 
 
+@procedure
+def increment_double(inmap, data):
+    """Kyoto Cabinet's real counter: 8-byte big-endian integral part, 8-byte fraction x 10^15; another size fails."""
+    db, key = _db(inmap), inmap[b"key"]
+    rec = data.get(db, key)
+    if rec is not None and len(rec[0]) != 16:
+        return None
+    if rec:
+        integ, fract = int.from_bytes(rec[0][:8], "big", signed=True), int.from_bytes(rec[0][8:], "big", signed=True)
+        old = integ + fract / 10**15
+    else:
+        old = float(inmap.get(b"orig", b"0"))
+    total = old + float(inmap.get(b"num", b"1"))
+    integ = int(total)
+    raw = integ.to_bytes(8, "big", signed=True) + int((total - integ) * 10**15).to_bytes(8, "big", signed=True)
+    data.set(db, key, raw, int(inmap.get(b"xt", b"9223372036854775807")))
+    return {b"num": repr(total).encode()}
+
+
 def _live_keys(inmap, data):
     db = _db(inmap)
     return sorted(k for k in data.dbs[db] if data.get(db, k))

@@ -180,6 +180,10 @@ def test_add_replace_append_cas_and_increment(kt, prefix):
     assert kt.get_bytes(pre + "n") == (11).to_bytes(8, "big")
     with pytest.raises(ProtocolError, match="increment"):
         kt.increment(pre + "a")  # not an 8-byte counter
+    assert kt.increment_double(pre + "d", 1.25) == pytest.approx(1.25)
+    assert kt.incr_double(pre + "d", -0.5) == pytest.approx(0.75)
+    assert kt.increment_double(pre + "e", 0.5, orig=2.0) == pytest.approx(2.5) 
+    assert kt.get_bytes(pre + "e") == (2).to_bytes(8, "big") + (5 * 10**14).to_bytes(8, "big")  # integ, fract x 10^15
     at = int(time.time()) + 900
     assert kt.add(pre + "x", "v", expire_time=at) and kt.expire_time(pre + "x") == at
 

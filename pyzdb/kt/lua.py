@@ -156,6 +156,15 @@ class LuaHelpers:
 
     incr = increment
 
+    def increment_double(self, key: Any, n: float = 1.0, orig: float | None = None, db: int | None = None,
+                         expire_time: Any = None) -> float:
+        """Add ``n`` to Kyoto Cabinet's 16-byte fixed-point counter (``orig`` if missing); return the sum."""
+        data = {"db": self._dbarg(db), "key": key, "num": float(n), "orig": float(orig or 0),
+                "xt": wire_xt(expire_time)}
+        return float(self.raw_script("increment_double", data)[b"num"])
+
+    incr_double = increment_double
+
     def error(self, db: int | None = None) -> tuple[int, str] | None:
         """The database's last error as ``(code, message)``; ``(0, 'success')`` after a success."""
         out = self.raw_script("get_error", {"db": self._dbarg(db)})

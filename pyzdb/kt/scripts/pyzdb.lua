@@ -591,3 +591,11 @@ function schedule_read(inmap, outmap)
    if inmap.remove then list_store(db, inmap.key, kept) end
    return kt.RVSUCCESS
 end
+
+function increment_double(inmap, outmap)
+   local db = getdb(inmap)
+   local n = db:increment_double(inmap.key, tonumber(inmap.num or 1), tonumber(inmap.orig or 0), xt_of(inmap))
+   if n == nil then return kt.RVELOGIC end
+   outmap.num = string.format("%.17g", n)
+   return kt.RVSUCCESS
+end
