@@ -220,6 +220,24 @@ def match_regex(inmap, data):
     return _limit([k for k in _live_keys(inmap, data) if pattern.search(k)], inmap)
 
 
+def _distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+@procedure
+def match_similar(inmap, data):
+    """Keys within a Levenshtein distance of ``origin`` (characters with utf, else bytes)."""
+    utf = inmap.get(b"utf") == b"true"
+    origin, limit = inmap.get(b"origin", b""), int(inmap.get(b"range", b"1"))
+    text = (lambda b: b.decode("utf-8", "replace")) if utf else (lambda b: b.decode("latin-1"))
+    return _limit([k for k in _live_keys(inmap, data) if _distance(text(k), text(origin)) <= limit], inmap)
+
+
 # --- Hash and Set: a mapdump record ------------------------------------------------------------
 def _load(inmap, data, field, load):
     rec = data.get(_db(inmap), inmap[field])

@@ -71,6 +71,8 @@ def test_count_seize_and_matching(kt, prefix):
     assert kt.match_prefix(pre + "a", db=1) == [pre + "a1", pre + "a2"]
     assert kt.match_prefix(pre, max_keys=1, db=1) == [pre + "a1"]
     assert kt.match_regex("^" + pre + ".1$", db=1) == [pre + "a1", pre + "b1"]
+    assert kt.match_similar(pre + "a3", db=1) == [pre + "a1", pre + "a2"]
+    assert kt.match_similar(pre + "c11", distance=2, db=1) == [pre + "a1", pre + "b1"]
     assert kt.seize(pre + "a1", db=1) == "1" and kt.get(pre + "a1", db=1) is None
     assert kt.pop(pre + "a1", db=1) is None
 

@@ -184,6 +184,14 @@ class LuaHelpers:
         """The sorted keys matching the regular expression ``regex`` (at most ``max_keys``)."""
         return self._match("match_regex", "regex", regex, max_keys, db)
 
+    def match_similar(self, origin: Any, distance: int | None = None, max_keys: int | None = None,
+                      db: int | None = None) -> list[Any]:
+        """The keys within Levenshtein ``distance`` (default 1) of ``origin`` (UTF-8 characters), sorted by key."""
+        data = {"db": self._dbarg(db), "origin": origin, "utf": "true", "range": 1 if distance is None else distance}
+        if max_keys is not None:
+            data["max"] = max_keys
+        return list(self.script("match_similar", data, encode_values=False, decode_values=False))
+
     def keys_nonlazy(self, db: int | None = None) -> list[Any]:
         """Every key of the database, sorted."""
         return self.match_prefix("", db=db)

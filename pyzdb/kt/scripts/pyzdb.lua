@@ -101,6 +101,13 @@ function match_regex(inmap, outmap)
    return matched(getdb(inmap):match_regex(inmap.regex or "", tonumber(inmap.max or -1)), outmap)
 end
 
+function match_similar(inmap, outmap)
+   local db = getdb(inmap)
+   local keys = db:match_similar(inmap.origin or "", tonumber(inmap.range or 1), inmap.utf == "true",
+                                 tonumber(inmap.max or -1))
+   return matched(keys, outmap)
+end
+
 -- --- Hash: a kt.mapdump record under "table_key" ------------------------------------
 -- the database and the container in record inmap[field], read with loader (kt.mapload or kt.arrayload)
 local function load_record(inmap, field, loader)
