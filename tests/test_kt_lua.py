@@ -32,7 +32,7 @@ def test_the_lua_file_ships_inside_the_package():
     with open(SCRIPT_PATH) as f:
         text = f.read()
     for name in ("touch_bulk", "expire_time", "hmset", "sadd", "lrpush", "queue_add"):
-        assert f"function {name}(" in text
+        assert f"function {name}(" in text or f"\n{name} = " in text
 
 
 def test_script_decodes_and_raw_script_does_not(kt):

@@ -108,15 +108,13 @@ function match_similar(inmap, outmap)
    return matched(keys, outmap)
 end
 
--- --- Hash: a kt.mapdump record under "table_key" ------------------------------------
--- the database and the container in record inmap[field], read with loader (kt.mapload or kt.arrayload)
+-- --- containers: one record holding a kt.mapdump (Hash, Set) or kt.arraydump (List, Queue, Schedule) ---
+-- the database and the container in record inmap[field], read with loader
 local function load_record(inmap, field, loader)
    local db = getdb(inmap)
    local data = db:get(inmap[field])
    return db, data and loader(data) or {}
 end
-
-local function hash_load(inmap) return load_record(inmap, "table_key", kt.mapload) end
 
 -- write a container record back as ukt does: only if it changed, keeping the record's expire time
 -- (an emptied container stays as an empty record; none is created for nothing)
@@ -126,7 +124,22 @@ local function store(db, key, data)
    if xt then db:set(key, data, -xt) else db:set(key, data) end
 end
 
-local function hash_store(db, key, map) store(db, key, kt.mapdump(map)) end
+-- a procedure running fn(inmap, outmap, container) on the record inmap[field]; the container fn
+-- returns (or the one it was given, changed in place) is written back
+local function on_record(field, loader, dumper)
+   return function(fn)
+      return function(inmap, outmap)
+         local db, container = load_record(inmap, field, loader)
+         local result = fn(inmap, outmap, container)
+         store(db, inmap[field], dumper(result or container))
+         return kt.RVSUCCESS
+      end
+   end
+end
+
+local on_hash = on_record("table_key", kt.mapload, kt.mapdump)
+local on_set = on_record("key", kt.mapload, kt.mapdump)
+local on_list = on_record("key", kt.arrayload, kt.arraydump)
 
 local function size(map)
    local n = 0
@@ -134,362 +147,270 @@ local function size(map)
    return n
 end
 
-function hmset(inmap, outmap)
-   local db, map = hash_load(inmap)
-   local n = 0
-   for k, v in pairs(others(inmap, "table_key")) do map[k] = v; n = n + 1 end
-   hash_store(db, inmap.table_key, map)
-   outmap.num = tostring(n)
-   return kt.RVSUCCESS
-end
-
-function hmget(inmap, outmap)
-   local _, map = hash_load(inmap)
-   for k in pairs(others(inmap, "table_key")) do
-      if map[k] then outmap[k] = map[k] end
-   end
-   return kt.RVSUCCESS
-end
-
-function hmdel(inmap, outmap)
-   local db, map = hash_load(inmap)
-   local n = 0
-   for k in pairs(others(inmap, "table_key")) do
-      if map[k] then map[k] = nil; n = n + 1 end
-   end
-   hash_store(db, inmap.table_key, map)
-   outmap.num = tostring(n)
-   return kt.RVSUCCESS
-end
-
-function hgetall(inmap, outmap)
-   local _, map = hash_load(inmap)
-   for k, v in pairs(map) do outmap[k] = v end
-   return kt.RVSUCCESS
-end
-
-function hset(inmap, outmap)
-   local db, map = hash_load(inmap)
-   map[inmap.key] = inmap.value
-   hash_store(db, inmap.table_key, map)
-   outmap.num = "1"
-   return kt.RVSUCCESS
-end
-
-function hsetnx(inmap, outmap)
-   local db, map = hash_load(inmap)
-   if map[inmap.key] then outmap.num = "0"; return kt.RVSUCCESS end
-   map[inmap.key] = inmap.value
-   hash_store(db, inmap.table_key, map)
-   outmap.num = "1"
-   return kt.RVSUCCESS
-end
-
-function hget(inmap, outmap)
-   local _, map = hash_load(inmap)
-   if map[inmap.key] then outmap.value = map[inmap.key] end
-   return kt.RVSUCCESS
-end
-
-function hdel(inmap, outmap)
-   local db, map = hash_load(inmap)
-   outmap.num = map[inmap.key] and "1" or "0"
-   map[inmap.key] = nil
-   hash_store(db, inmap.table_key, map)
-   return kt.RVSUCCESS
-end
-
-function hlen(inmap, outmap)
-   local _, map = hash_load(inmap)
-   outmap.num = tostring(size(map))
-   return kt.RVSUCCESS
-end
-
-function hcontains(inmap, outmap)
-   local _, map = hash_load(inmap)
-   outmap.num = map[inmap.key] and "1" or "0"
-   return kt.RVSUCCESS
-end
-
--- --- Set: a kt.mapdump record under "key", members as the map's keys ---------------
-local function set_load(inmap) return load_record(inmap, "key", kt.mapload) end
-
-function sadd(inmap, outmap)
-   local db, map = set_load(inmap)
-   local n = 0
-   for _, v in pairs(others(inmap, "key")) do
-      if not map[v] then map[v] = ""; n = n + 1 end
-   end
-   hash_store(db, inmap.key, map)
-   outmap.num = tostring(n)
-   return kt.RVSUCCESS
-end
-
-function srem(inmap, outmap)
-   local db, map = set_load(inmap)
-   local n = 0
-   for _, v in pairs(others(inmap, "key")) do
-      if map[v] then map[v] = nil; n = n + 1 end
-   end
-   hash_store(db, inmap.key, map)
-   outmap.num = tostring(n)
-   return kt.RVSUCCESS
-end
-
-function scard(inmap, outmap)
-   local _, map = set_load(inmap)
-   outmap.num = tostring(size(map))
-   return kt.RVSUCCESS
-end
-
-function sismember(inmap, outmap)
-   local _, map = set_load(inmap)
-   outmap.num = map[inmap.value] and "1" or "0"
-   return kt.RVSUCCESS
-end
-
-function smembers(inmap, outmap)
-   local _, map = set_load(inmap)
-   local i = 0
-   for member in pairs(map) do outmap[tostring(i)] = member; i = i + 1 end
-   return kt.RVSUCCESS
-end
-
-function spop(inmap, outmap)
-   local db, map = set_load(inmap)
-   local member = next(map)
-   if member == nil then outmap.num = "0"; return kt.RVSUCCESS end
-   map[member] = nil
-   hash_store(db, inmap.key, map)
-   outmap.num = "1"
-   outmap.value = member
-   return kt.RVSUCCESS
-end
-
--- sinter / sunion / sdiff of the sets at "key" and "key2"; with "dest", also stored there
-local function set_op(inmap, outmap, keep)
-   local db, a = set_load(inmap)
-   local _, b = load_record({db = inmap.db, key = inmap.key2}, "key", kt.mapload)
-   local result, i = {}, 0
-   for m in pairs(a) do if keep(true, b[m] ~= nil) then result[m] = "" end end
-   for m in pairs(b) do if a[m] == nil and keep(false, true) then result[m] = "" end end
-   for m in pairs(result) do outmap[tostring(i)] = m; i = i + 1 end
-   if inmap.dest then store(db, inmap.dest, kt.mapdump(result)) end
-   return kt.RVSUCCESS
-end
-
-function sinter(inmap, outmap) return set_op(inmap, outmap, function(in_a, in_b) return in_a and in_b end) end
-function sunion(inmap, outmap) return set_op(inmap, outmap, function(in_a, in_b) return in_a or in_b end) end
-function sdiff(inmap, outmap) return set_op(inmap, outmap, function(in_a, in_b) return in_a and not in_b end) end
-
--- --- List: a kt.arraydump record under "key" ----------------------------------------
-local function list_load(inmap) return load_record(inmap, "key", kt.arrayload) end
-
-local function list_store(db, key, list) store(db, key, kt.arraydump(list)) end
-
+-- the values of "0", "1", ... in order
 local function ordered(inmap)
    local values, i = {}, 0
    while inmap[tostring(i)] do values[#values + 1] = inmap[tostring(i)]; i = i + 1 end
    return values
 end
 
-function llpush(inmap, outmap)
-   local db, list = list_load(inmap)
+-- --- Hash: fields under "table_key" --------------------------------------------------------
+hmset = on_hash(function(inmap, outmap, map)
+   local n = 0
+   for k, v in pairs(others(inmap, "table_key")) do map[k] = v; n = n + 1 end
+   outmap.num = tostring(n)
+end)
+
+hmget = on_hash(function(inmap, outmap, map)
+   for k in pairs(others(inmap, "table_key")) do
+      if map[k] then outmap[k] = map[k] end
+   end
+end)
+
+hmdel = on_hash(function(inmap, outmap, map)
+   local n = 0
+   for k in pairs(others(inmap, "table_key")) do
+      if map[k] then map[k] = nil; n = n + 1 end
+   end
+   outmap.num = tostring(n)
+end)
+
+hgetall = on_hash(function(inmap, outmap, map)
+   for k, v in pairs(map) do outmap[k] = v end
+end)
+
+hset = on_hash(function(inmap, outmap, map)
+   map[inmap.key] = inmap.value
+   outmap.num = "1"
+end)
+
+hsetnx = on_hash(function(inmap, outmap, map)
+   outmap.num = map[inmap.key] and "0" or "1"
+   if not map[inmap.key] then map[inmap.key] = inmap.value end
+end)
+
+hget = on_hash(function(inmap, outmap, map)
+   if map[inmap.key] then outmap.value = map[inmap.key] end
+end)
+
+hdel = on_hash(function(inmap, outmap, map)
+   outmap.num = map[inmap.key] and "1" or "0"
+   map[inmap.key] = nil
+end)
+
+hlen = on_hash(function(inmap, outmap, map) outmap.num = tostring(size(map)) end)
+hcontains = on_hash(function(inmap, outmap, map) outmap.num = map[inmap.key] and "1" or "0" end)
+
+-- --- Set: members as the keys of a map under "key" -----------------------------------------
+sadd = on_set(function(inmap, outmap, map)
+   local n = 0
+   for _, v in pairs(others(inmap, "key")) do
+      if not map[v] then map[v] = ""; n = n + 1 end
+   end
+   outmap.num = tostring(n)
+end)
+
+srem = on_set(function(inmap, outmap, map)
+   local n = 0
+   for _, v in pairs(others(inmap, "key")) do
+      if map[v] then map[v] = nil; n = n + 1 end
+   end
+   outmap.num = tostring(n)
+end)
+
+scard = on_set(function(inmap, outmap, map) outmap.num = tostring(size(map)) end)
+sismember = on_set(function(inmap, outmap, map) outmap.num = map[inmap.value] and "1" or "0" end)
+
+smembers = on_set(function(inmap, outmap, map)
+   local i = 0
+   for member in pairs(map) do outmap[tostring(i)] = member; i = i + 1 end
+end)
+
+spop = on_set(function(inmap, outmap, map)
+   local member = next(map)
+   outmap.num = member and "1" or "0"
+   if member then map[member] = nil; outmap.value = member end
+end)
+
+-- sinter / sunion / sdiff of the sets at "key" and "key2"; with "dest", also stored there
+local function set_op(keep)
+   return function(inmap, outmap)
+      local db, a = load_record(inmap, "key", kt.mapload)
+      local _, b = load_record(inmap, "key2", kt.mapload)
+      local result, i = {}, 0
+      for m in pairs(a) do if keep(true, b[m] ~= nil) then result[m] = "" end end
+      for m in pairs(b) do if a[m] == nil and keep(false, true) then result[m] = "" end end
+      for m in pairs(result) do outmap[tostring(i)] = m; i = i + 1 end
+      if inmap.dest then store(db, inmap.dest, kt.mapdump(result)) end
+      return kt.RVSUCCESS
+   end
+end
+
+sinter = set_op(function(in_a, in_b) return in_a and in_b end)
+sunion = set_op(function(in_a, in_b) return in_a or in_b end)
+sdiff = set_op(function(in_a, in_b) return in_a and not in_b end)
+
+-- --- List: items under "key" ------------------------------------------------------------------
+llpush = on_list(function(inmap, outmap, list)
    table.insert(list, 1, inmap.value)
-   list_store(db, inmap.key, list)
    outmap.length = tostring(#list)
-   return kt.RVSUCCESS
-end
+end)
 
-function lrpush(inmap, outmap)
-   local db, list = list_load(inmap)
+lrpush = on_list(function(inmap, outmap, list)
    list[#list + 1] = inmap.value
-   list_store(db, inmap.key, list)
    outmap.length = tostring(#list)
-   return kt.RVSUCCESS
-end
+end)
 
-function lextend(inmap, outmap)
-   local db, list = list_load(inmap)
+lextend = on_list(function(inmap, outmap, list)
    for _, v in ipairs(ordered(inmap)) do list[#list + 1] = v end
-   list_store(db, inmap.key, list)
    outmap.length = tostring(#list)
-   return kt.RVSUCCESS
-end
+end)
 
-function lrange(inmap, outmap)
-   local _, list = list_load(inmap)
-   local n = #list
+-- a Python slice's bounds (1-based, inclusive) of "start" and "stop" over n items
+local function bounds(inmap, n)
    local start, stop = tonumber(inmap.start or 0), tonumber(inmap.stop or n)
    if start < 0 then start = math.max(start + n, 0) end
    if stop < 0 then stop = math.max(stop + n, 0) end
-   if stop > n then stop = n end
-   local j = 0
-   for i = start + 1, stop do outmap[tostring(j)] = list[i]; j = j + 1 end
-   return kt.RVSUCCESS
+   return start + 1, math.min(stop, n)
 end
 
-function lindex(inmap, outmap)
-   local _, list = list_load(inmap)
+lrange = on_list(function(inmap, outmap, list)
+   local first, last = bounds(inmap, #list)
+   for i = first, last do outmap[tostring(i - first)] = list[i] end
+end)
+
+lremrange = on_list(function(inmap, outmap, list)
+   local first, last = bounds(inmap, #list)
+   local kept = {}
+   for i = 1, #list do
+      if i < first or i > last then kept[#kept + 1] = list[i] end
+   end
+   outmap.length = tostring(#kept)
+   return kept
+end)
+
+lindex = on_list(function(inmap, outmap, list)
    local i = position(inmap.index, #list, false)
    if i then outmap.value = list[i] end
-   return kt.RVSUCCESS
-end
+end)
 
-function linsert(inmap, outmap)
-   local db, list = list_load(inmap)
+linsert = on_list(function(inmap, outmap, list)
    local i = position(inmap.index, #list, true)
-   if not i then return kt.RVSUCCESS end
-   table.insert(list, i, inmap.value)
-   list_store(db, inmap.key, list)
-   outmap.length = tostring(#list)
-   return kt.RVSUCCESS
-end
+   if i then table.insert(list, i, inmap.value); outmap.length = tostring(#list) end
+end)
 
-function lrem(inmap, outmap)
-   local db, list = list_load(inmap)
+lrem = on_list(function(inmap, outmap, list)
    local i = position(inmap.index, #list, false)
-   if not i then return kt.RVSUCCESS end
-   outmap.value = table.remove(list, i)
-   list_store(db, inmap.key, list)
-   return kt.RVSUCCESS
-end
+   if i then outmap.value = table.remove(list, i) end
+end)
 
-function lset(inmap, outmap)
-   local db, list = list_load(inmap)
+lset = on_list(function(inmap, outmap, list)
    local i = position(inmap.index, #list, false)
-   if not i then return kt.RVSUCCESS end
-   list[i] = inmap.value
-   list_store(db, inmap.key, list)
-   outmap.num = "1"
-   return kt.RVSUCCESS
+   if i then list[i] = inmap.value; outmap.num = "1" end
+end)
+
+llpop = on_list(function(inmap, outmap, list)
+   if #list > 0 then outmap.value = table.remove(list, 1) end
+end)
+
+lrpop = on_list(function(inmap, outmap, list)
+   if #list > 0 then outmap.value = table.remove(list) end
+end)
+
+llen = on_list(function(inmap, outmap, list) outmap.num = tostring(#list) end)
+
+local function find(from, to, step)
+   return on_list(function(inmap, outmap, list)
+      outmap.index = "-1"
+      local first, last = from, to
+      if from < 0 then first, last = #list, 1 else last = #list end
+      for i = first, last, step do
+         if list[i] == inmap.value then outmap.index = tostring(i - 1); break end
+      end
+   end)
 end
 
-local function pop_at(inmap, outmap, first)
-   local db, list = list_load(inmap)
-   if #list == 0 then return kt.RVSUCCESS end
-   outmap.value = table.remove(list, first and 1 or #list)
-   list_store(db, inmap.key, list)
-   return kt.RVSUCCESS
-end
-
-function llpop(inmap, outmap) return pop_at(inmap, outmap, true) end
-function lrpop(inmap, outmap) return pop_at(inmap, outmap, false) end
-
-function lremrange(inmap, outmap)
-   local db, list = list_load(inmap)
-   local n = #list
-   local start, stop = tonumber(inmap.start or 0), tonumber(inmap.stop or n)
-   if start < 0 then start = math.max(start + n, 0) end
-   if stop < 0 then stop = math.max(stop + n, 0) end
-   local kept = {}
-   for i = 1, n do
-      if i <= start or i > stop then kept[#kept + 1] = list[i] end
-   end
-   list_store(db, inmap.key, kept)
-   outmap.length = tostring(#kept)
-   return kt.RVSUCCESS
-end
+lfind = find(1, nil, 1)
+lrfind = find(-1, 1, -1)
 
 -- pop from one end of "key", push onto the other end of "dest" (the same list: a rotation)
-local function poppush(inmap, outmap, from_head)
-   local db, list = list_load(inmap)
-   if #list == 0 then return kt.RVSUCCESS end
-   local value = table.remove(list, from_head and 1 or #list)
-   list_store(db, inmap.key, list)
-   local _, dest = load_record({db = inmap.db, key = inmap.dest}, "key", kt.arrayload)
-   if from_head then dest[#dest + 1] = value else table.insert(dest, 1, value) end
-   list_store(db, inmap.dest, dest)
-   outmap.value = value
-   return kt.RVSUCCESS
-end
-
-function llpoprpush(inmap, outmap) return poppush(inmap, outmap, true) end
-function lrpoplpush(inmap, outmap) return poppush(inmap, outmap, false) end
-
-function llen(inmap, outmap)
-   local _, list = list_load(inmap)
-   outmap.num = tostring(#list)
-   return kt.RVSUCCESS
-end
-
-local function find(inmap, outmap, from, to, step)
-   local _, list = list_load(inmap)
-   outmap.index = "-1"
-   if from == nil then from, to = #list, 1 end
-   for i = from, to or #list, step do
-      if list[i] == inmap.value then outmap.index = tostring(i - 1); break end
+local function poppush(from_head)
+   return function(inmap, outmap)
+      local db, list = load_record(inmap, "key", kt.arrayload)
+      if #list == 0 then return kt.RVSUCCESS end
+      local value = table.remove(list, from_head and 1 or #list)
+      store(db, inmap.key, kt.arraydump(list))
+      local _, dest = load_record(inmap, "dest", kt.arrayload)
+      if from_head then dest[#dest + 1] = value else table.insert(dest, 1, value) end
+      store(db, inmap.dest, kt.arraydump(dest))
+      outmap.value = value
+      return kt.RVSUCCESS
    end
-   return kt.RVSUCCESS
 end
 
-function lfind(inmap, outmap) return find(inmap, outmap, 1, nil, 1) end
-function lrfind(inmap, outmap) return find(inmap, outmap, nil, nil, -1) end
+llpoprpush = poppush(true)
+lrpoplpush = poppush(false)
 
--- --- Queue: a kt.arraydump of "score<TAB>item" in leaving order ----------------------
+-- --- Queue and Schedule: "score<TAB>item" entries, in leaving order ---------------------------
 local function entry(e)
    local tab = string.find(e, "\t", 1, true)
    return tonumber(string.sub(e, 1, tab - 1)), string.sub(e, tab + 1)
 end
 
--- put item in its place: after every entry of the same or a higher score
-local function enqueue(list, score, item)
+-- put item after every entry that leaves before it: a higher score (queue) or a lower one (schedule)
+local function enqueue(list, score, item, rising)
    local at = #list + 1
    for i = 1, #list do
-      if entry(list[i]) < score then at = i; break end
+      local s = entry(list[i])
+      if (rising and s > score) or (not rising and s < score) then at = i; break end
    end
    table.insert(list, at, string.format("%d", score) .. "\t" .. item)
 end
 
-function queue_add(inmap, outmap)
-   local db, list = list_load(inmap)
-   local score = tonumber(inmap.score or 0)
-   for _, item in ipairs(ordered(inmap)) do enqueue(list, score, item) end
-   list_store(db, inmap.key, list)
-   outmap.num = tostring(#list)
-   return kt.RVSUCCESS
+local function adder(rising)
+   return on_list(function(inmap, outmap, list)
+      for _, item in ipairs(ordered(inmap)) do enqueue(list, tonumber(inmap.score or 0), item, rising) end
+      outmap.num = tostring(#list)
+   end)
 end
 
-local function take(inmap, outmap, from_end, remove)
-   local db, list = list_load(inmap)
-   local want, min = tonumber(inmap.n or 1), tonumber(inmap.min_score)
-   local taken, kept, got = {}, {}, 0
-   local first, last, step = 1, #list, 1
-   if from_end then first, last, step = #list, 1, -1 end
-   for i = first, last, step do
-      local score, item = entry(list[i])
-      if got < want and (min == nil or score >= min) then
-         outmap[tostring(got)] = item
-         got = got + 1
-         taken[i] = true
+queue_add = adder(false)
+schedule_add = adder(true)
+
+-- up to "n" entries from the head (or the tail) whose score is at least "min_score"; "remove" takes them
+local function take(from_end, remove)
+   return on_list(function(inmap, outmap, list)
+      local want, min = tonumber(inmap.n or 1), tonumber(inmap.min_score)
+      local taken, kept, got = {}, {}, 0
+      local first, last, step = 1, #list, 1
+      if from_end then first, last, step = #list, 1, -1 end
+      for i = first, last, step do
+         local score, item = entry(list[i])
+         if got < want and (min == nil or score >= min) then
+            outmap[tostring(got)] = item
+            got = got + 1
+            taken[i] = true
+         end
       end
-   end
-   if remove and got > 0 then
+      if not remove then return nil end
       for i = 1, #list do
          if not taken[i] then kept[#kept + 1] = list[i] end
       end
-      list_store(db, inmap.key, kept)
-   end
-   return kt.RVSUCCESS
+      return kept
+   end)
 end
 
-function queue_pop(inmap, outmap) return take(inmap, outmap, false, true) end
-function queue_rpop(inmap, outmap) return take(inmap, outmap, true, true) end
-function queue_peek(inmap, outmap) return take(inmap, outmap, false, false) end
-function queue_rpeek(inmap, outmap) return take(inmap, outmap, true, false) end
+queue_pop = take(false, true)
+queue_rpop = take(true, true)
+queue_peek = take(false, false)
+queue_rpeek = take(true, false)
+queue_count = on_list(function(inmap, outmap, list) outmap.num = tostring(#list) end)
 
-function queue_count(inmap, outmap)
-   local _, list = list_load(inmap)
-   outmap.num = tostring(#list)
-   return kt.RVSUCCESS
-end
-
--- the entries equal to inmap["0"] (up to "n", from the head or with "from_end" the tail) split from the others
+-- the entries equal to inmap["0"] (up to "n", from the head or with "from_end" the tail) and the others
 local function matching(inmap, list)
-   local limit, found, kept = tonumber(inmap.n or -1), {}, {}
+   local limit, found, kept, hit = tonumber(inmap.n or -1), {}, {}, {}
    local first, last, step = 1, #list, 1
    if inmap.from_end then first, last, step = #list, 1, -1 end
-   local hit = {}
    for i = first, last, step do
       local _, item = entry(list[i])
       if item == inmap["0"] and (limit < 0 or #found < limit) then hit[i] = true; found[#found + 1] = list[i] end
@@ -498,48 +419,59 @@ local function matching(inmap, list)
    return found, kept
 end
 
-function queue_remove(inmap, outmap)
-   local db, list = list_load(inmap)
+queue_remove = on_list(function(inmap, outmap, list)
    local found, kept = matching(inmap, list)
-   list_store(db, inmap.key, kept)
    outmap.num = tostring(#found)
-   return kt.RVSUCCESS
-end
+   return kept
+end)
 
-function queue_set_priority(inmap, outmap)
-   local db, list = list_load(inmap)
+queue_set_priority = on_list(function(inmap, outmap, list)
    local found, kept = matching(inmap, list)
    for _, e in ipairs(found) do
       local _, item = entry(e)
-      enqueue(kept, tonumber(inmap.score), item)
+      enqueue(kept, tonumber(inmap.score), item, false)
    end
-   list_store(db, inmap.key, kept)
    outmap.num = tostring(#found)
-   return kt.RVSUCCESS
-end
+   return kept
+end)
 
 -- move up to "n" entries from the head of "key" to "dest", keeping their scores
 function queue_transfer(inmap, outmap)
-   local db, list = list_load(inmap)
+   local db, list = load_record(inmap, "key", kt.arrayload)
    local moved = {}
    for i = 1, math.min(tonumber(inmap.n or 1), #list) do moved[i] = table.remove(list, 1) end
-   list_store(db, inmap.key, list)
-   local _, dest = load_record({db = inmap.db, key = inmap.dest}, "key", kt.arrayload)
+   store(db, inmap.key, kt.arraydump(list))
+   local _, dest = load_record(inmap, "dest", kt.arrayload)
    for i, e in ipairs(moved) do
       local score, item = entry(e)
-      enqueue(dest, score, item)
+      enqueue(dest, score, item, false)
       outmap[tostring(i - 1)] = item
    end
-   list_store(db, inmap.dest, dest)
+   store(db, inmap.dest, kt.arraydump(dest))
    return kt.RVSUCCESS
 end
 
 function queue_clear(inmap, outmap)
-   local db, list = list_load(inmap)
+   local db, list = load_record(inmap, "key", kt.arrayload)
    db:remove(inmap.key)
    outmap.num = tostring(#list)
    return kt.RVSUCCESS
 end
+
+-- the first "n" items (default all) whose score is at most "score" (default: any); "remove" takes them out
+schedule_read = on_list(function(inmap, outmap, list)
+   local limit, upto, kept, got = tonumber(inmap.n or -1), tonumber(inmap.score), {}, 0
+   for i = 1, #list do
+      local score, item = entry(list[i])
+      if (limit < 0 or got < limit) and (upto == nil or score <= upto) then
+         outmap[tostring(got)] = item
+         got = got + 1
+      else
+         kept[#kept + 1] = list[i]
+      end
+   end
+   if inmap.remove then return kept end
+end)
 
 -- --- conditional writes and counters (ukt serves these over HTTP) --------------------
 local function xt_of(inmap)
@@ -563,39 +495,6 @@ function increment(inmap, outmap)
    local n = getdb(inmap):increment(inmap.key, tonumber(inmap.num or 1), tonumber(inmap.orig or 0), xt_of(inmap))
    if n == nil then return kt.RVELOGIC end
    outmap.num = string.format("%d", n)
-   return kt.RVSUCCESS
-end
-
--- --- Schedule: the queue layout, in rising score order ------------------------------
-function schedule_add(inmap, outmap)
-   local db, list = list_load(inmap)
-   local score = tonumber(inmap.score or 0)
-   for _, item in ipairs(ordered(inmap)) do
-      local at = #list + 1
-      for i = 1, #list do
-         if entry(list[i]) > score then at = i; break end
-      end
-      table.insert(list, at, string.format("%d", score) .. "\t" .. item)
-   end
-   list_store(db, inmap.key, list)
-   outmap.num = tostring(#list)
-   return kt.RVSUCCESS
-end
-
--- the first "n" items (default all) whose score is at most "score" (default: any); "remove" takes them out
-function schedule_read(inmap, outmap)
-   local db, list = list_load(inmap)
-   local limit, upto, kept, got = tonumber(inmap.n or -1), tonumber(inmap.score), {}, 0
-   for i = 1, #list do
-      local score, item = entry(list[i])
-      if (limit < 0 or got < limit) and (upto == nil or score <= upto) then
-         outmap[tostring(got)] = item
-         got = got + 1
-      else
-         kept[#kept + 1] = list[i]
-      end
-   end
-   if inmap.remove then list_store(db, inmap.key, kept) end
    return kt.RVSUCCESS
 end
 
