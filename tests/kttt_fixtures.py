@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -130,6 +131,25 @@ def kt_server(request: pytest.FixtureRequest, protocol_server: ProtocolServer) -
 def tt_server(request: pytest.FixtureRequest, protocol_server: ProtocolServer) -> Address:
     """A Tokyo Tyrant address: the protocol test server, then the real one if PYZDB_TT is set."""
     return _pick(request, protocol_server.tt, "PYZDB_TT")
+
+
+def collect_events(stream, keep, count: int, seconds: float = 10.0) -> list:
+    """The first ``count`` events of an update-log ``stream`` for which ``keep(event)`` is true.
+
+    Fewer if ``seconds`` pass first: a timer closes the stream, which ends the iteration.
+    """
+    timer = threading.Timer(seconds, stream.close)
+    timer.start()
+    events = []
+    try:
+        for event in stream:
+            if keep(event):
+                events.append(event)
+                if len(events) >= count:
+                    break
+    finally:
+        timer.cancel()
+    return events
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import threading
 import time
 import urllib.parse
 
+import protocol_lua_list  # noqa: F401 - registers the List and Queue procedures
+from protocol_lua import PROCEDURES
 from protocol_peer import Peer, varint
 
 LIMIT_KT = 1 << 28
@@ -127,16 +129,18 @@ def kt_get_bulk(peer: Peer, data: KTData) -> bool:
 
 
 def run_script(name: bytes, pairs: dict[bytes, bytes], data: KTData) -> dict[bytes, bytes] | None:
-    """The built-in scripts: echo (its input back), count and clear (database 0); others fail."""
+    """echo (its input back), or a procedure of pyzdb.lua (protocol_lua, protocol_lua_list); others fail.
+
+    A procedure naming a database the server does not have fails, as the Lua
+    ``kt.dbs[idx + 1]`` would be nil.
+    """
     if name == b"echo":
         return pairs
-    if name == b"count":
-        return {b"count": str(len(data.dbs[0])).encode()}
-    if name == b"clear":
-        with data.cond:
-            data.clear(0)
-        return {}
-    return None
+    proc = PROCEDURES.get(name)
+    if proc is None or not 0 <= int(pairs.get(b"db", b"0")) < len(data.dbs):
+        return None
+    with data.cond:
+        return proc(pairs, data)
 
 
 def kt_play_script(peer: Peer, data: KTData) -> bool:

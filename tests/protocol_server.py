@@ -21,6 +21,7 @@ import socketserver
 import sys
 import threading
 
+import protocol_tt_admin  # noqa: F401 - adds putshl, ext, sync ... repl to the TT commands
 from protocol_kt import KTData, kt_session
 from protocol_peer import Hangup, Peer
 from protocol_tt import TTData, tt_session

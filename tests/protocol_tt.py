@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 import threading
 import time
@@ -10,16 +11,25 @@ from typing import Iterator
 from protocol_peer import Hangup, Peer
 
 LIMIT_TT = 256 << 20
+INT_MIN = -(1 << 31)
 
 
 class TTData:
-    """One on-memory hash database and its shared iterator."""
+    """One on-memory tree database (ttserver '+'), its shared iterator and its update log."""
 
-    def __init__(self) -> None:
+    def __init__(self, sid: int = 1) -> None:
         self.map: dict[bytes, bytes] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.iter_keys: Iterator[bytes] = iter(())
         self.started = time.time()
+        self.sid = sid
+        self.log: list[tuple[int, bytes]] = []  # (ts in microseconds, command bytes + result byte)
+
+    def record(self, cmd: int, args: bytes, ok: bool = True) -> None:
+        """Log a command as ttserver's ulog does (under the lock): ``C8 cmd args result``."""
+        ts = max(int(time.time() * 1_000_000), self.log[-1][0] + 1 if self.log else 0)
+        self.log.append((ts, bytes([0xC8, cmd]) + args + (b"\x00" if ok else b"\x01")))
+        self.lock.notify_all()
 
 
 def _size(peer: Peer, fmt: str = ">i") -> int:
@@ -41,6 +51,7 @@ def tt_put(cmd: int, peer: Peer, data: TTData) -> None:
             data.map[key] = data.map.get(key, b"") + value
         else:
             data.map[key] = value
+        data.record(0x10 if cmd == 0x18 else cmd, struct.pack(">II", ksiz, vsiz) + key + value, code == 0)
     if cmd != 0x18:  # putnr: no reply at all
         peer.send(bytes([code]))
 
@@ -51,7 +62,9 @@ def tt_key(cmd: int, peer: Peer, data: TTData) -> None:
     with data.lock:
         value = data.map.get(key)
         if cmd == 0x20:
-            peer.send(b"\x01" if data.map.pop(key, None) is None else b"\x00")
+            missing = data.map.pop(key, None) is None
+            data.record(cmd, struct.pack(">I", len(key)) + key, not missing)
+            peer.send(b"\x01" if missing else b"\x00")
         elif value is None:
             peer.send(b"\x01")
         elif cmd == 0x30:
@@ -111,6 +124,12 @@ def tt_add(cmd: int, peer: Peer, data: TTData) -> None:
         if cmd == 0x60:
             total = (total + (1 << 31)) % (1 << 32) - (1 << 31)  # C int wraps around
         data.map[key] = struct.pack(native, total)
+        if num:  # ttserver logs no addition of zero
+            operand = struct.pack(">i", num) if cmd == 0x60 else struct.pack(">qq", integ, fract)
+            data.record(cmd, struct.pack(">I", ksiz) + operand + key, not (cmd == 0x60 and total == INT_MIN))
+    if cmd == 0x60 and total == INT_MIN:
+        peer.send(b"\x01")  # ttserver answers a sum of INT_MIN as failure, having stored it
+        return
     if cmd == 0x60:
         peer.send(struct.pack(">Bi", 0, total))
     else:
@@ -123,6 +142,7 @@ def tt_whole(cmd: int, peer: Peer, data: TTData) -> None:
     with data.lock:
         if cmd == 0x72:
             data.map.clear()
+            data.record(cmd, b"")
             peer.send(b"\x00")
             return
         rnum, size = len(data.map), sum(len(k) + len(v) for k, v in data.map.items())
@@ -130,7 +150,7 @@ def tt_whole(cmd: int, peer: Peer, data: TTData) -> None:
         peer.send(struct.pack(">BQ", 0, rnum if cmd == 0x80 else size))
         return
     text = (f"version\t1.1.41\nlibver\t316\nprotver\t0.91\ntime\t{time.time():.6f}\npid\t{os.getpid()}\n"
-            f"sid\t0\ntype\ton-memory hash\nrnum\t{rnum}\nsize\t{size}\nbigend\t0\n"
+            f"sid\t{data.sid}\ntype\ton-memory tree\nrnum\t{rnum}\nsize\t{size}\nbigend\t0\n"
             f"ru_real\t{time.time() - data.started:.6f}\n").encode()
     peer.send(struct.pack(">BI", 0, len(text)), text)
 
@@ -153,20 +173,48 @@ def run_misc(name: bytes, args: list[bytes], data: TTData) -> list[bytes] | None
         return [x for key in args if key in table for x in (key, table[key])]
     elif name == b"vanish":
         table.clear()
+    elif name in (b"getpart", b"regex", b"range"):
+        return _misc_read(name, args, table)
     elif name not in (b"sync", b"optimize"):
         return None
     return []
 
 
+def _misc_read(name: bytes, args: list[bytes], table: dict[bytes, bytes]) -> list[bytes] | None:
+    """getpart (key, offset, length), regex (POSIX ERE on keys, ``*`` ignores case), range (start, max, stop)."""
+    if name == b"getpart":
+        value = table.get(args[0]) if args else None
+        off = max(int(args[1]), 0) if len(args) > 1 else 0
+        size = int(args[2]) if len(args) > 2 else -1
+        if value is None or off >= len(value):
+            return None
+        return [value[off:] if size < 0 else value[off:off + size]]
+    if name == b"regex":
+        if not args:
+            return None
+        flags, pattern = (re.IGNORECASE, args[0][1:]) if args[0].startswith(b"*") else (0, args[0])
+        limit = int(args[1]) if len(args) > 1 and int(args[1]) > 0 else None
+        found = [k for k in sorted(table) if re.search(pattern, k, flags)][:limit]
+    else:
+        start = args[0] if args else b""
+        limit = int(args[1]) if len(args) > 1 and int(args[1]) > 0 else None
+        stop = args[2] if len(args) > 2 else None
+        found = [k for k in sorted(table) if k >= start and (stop is None or k < stop)][:limit]
+    return [x for k in found for x in (k, table[k])]
+
+
 def tt_misc(cmd: int, peer: Peer, data: TTData) -> None:
     """misc 90: code 1 and a zero count on failure."""
-    nsiz, _opts, n = peer.unpack(">iii")
+    nsiz, opts, n = peer.unpack(">iii")
     if nsiz < 0 or nsiz >= 256 or n < 0 or n > 1 << 20:
         raise Hangup()
     name = peer.read(nsiz)
     args = [peer.read(_size(peer)) for _ in range(n)]
     with data.lock:
         out = run_misc(name, args, data)
+        if not opts & 1:  # RDBMONOULOG leaves it out of the log
+            logged = [struct.pack(">I", len(a)) + a for a in args]
+            data.record(0x90, struct.pack(">II", nsiz, n) + name + b"".join(logged), out is not None)
     if out is None:
         peer.send(struct.pack(">BI", 1, 0))
         return

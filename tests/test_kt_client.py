@@ -8,6 +8,7 @@ import time
 
 import pytest
 from kttt_fixtures import (  # noqa: F401
+    collect_events,
     kt_server,
     prefix,
     protocol_server,
@@ -38,39 +39,36 @@ from pyzdb.kt import protocol as p
 
 @pytest.fixture
 def kt(kt_server):
-    """A client of each server variant, closed after the test."""
-    client = KyotoTycoon(kt_server.host, kt_server.port, timeout=5.0)
+    """A raw-bytes client (KT_NONE, bytes keys) of each server variant, closed after the test."""
+    client = KyotoTycoon(kt_server.host, kt_server.port, timeout=5.0, serializer=KT_NONE, decode_keys=False)
     yield client
     client.close()
 
 
 def test_set_then_get_returns_the_value_under_str_and_bytes_keys(kt, prefix):
     key = prefix.decode() + "clé"
-    assert kt.set(key, b"v1") is True
+    assert kt.set(key, b"v1") == 1
     assert kt.get(key) == b"v1"
     assert kt.get(key.encode("utf-8")) == b"v1"
     assert kt.get(prefix + b"missing") is None
 
 
-def test_dict_style_access_raises_plain_key_error_for_missing_keys(kt, prefix):
+def test_dict_style_access_follows_ukt_missing_keys_read_as_none_and_del_is_quiet(kt, prefix):
     kt[prefix + b"a"] = "text"
     assert kt[prefix + b"a"] == b"text"
     assert prefix + b"a" in kt and prefix + b"b" not in kt
-    with pytest.raises(KeyError) as info:
-        kt[prefix + b"b"]
-    assert type(info.value) is KeyError
+    assert kt[prefix + b"b"] is None
     del kt[prefix + b"a"]
-    with pytest.raises(KeyError):
-        del kt[prefix + b"a"]
-    kt.update({prefix + b"x": b"1"}, **{prefix.decode() + "y": b"2"})
-    assert kt.get_bulk([prefix + b"x", prefix.decode() + "y"]) == {prefix + b"x": b"1", prefix.decode() + "y": b"2"}
+    del kt[prefix + b"a"]  # a missing key: nothing happens, as in ukt
+    assert kt.update({prefix + b"x": b"1"}, **{prefix.decode() + "y": b"2"}) == 2
+    assert kt.get_bulk([prefix + b"x", prefix.decode() + "y"]) == {prefix + b"x": b"1", prefix + b"y": b"2"}
 
 
-def test_get_bulk_leaves_missing_keys_out_and_keeps_the_callers_key_types(kt, prefix):
+def test_get_bulk_leaves_missing_keys_out_and_keys_results_as_stored(kt, prefix):
     data = {prefix + b"%d" % i: b"v%d" % i for i in range(5)}
     assert kt.set_bulk(data) == 5
     asked = [prefix + b"4", prefix + b"nope", prefix.decode() + "1"]
-    assert kt.get_bulk(asked) == {prefix + b"4": b"v4", prefix.decode() + "1": b"v1"}
+    assert kt.get_bulk(asked) == {prefix + b"4": b"v4", prefix + b"1": b"v1"}
     records = kt.get_bulk_details([(0, prefix + b"3"), (0, prefix + b"x"), (0, prefix + b"0")])
     assert [r.key for r in records] == [prefix + b"3", prefix + b"0"]  # request order
 
@@ -78,7 +76,7 @@ def test_get_bulk_leaves_missing_keys_out_and_keeps_the_callers_key_types(kt, pr
 def test_remove_bulk_counts_only_keys_that_existed(kt, prefix):
     kt.set_bulk({prefix + b"a": b"1", prefix + b"b": b"2"})
     assert kt.remove_bulk([prefix + b"a", prefix + b"b", prefix + b"c"]) == 2
-    assert kt.remove(prefix + b"a") is False
+    assert kt.remove(prefix + b"a") == 0
     assert kt.get_bulk([prefix + b"a", prefix + b"b"]) == {}
 
 
@@ -91,10 +89,13 @@ def test_serializers_round_trip_values(kt_server, prefix, kind, value):
         assert client[prefix + b"k"] == value
 
 
-def test_serializer_none_refuses_str_values_and_no_pickle_serializer_exists(kt_server):
+def test_serializer_none_stores_str_and_numbers_as_text_like_ukt_and_no_pickle_serializer_exists(kt_server, prefix):
     with KyotoTycoon(kt_server.host, kt_server.port, serializer=KT_NONE) as client:
-        with pytest.raises(ValueTypeError):
-            client.set(b"k", "text")
+        client.set_bulk({prefix + b"s": "text", prefix + b"n": 12, prefix + b"f": 1.5})
+        assert client.get_bulk([prefix + b"s", prefix + b"n", prefix + b"f"]) == {
+            prefix.decode() + "s": b"text", prefix.decode() + "n": b"12", prefix.decode() + "f": b"1.5"}
+        with pytest.raises(ValueTypeError, match="dict"):
+            client.set(b"k", {"a": 1})
     with pytest.raises(ValueError):
         KyotoTycoon(kt_server.host, kt_server.port, serializer="pickle")
 
@@ -192,7 +193,7 @@ def test_client_carries_on_after_the_server_restarts():
         client.set(b"k", b"1")
         server.restart()
         assert client.get(b"k") is None  # new empty server, same port, no error
-        assert client.set(b"k", b"2") and client.get(b"k") == b"2"
+        assert client.set(b"k", b"2") and client.get(b"k") == "2"
         client.close()
     finally:
         server.stop()
@@ -234,7 +235,7 @@ def _script_or_skip(kt, name, data):
 
 def test_play_script_echo_returns_pairs_sorted_by_key(kt):
     out = _script_or_skip(kt, "echo", {"b": b"2", "a": b"1", "c": b""})
-    assert list(out.items()) == [("a", b"1"), ("b", b"2"), ("c", b"")]
+    assert list(out.items()) == [(b"a", b"1"), (b"b", b"2"), (b"c", b"")]
 
 
 def test_failed_script_raises_but_keeps_the_connection_on_the_wire(kt_server):
@@ -253,18 +254,7 @@ def test_failed_script_raises_protocol_error_naming_it(kt):
 # --- replication -------------------------------------------------------------------------
 def collect(rep, prefix: bytes, count: int, seconds: float = 10.0) -> list:
     """The first ``count`` events about keys starting with ``prefix`` (fewer if ``seconds`` pass)."""
-    timer = threading.Timer(seconds, rep.close)
-    timer.start()
-    events = []
-    try:
-        for event in rep:
-            if event.key is None or event.key.startswith(prefix):
-                events.append(event)
-                if len(events) >= count:
-                    break
-    finally:
-        timer.cancel()
-    return events
+    return collect_events(rep, lambda e: e.key is None or e.key.startswith(prefix), count, seconds)
 
 
 def recent_ts(seconds_ago: float = 1.0) -> int:
@@ -338,4 +328,4 @@ def test_replication_reports_clear(protocol_server):
 def test_play_script_count_reports_the_records_of_database_zero(kt, prefix):
     kt.set(prefix + b"c", b"v")
     out = _script_or_skip(kt, "count", {})
-    assert list(out) == ["count"] and int(out["count"]) >= 1
+    assert list(out) == [b"count"] and int(out[b"count"]) >= 1

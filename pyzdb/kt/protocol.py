@@ -5,9 +5,10 @@ Names follow ktremotedb.h (``BMSETBULK`` ...). Every integer is big-endian.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
-from pyzdb.errors import RecordTooLarge, StoreProtocolError
+from pyzdb.errors import RecordTooLarge
+from pyzdb.kvnet.errors import ProtocolError, ServerError
 from pyzdb.kvnet.pool import KvConnection
 
 BMNOP = 0xB0            # replication keep-alive (server -> client)
@@ -36,11 +37,11 @@ U32 = struct.Struct(">I")
 
 
 class Record(NamedTuple):
-    """One record of a bulk request or reply: database index, key, value and expiry."""
+    """One record of a bulk request or reply: database index, key, value and expiry (bytes on the wire)."""
 
     db: int
-    key: bytes
-    value: bytes
+    key: Any
+    value: Any
     xt: int = XT_NEVER
 
 
@@ -88,12 +89,12 @@ def encode_replication(ts: int, sid: int, flags: int = 0) -> bytes:
 
 
 def read_count(conn: KvConnection, magic: int, what: str) -> int:
-    """Read a reply's magic byte and count; ``BMERROR`` or a stray byte raises ``StoreProtocolError``."""
+    """Read a reply's magic byte and count; ``BMERROR`` raises ``ProtocolError``, a stray byte ``ServerError``."""
     got = conn.read(1)[0]
     if got == BMERROR:
-        raise StoreProtocolError(f"Kyoto Tycoon failed {what}")
+        raise ProtocolError(f"Kyoto Tycoon failed {what}")
     if got != magic:
-        raise StoreProtocolError(f"Kyoto Tycoon answered {what} with byte 0x{got:02X}, expected 0x{magic:02X}")
+        raise ServerError(f"Kyoto Tycoon answered {what} with byte 0x{got:02X}, expected 0x{magic:02X}")
     return conn.unpack(U32)[0]
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterator
 
-from pyzdb.errors import StoreConnectionError, StoreProtocolError
 from pyzdb.kt import protocol as p
+from pyzdb.kt.packing import read_varint
+from pyzdb.kvnet.errors import ReplicationError
 from pyzdb.kvnet.pool import KvConnection
+from pyzdb.kvnet.stream import LogStream
 
 OP_SET = 0xA1
 OP_REMOVE = 0xA2
@@ -37,27 +38,17 @@ class ReplicationEvent:
     expire: int | None = None
 
 
-def read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    """Decode a varint (7 bits a byte, most significant first) at ``pos``; return it and the next position.
-
-    >>> read_varint(bytes([0x81, 0x00]), 0)
-    (128, 2)
-    """
-    num = 0
-    while True:
-        if pos >= len(data):
-            raise StoreProtocolError("Kyoto Tycoon replication message ends inside a varint")
-        byte = data[pos]
-        pos += 1
-        num = (num << 7) | (byte & 0x7F)
-        if byte < 0x80:
-            return num, pos
-
-
 def decode_message(ts: int, msg: bytes) -> ReplicationEvent:
     """Decode one update-log message (``origin_sid:u16 dbid:u16 op:u8 body``)."""
+    try:
+        return _decode(ts, msg)
+    except ValueError as exc:
+        raise ReplicationError(f"Kyoto Tycoon replication message: {exc}") from None
+
+
+def _decode(ts: int, msg: bytes) -> ReplicationEvent:
     if len(msg) < _MSG_HEAD.size:
-        raise StoreProtocolError(f"Kyoto Tycoon replication message of {len(msg)} bytes is too short")
+        raise ReplicationError(f"Kyoto Tycoon replication message of {len(msg)} bytes is too short")
     sid, db, op = _MSG_HEAD.unpack_from(msg)
     pos = _MSG_HEAD.size
     if op == OP_CLEAR:
@@ -66,10 +57,10 @@ def decode_message(ts: int, msg: bytes) -> ReplicationEvent:
     if op == OP_REMOVE:
         return ReplicationEvent(ts, sid, db, "remove", msg[pos:pos + ksiz])
     if op != OP_SET:
-        raise StoreProtocolError(f"Kyoto Tycoon replication message has unknown op 0x{op:02X}")
+        raise ReplicationError(f"Kyoto Tycoon replication message has unknown op 0x{op:02X}")
     vsiz, pos = read_varint(msg, pos)
     if vsiz < 5 or pos + ksiz + vsiz > len(msg):
-        raise StoreProtocolError("Kyoto Tycoon replication set message is truncated")
+        raise ReplicationError("Kyoto Tycoon replication set message is truncated")
     key = msg[pos:pos + ksiz]
     pos += ksiz
     xt = int.from_bytes(msg[pos:pos + 5], "big")
@@ -77,7 +68,7 @@ def decode_message(ts: int, msg: bytes) -> ReplicationEvent:
     return ReplicationEvent(ts, sid, db, "set", key, value, None if xt >= p.XT_MAX else xt)
 
 
-class Replication:
+class Replication(LogStream):
     """An iterator over a Kyoto Tycoon server's update log, from a timestamp on.
 
     >>> with kt.replication(ts=0, sid=9) as events:        # doctest: +SKIP
@@ -89,53 +80,26 @@ class Replication:
     """
 
     def __init__(self, conn: KvConnection, *, ts: int = 0, sid: int = 0xFFFF, white_sid: bool = False) -> None:
-        self._conn = conn
-        self.ts = ts
-        self._closed = False
+        super().__init__(conn, ts)
         conn.send(p.encode_replication(ts, sid, p.WHITESID if white_sid else 0))
         answer = conn.read(1)[0]
         if answer != p.BMREPLICATION:
             conn.close()
-            raise StoreProtocolError(
+            raise ReplicationError(
                 f"Kyoto Tycoon refused replication from ts {ts} (byte 0x{answer:02X}; is -ulog set?)")
-
-    def __iter__(self) -> Iterator[ReplicationEvent]:
-        return self
-
-    def __next__(self) -> ReplicationEvent:
-        try:
-            return self._next_event()
-        except StoreConnectionError:
-            if self._closed:
-                raise StopIteration from None
-            self._conn.close()
-            raise
 
     def _next_event(self) -> ReplicationEvent:
         conn = self._conn
         while True:
-            if self._closed:
-                raise StopIteration
             magic = conn.read(1)[0]
             if magic == p.BMNOP:
                 self.ts = max(self.ts, conn.unpack(_TS)[0])
                 conn.send(_ACK)
                 continue
             if magic != p.BMREPLICATION:
-                raise StoreProtocolError(f"Kyoto Tycoon replication sent byte 0x{magic:02X}")
+                raise ReplicationError(f"Kyoto Tycoon replication sent byte 0x{magic:02X}")
             ts, size = conn.unpack(_FRAME)
             msg = conn.read(size)
             self.ts = max(self.ts, ts)
             if size:  # an empty frame only moves ts past filtered entries
                 return decode_message(ts, msg)
-
-    def close(self) -> None:
-        """Stop the stream and close its connection."""
-        self._closed = True
-        self._conn.close()
-
-    def __enter__(self) -> "Replication":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -12,6 +12,7 @@ import threading
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from pyzdb.errors import StoreConnectionError, StoreTimeout
+from pyzdb.kvnet.errors import ServerConnectionError, ServerTimeoutError
 
 T = TypeVar("T")
 
@@ -25,7 +26,7 @@ class KvConnection:
     >>> conn = KvConnection('127.0.0.1', 1978, timeout=5.0, name='Kyoto Tycoon')   # doctest: +SKIP
     >>> conn.send(b'...'); magic = conn.read(1)                                  # doctest: +SKIP
 
-    Socket failures are raised as ``StoreTimeout`` or ``StoreConnectionError``.
+    Socket failures are raised as ``ServerTimeoutError`` or ``ServerConnectionError`` (a ``StoreTimeout`` / ``StoreConnectionError``).
     """
 
     def __init__(self, host: str, port: int, *, timeout: float | None, name: str) -> None:
@@ -33,9 +34,9 @@ class KvConnection:
         try:
             self._sock = socket.create_connection((host, port), timeout=timeout)
         except socket.timeout as exc:
-            raise StoreTimeout(f"connecting to {self.where} timed out after {timeout} s") from exc
+            raise ServerTimeoutError(f"connecting to {self.where} timed out after {timeout} s") from exc
         except OSError as exc:
-            raise StoreConnectionError(f"cannot connect to {self.where}: {exc}") from exc
+            raise ServerConnectionError(f"cannot connect to {self.where}: {exc}") from exc
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buf = bytearray()
         self._pos = 0
@@ -46,9 +47,9 @@ class KvConnection:
         try:
             self._sock.sendall(data)
         except socket.timeout as exc:
-            raise StoreTimeout(f"sending to {self.where} timed out") from exc
+            raise ServerTimeoutError(f"sending to {self.where} timed out") from exc
         except OSError as exc:
-            raise StoreConnectionError(f"sending to {self.where} failed: {exc}") from exc
+            raise ServerConnectionError(f"sending to {self.where} failed: {exc}") from exc
 
     def _fill(self, need: int) -> None:
         """Receive until at least ``need`` unread bytes are buffered."""
@@ -59,11 +60,11 @@ class KvConnection:
             try:
                 chunk = self._sock.recv(max(_RECV_SIZE, need - (len(self._buf) - self._pos)))
             except socket.timeout as exc:
-                raise StoreTimeout(f"{self.where} did not answer in time") from exc
+                raise ServerTimeoutError(f"{self.where} did not answer in time") from exc
             except OSError as exc:
-                raise StoreConnectionError(f"receiving from {self.where} failed: {exc}") from exc
+                raise ServerConnectionError(f"receiving from {self.where} failed: {exc}") from exc
             if not chunk:
-                raise StoreConnectionError(f"{self.where} closed the connection")
+                raise ServerConnectionError(f"{self.where} closed the connection")
             self._buf += chunk
 
     def read(self, n: int) -> bytes:
@@ -142,7 +143,7 @@ class Pool:
         while True:
             with self._lock:
                 if self._closed:
-                    raise StoreConnectionError("the client is closed")
+                    raise ServerConnectionError("the client is closed")
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 return self._connect()

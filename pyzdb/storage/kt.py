@@ -20,7 +20,7 @@ class KyotoTycoonStore(Store):
     def __init__(self, host: str, port: int, *, db: int = 0, timeout: float = 10.0) -> None:
         self.db, self.host, self.port, self.timeout = db, host, port, timeout
         self.url = f"kt://{host}:{port}/{db}"
-        self._kt = KyotoTycoon(host, port, timeout=timeout, serializer=KT_NONE, default_db=db)
+        self._kt = KyotoTycoon(host, port, timeout=timeout, serializer=KT_NONE, default_db=db, decode_keys=False)
 
     def get_bulk(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
         """Return the values of the keys that exist."""

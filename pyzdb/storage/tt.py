@@ -17,7 +17,7 @@ class TokyoTyrantStore(Store):
 
     def __init__(self, host: str, port: int, *, timeout: float = 10.0) -> None:
         self.url = f"tt://{host}:{port}"
-        self._tt = TokyoTyrant(host, port, timeout=timeout, serializer=KT_NONE)
+        self._tt = TokyoTyrant(host, port, timeout=timeout, serializer=KT_NONE, decode_keys=False)
 
     def get_bulk(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
         """Return the values of the keys that exist (mget in batches)."""

@@ -8,13 +8,15 @@ import math
 import struct
 from typing import Sequence
 
-from pyzdb.errors import RecordTooLarge, StoreProtocolError
+from pyzdb.errors import RecordTooLarge
+from pyzdb.kvnet.errors import ProtocolError
 from pyzdb.kvnet.pool import KvConnection
 
 TTMAGICNUM = 0xC8
 TTCMDPUT = 0x10
 TTCMDPUTKEEP = 0x11
 TTCMDPUTCAT = 0x12
+TTCMDPUTSHL = 0x13
 TTCMDPUTNR = 0x18
 TTCMDOUT = 0x20
 TTCMDGET = 0x30
@@ -25,7 +27,13 @@ TTCMDITERNEXT = 0x51
 TTCMDFWMKEYS = 0x58
 TTCMDADDINT = 0x60
 TTCMDADDDOUBLE = 0x61
+TTCMDEXT = 0x68
+TTCMDSYNC = 0x70
+TTCMDOPTIMIZE = 0x71
 TTCMDVANISH = 0x72
+TTCMDCOPY = 0x73
+TTCMDRESTORE = 0x74
+TTCMDSETMST = 0x78
 TTCMDRNUM = 0x80
 TTCMDSIZE = 0x81
 TTCMDSTAT = 0x88
@@ -33,6 +41,12 @@ TTCMDMISC = 0x90
 TTCMDREPL = 0xA0
 
 RDBMONOULOG = 1          # misc opts: leave the call out of the update log
+RDBXOLCKREC = 1          # ext opts: lock the record the script works on
+RDBXOLCKGLB = 2          # ext opts: lock the whole database while the script runs
+RDBROCHKCON = 1          # restore / setmst opts: check consistency of the log replayed
+TCULMAGICNUM = 0xC9      # a replication frame
+TCULMAGICNOP = 0xCA      # a replication keep-alive byte
+INT_MIN = -(1 << 31)
 MAXARGSIZ = 256 << 20    # largest key or value the server accepts
 MAXARGNUM = 1 << 20      # most keys of one mget
 TRILLION = 1_000_000_000_000
@@ -49,6 +63,12 @@ _FWM = struct.Struct(">BBIi")
 _ADDINT = struct.Struct(">BBIi")
 _ADDDOUBLE = struct.Struct(">BBIqq")
 _MISC = struct.Struct(">BBIII")
+_PUTSHL = struct.Struct(">BBIII")
+_EXT = struct.Struct(">BBIIII")
+_SIZED = struct.Struct(">BBI")
+_RESTORE = struct.Struct(">BBIQI")
+_SETMST = struct.Struct(">BBIIQI")
+_REPL = struct.Struct(">BBQI")
 
 
 def check_size(what: str, data: bytes) -> None:
@@ -126,16 +146,51 @@ def encode_misc(name: bytes, args: Sequence[bytes], opts: int = 0) -> bytes:
     return b"".join(parts)
 
 
+def encode_putshl(key: bytes, value: bytes, width: int) -> bytes:
+    """putshl request: append ``value``, then keep the last ``width`` bytes."""
+    check_size("key", key)
+    check_size("value", value)
+    return b"".join((_PUTSHL.pack(TTMAGICNUM, TTCMDPUTSHL, len(key), len(value), width), key, value))
+
+
+def encode_ext(name: bytes, key: bytes, value: bytes, opts: int = 0) -> bytes:
+    """ext request: call the server's Lua function ``name`` with ``key`` and ``value``."""
+    check_size("key", key)
+    check_size("value", value)
+    return b"".join((_EXT.pack(TTMAGICNUM, TTCMDEXT, len(name), opts, len(key), len(value)), name, key, value))
+
+
+def encode_path(cmd: int, path: bytes) -> bytes:
+    """optimize (tuning parameters) or copy (destination path) request."""
+    check_size("argument", path)
+    return _SIZED.pack(TTMAGICNUM, cmd, len(path)) + path
+
+
+def encode_restore(path: bytes, ts: int, opts: int = 0) -> bytes:
+    """restore request: replay the update log in directory ``path`` from ``ts`` (microseconds)."""
+    return _RESTORE.pack(TTMAGICNUM, TTCMDRESTORE, len(path), ts, opts) + path
+
+
+def encode_setmst(host: bytes, port: int, ts: int, opts: int = 0) -> bytes:
+    """setmst request: follow the master at ``host:port`` from ``ts`` (an empty host stops following)."""
+    return _SETMST.pack(TTMAGICNUM, TTCMDSETMST, len(host), port, ts, opts) + host
+
+
+def encode_repl(ts: int, sid: int) -> bytes:
+    """repl request: stream the update log from ``ts`` (microseconds) to a reader of server id ``sid``."""
+    return _REPL.pack(TTMAGICNUM, TTCMDREPL, ts, sid)
+
+
 def read_code(conn: KvConnection) -> int:
     """The status byte starting every reply (0 = success)."""
     return conn.read(1)[0]
 
 
 def expect_ok(conn: KvConnection, what: str) -> None:
-    """Read a status byte; anything but success raises ``StoreProtocolError``."""
+    """Read a status byte; anything but success raises ``ProtocolError``."""
     code = conn.read(1)[0]
     if code:
-        raise StoreProtocolError(f"Tokyo Tyrant failed {what} (code {code})")
+        raise ProtocolError(f"Tokyo Tyrant failed {what} (code {code})")
 
 
 def read_sized(conn: KvConnection) -> bytes:
