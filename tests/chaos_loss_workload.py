@@ -44,6 +44,8 @@ def write(rw_uri: str, ro_uri: str, name: str, seconds: float, seed: int, out: s
             if got != increments + 1:
                 problems.append(f"increment answered {got} after {increments} acknowledged")
             increments = got
+            if rng.random() < 0.2 and db[f"c-{name}"]._run() != increments:   # read-your-writes, on the replica
+                problems.append(f"read of its counter is not the {increments} acknowledged")
         elif choice < 0.65:
             db[f"l-{name}"].append(len(items))
             items.append(len(items))
@@ -94,9 +96,11 @@ def drive(writers: int, seconds: float, loss: float, seed: int) -> dict:
                                    str(seconds), str(seed + i), outs[i]]) for i in range(writers)]
         codes = [proc.wait() for proc in procs]
         iptables("-D", loss)
+        status = db.status()
         results = [json.load(open(out)) if os.path.exists(out) else None for out in outs]
         report = {"seed": seed, "loss": loss, "exit_codes": codes, "writers": {}, "stale_reads": [],
-                  "problems": []}
+                  "problems": [], "retries_answered": status["retries_answered"],
+                  "stale_requests_refused": status["stale_requests_refused"]}
         history = []
         for i, result in enumerate(results):
             name = f"w{i}"

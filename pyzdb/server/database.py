@@ -367,4 +367,4 @@ class Database:
                 "locked": self.lock is not None, **self.history.status(), "top_level_keys": len(self.engine.tree),
                 "store_fault": getattr(store, "fault", None), "checkpoint_failures": self.checkpoint_failures,
                 "checkpoint_error": self.checkpoint_error,
-                **(journal.claim.status() if journal.claim is not None else {})}
+                **(journal.claim.status() if journal.claim is not None else {}), **self.replies.facts()}

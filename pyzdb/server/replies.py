@@ -40,6 +40,8 @@ class ReplyTable:
                  clock: Callable[[], float] = time.time) -> None:
         self.entries: OrderedDict[bytes, list] = OrderedDict()
         self.idle_horizon, self.retry_window, self.cap, self.clock = idle_horizon, retry_window, cap, clock
+        self.stale_refused = 0      # late copies refused since the server started
+        self.retries_answered = 0   # retries answered with their first reply since the server started
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -63,6 +65,7 @@ class ReplyTable:
         self.entries.move_to_end(cid)
         if renew:
             if rid <= entry[RENEW]:
+                self.stale_refused += 1
                 raise StaleRequest(f"renew request {rid} is not newer than this client's renew {entry[RENEW]}; "
                                    "a late copy is not run again")
             entry[RENEW] = rid
@@ -70,7 +73,9 @@ class ReplyTable:
         if rid > entry[RID]:
             return None
         if rid == entry[RID]:
-            return entry[REPLY]          # None: the newest request changed nothing, so it may run again
+            self.retries_answered += entry[REPLY] is not None
+            return entry[REPLY]          # None: the newest request could change nothing, so it may run again
+        self.stale_refused += 1
         raise StaleRequest(f"request {rid} is older than this client's newest request {entry[RID]}: it was "
                            "answered or given up on, and is not run again")
 
@@ -98,6 +103,11 @@ class ReplyTable:
             entries.popitem(last=False)
             dropped += 1
         return dropped
+
+    def facts(self) -> dict:
+        """For ``pyzdb status``: clients remembered; since start, retries answered and late copies refused."""
+        return {"clients_remembered": len(self.entries), "retries_answered": self.retries_answered,
+                "stale_requests_refused": self.stale_refused}
 
     def state(self) -> list:
         """The table as checkpoint data: [[cid, [rid, reply, seen]], ...], oldest first."""
