@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyzdb.errors import CorruptStore, Error, InternalError, InvalidValue, LockError, LockLost, ReadOnlyError
+from pyzdb.server.group import CommitGroup, rewrite
 from pyzdb.server.replies import ReplyTable
 from pyzdb.storage.journal import Journal, log_key
 from pyzdb.transport.wire import error_reply, ok_reply, pack
@@ -65,7 +66,7 @@ class Database:
         self.pending: list[list] = []      # entries of the writes not yet committed
         self.checkpoint_failures = 0       # counted by the checkpointer's thread, shown in status
         self.checkpoint_error: str | None = None
-        self.group: list[tuple[dict, dict | None]] = []   # replies since the last commit, with a read's query
+        self.group = CommitGroup()
 
     # --- start-up ------------------------------------------------------------------
     def open(self, progress=None, *, clean: bool = True) -> int:
@@ -144,9 +145,10 @@ class Database:
             return reply
         read = self._is_read(query, op)
         entry = self.replies.get(cid)
-        if entry is None or entry[0] != rid or read:   # a write's entry was recorded when it was added
+        if read or entry is None or entry[0] != rid:   # a write's entry was recorded when it was added
+            # kept in memory and checkpoints: a write that changed nothing is not logged
             self.replies.record(cid, rid, None if read and "ok" in reply else reply)
-        self.group.append((reply, query if read else None))
+        self.group.add(reply, query if read else None)
         return reply
 
     def _is_read(self, query: dict, op: str) -> bool:
@@ -293,7 +295,7 @@ class Database:
             if self.lock is None:
                 self.savepoint = None
                 self.history.release()
-            self._settle_group()
+            self.group.settle(self.journal.seq)
             return False
         batch = [self.pending] if self.savepoint.locked else [[entry] for entry in self.pending]
         try:
@@ -303,25 +305,12 @@ class Database:
                 InvalidValue if isinstance(exc, (OverflowError, TypeError, ValueError)) else InternalError)(
                 f"a write's record cannot be journaled ({type(exc).__name__}: {exc}); its group was rolled back")
             self.rollback(error)
-            self._settle_group(error)
+            self.group.fail(error, self.journal.seq, self._read_again)
             raise error from None
         self.pending, self.savepoint = [], None
         self.history.release()
-        self._settle_group()
+        self.group.settle(self.journal.seq)
         return True
-
-    def _settle_group(self, error: Error | None = None) -> None:
-        """After a commit: raise the replies' seqs to the committed one, or after a failure rewrite them."""
-        seq = self.journal.seq
-        for reply, read_query in self.group:
-            if error is None:
-                reply["seq"] = max(reply.get("seq") or 0, seq)
-                continue
-            rid = reply.get("rid")
-            new = error_reply(rid, error, seq) if read_query is None else self._read_again(rid, read_query)
-            reply.clear()
-            reply.update(new)
-        self.group = []
 
     def _read_again(self, rid: int, query: dict) -> dict:
         try:
@@ -343,9 +332,7 @@ class Database:
         for entry, revert, reply in reversed(point.entries):
             self.engine.apply(revert)
             if reason is not None and reply is not None:
-                new = error_reply(entry["rid"], reason, self.journal.seq)
-                reply.clear()
-                reply.update(new)
+                rewrite(reply, error_reply(entry["rid"], reason, self.journal.seq))
         self.history.rollback()
         self.pending, self.savepoint = [], None
 
