@@ -181,3 +181,11 @@ def test_a_record_that_does_not_encode_rolls_back_only_its_group():
         db.commit()
     assert good["err"][0] == "InvalidValue" and read == {"rid": 1, "ok": 1, "seq": 1}
     assert open_db(store).engine.tree == {"a": 1}
+
+
+def test_a_checkpoint_of_the_older_table_format_loads():
+    table = ReplyTable(clock=lambda: 50.0)
+    table.restore([[b"c", [4, {"rid": 4, "ok": None, "seq": 9}]]])     # [rid, reply]: before the marks had times
+    assert table.check(b"c", 4) == {"rid": 4, "ok": None, "seq": 9} and table.get(b"c")[2] == 50.0
+    with pytest.raises(Exception, match="older than"):
+        table.check(b"c", 3)
