@@ -189,3 +189,20 @@ def test_a_checkpoint_of_the_older_table_format_loads():
     assert table.check(b"c", 4) == {"rid": 4, "ok": None, "seq": 9} and table.get(b"c")[2] == 50.0
     with pytest.raises(Exception, match="older than"):
         table.check(b"c", 3)
+
+
+def test_an_idle_asyncio_lock_holder_keeps_its_lock_with_fresh_renewal_ids(tmp_path):
+    import asyncio
+
+    from pyzdb.asyncio import client as async_client
+
+    async def main(svc):
+        db, _ = await async_client(svc.rw_uri, timeout=10)
+        async with db.lock():
+            await db["x"].set(1)
+            await asyncio.sleep(3)                      # 1.5 leases with no request from the holder itself
+            await db["x"].set(2)                        # LockLost here if the renewals were refused as stale
+        assert await db["x"] == 2
+
+    with EmbeddedService("--lock-lease", "2", data_dir=str(tmp_path / "data")) as svc:
+        asyncio.run(main(svc))
