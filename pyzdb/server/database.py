@@ -126,6 +126,9 @@ class Database:
         ``read_only`` (a read-only CURVE key) refuses every write with ReadOnlyError.
         ``query`` is used in place, not copied: ``locked`` is popped out of it and
         ``q.validate`` fills in defaults (each request decodes a dict of its own).
+        A request id at or below the client's high-water mark never runs again:
+        a retry of its newest request gets the first reply, an older id
+        StaleRequest (``replies.ReplyTable``).
         """
         now = time.monotonic() if now is None else now
         try:
