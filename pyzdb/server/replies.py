@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from pyzdb.errors import StaleRequest
 
@@ -45,6 +45,10 @@ class ReplyTable:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The client ids remembered, oldest first (as a dict's keys)."""
+        return iter(self.entries)
 
     def get(self, cid: bytes) -> list | None:
         """The client's entry, or None."""
