@@ -89,18 +89,19 @@ def test_a_full_disk_fails_only_the_writes(small_disk):
 
 
 def test_reads_of_a_failed_group_are_answered_from_the_state_without_its_writes():
-    from test_database import FailingStore, open_db
+    from store_fakes import FailingStore
+    from test_database import open_db
     store = FailingStore()
     db = open_db(store)
     db.handle(b"w", 1, {"op": "set", "path": ["a"], "value": 1})
     db.commit()
-    store.fail = True
+    store.fail_set = lambda items: True
     write = db.handle(b"w", 2, {"op": "set", "path": ["a"], "value": 2})
     read = db.handle(b"r", 1, {"op": "get", "path": ["a"]})
     status = db.handle(b"r", 2, {"op": "status"})
     ping = db.handle(b"r", 3, {"op": "ping"})
     assert read["ok"] == 2                     # before the commit, the read saw the pending write
-    with pytest.raises(Error, match="disk on fire"):
+    with pytest.raises(Error, match="injected store failure"):
         db.commit()
     assert write["err"][0] == "StoreError"
     assert read == {"rid": 1, "ok": 1, "seq": 1} and status["ok"]["seq"] == 1 and status["seq"] == 1
