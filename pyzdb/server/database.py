@@ -11,8 +11,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyzdb.errors import CorruptStore, Error, InternalError, InvalidValue, LockError, LockLost, ReadOnlyError
-from pyzdb.server.group import CommitGroup, rewrite
+from pyzdb.errors import CorruptStore, Error, LockError, LockLost, ReadOnlyError
+from pyzdb.server.group import CommitGroup, journal_error, rewrite
 from pyzdb.server.replies import ReplyTable
 from pyzdb.storage.journal import Journal, log_key
 from pyzdb.transport.wire import error_reply, ok_reply, pack
@@ -304,9 +304,7 @@ class Database:
         try:
             self.journal.append(batch)
         except Exception as exc:
-            error = exc if isinstance(exc, Error) else (
-                InvalidValue if isinstance(exc, (OverflowError, TypeError, ValueError)) else InternalError)(
-                f"a write's record cannot be journaled ({type(exc).__name__}: {exc}); its group was rolled back")
+            error = journal_error(exc)
             self.rollback(error)
             self.group.fail(error, self.journal.seq, self._read_again)
             raise error from None

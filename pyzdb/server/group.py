@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from pyzdb.errors import Error
+from pyzdb.errors import Error, InternalError, InvalidValue, ProtocolError
 from pyzdb.transport.wire import error_reply
 
 
@@ -11,6 +11,18 @@ def rewrite(reply: dict, new: dict) -> None:
     """Replace a reply's contents in place (the same map may wait to be sent and be kept for a retry)."""
     reply.clear()
     reply.update(new)
+
+
+def journal_error(exc: Exception) -> Error:
+    """The error a group's writes are answered with when its journal append raised ``exc``.
+
+    A store's own error as it is; a record that does not encode (ProtocolError
+    from the encoder, or a raw encoder error) is InvalidValue; anything else InternalError.
+    """
+    if isinstance(exc, Error) and not isinstance(exc, ProtocolError):
+        return exc
+    kind = InvalidValue if isinstance(exc, (ProtocolError, OverflowError, TypeError, ValueError)) else InternalError
+    return kind(f"a write's record cannot be journaled ({type(exc).__name__}: {exc}); its group was rolled back")
 
 
 class CommitGroup:
