@@ -51,6 +51,10 @@ class InvalidValue(Error, ValueError):
     """A value-level failure: list.remove/index of a missing item, a slice of the wrong size."""
 
 
+class StaleRequest(Error):
+    """A request id at or below the client's high-water mark that is not its newest: a late copy, never run again."""
+
+
 class ReadOnlyError(Error):
     """A write was sent to a read-only server or by a read-only key."""
 
@@ -151,7 +155,7 @@ BY_NAME: dict[str, type[Error]] = {
     cls.__name__: cls
     for cls in [
         Error, ProtocolError, MessageTooLarge, QueryError, WatchGap, MethodNotAllowed,
-        PathKeyError, PathIndexError, ValueTypeError, InvalidValue, ReadOnlyError,
+        PathKeyError, PathIndexError, ValueTypeError, InvalidValue, StaleRequest, ReadOnlyError,
         UndoError, FileAccessError, LockError, LockTimeout, LockLost, ServiceUnavailable, NoAnswer,
         AuthError, StoreError, StoreConnectionError, StoreTimeout, StoreProtocolError,
         RecordTooLarge, CorruptStore, NotDurable, NoDatabase, WrongDatabase, ClaimError, ClaimHeld, ClaimLost,

@@ -153,7 +153,9 @@ def test_a_failed_commit_rolls_back_every_pending_write():
         db.commit()
     assert db.engine.tree == {"a": [1]} and len(db.history.undo_stack) == 1
     store.fail_set = None
-    ok(db.handle(b"c", 2, {"op": "call", "path": ["a"], "method": "append", "args": [2]}))  # the retry applies
+    retry = db.handle(b"c", 2, {"op": "call", "path": ["a"], "method": "append", "args": [2]})
+    assert retry["err"][0] == "StoreError"      # a retry learns the write failed; it is not run again
+    ok(db.handle(b"c", 3, {"op": "call", "path": ["a"], "method": "append", "args": [2]}))  # a new request applies
     db.commit()
     assert open_db(store).engine.tree == {"a": [1, 2]}
 

@@ -247,7 +247,9 @@ class AsyncConnection:
         """Send ``renew`` on the lock's lane every lease/3 while the lock is held (as the sync ``LeaseKeeper``)."""
         while True:
             await asyncio.sleep(self.lease / 3)
-            await self.rw.socket.send_multipart([b"", wire.encode_request(lane, 0, {"op": "renew"})])
+            # a fresh id each time: renewals have their own high-water mark, so a late copy is refused
+            await self.rw.socket.send_multipart([b"", wire.encode_request(lane, next(self.request_ids),
+                                                                          {"op": "renew"})])
 
     async def _stop_keeper(self) -> None:
         if self.keeper is not None:

@@ -136,9 +136,10 @@ class Connection:
         self.connect_timeout = connect_timeout
         self.reached = False       # set by the first answer of the read-write server: then `timeout` rides out restarts
         self.consistency = check_consistency(consistency)
-        self.client_id = os.urandom(16)
+        self.client_id = os.urandom(16)     # never reused: a new connection is a new client
         self.closed = False
         self.request_id = 0
+        self._ids = threading.Lock()       # the lease keeper takes ids from the same sequence
         self.last_seq = 0
         self.lease: float = 5.0
         self._keeper: LeaseKeeper | None = None
@@ -200,13 +201,18 @@ class Connection:
 
     request = write
 
+    def next_request_id(self) -> int:
+        """A request id greater than every one this client sent before (the server refuses older ones)."""
+        with self._ids:
+            self.request_id += 1
+            return self.request_id
+
     def _call(self, endpoint: Endpoint | DirectEndpoint, query: dict, timeout: float) -> Any:
         if self.closed:
             raise ClientClosed(f"this client of {self.rw_uri} is closed")
         if not self.reached and endpoint is self.rw:
             self._reach()
-        self.request_id += 1
-        rid = self.request_id
+        rid = self.next_request_id()
         if self._keeper is not None and query.get("op") != "lock":
             query = {**query, "locked": True}   # the server answers LockLost if the lock is gone
         payload = wire.encode_request(self.client_id, rid, query)
@@ -283,18 +289,20 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         endpoint = self.conn.open_endpoint([self.conn.rw_uri])
-        payload = wire.encode_request(self.conn.client_id, 0, {"op": "renew"})
         try:
             while not self.stopping.wait(self.conn.lease / 3):
+                # a fresh id each time: renewals have their own high-water mark, so a late copy is refused
+                payload = wire.encode_request(self.conn.client_id, self.conn.next_request_id(), {"op": "renew"})
                 endpoint.send([b"", payload])
                 frames = endpoint.receive(int(self.conn.lease * 1000 / 3))
                 if frames is None:
                     endpoint.reopen()       # no answer: try a fresh connection next time
                     continue
                 reply = wire.unpack(frames[-1])
-                if isinstance(reply, dict) and "err" in reply:
+                error = reply.get("err") if isinstance(reply, dict) else None
+                if error and error[0] != "StaleRequest":     # a late copy's refusal: the next renew is fresh
                     # the lock is gone; the holder learns it (LockLost) at its next request
-                    log.warning("lock renew refused, renewing stopped: %s", reply["err"])
+                    log.warning("lock renew refused, renewing stopped: %s", error)
                     return
         except Exception as exc:            # a renewer that dies says so: the lease then runs out
             log.error("lock renewing failed, the lease will run out: %s: %s", type(exc).__name__, exc)

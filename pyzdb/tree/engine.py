@@ -20,7 +20,7 @@ from pyzdb.errors import (
 )
 from pyzdb.tree import query as q
 from pyzdb.tree.methods import call_method
-from pyzdb.tree.values import clone, del_op, insert_op, is_number, set_op, truncate_op, type_name
+from pyzdb.tree.values import clone, del_op, fits_int64, insert_op, is_number, set_op, truncate_op, type_name
 
 
 @dataclass
@@ -296,6 +296,9 @@ class Engine:
         if not same_text and not (is_number(old) and is_number(amount)):
             raise ValueTypeError(f"+= on {q.format_path(path)}: cannot add {type_name(amount)} to {type_name(old)}")
         new = old + amount
+        if not fits_int64(new):
+            raise InvalidValue(f"+= on {q.format_path(path)}: {old} + {amount} = {new} is outside the int range "
+                               "a value can have (-2**63 to 2**64-1); nothing was changed")
         if missing:
             inverse = [del_op(path)]
         else:   # a str or bytes is cut back, not kept whole: the inverse is O(len(amount))

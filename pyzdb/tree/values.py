@@ -67,6 +67,11 @@ def call_op(path: list, method: str, *args: Any) -> dict:
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
 
 
+def fits_int64(value: Any) -> bool:
+    """False for an int the journal cannot store (msgpack carries -2**63 .. 2**64-1); True for anything else."""
+    return type(value) is not int or _INT_MIN <= value <= _INT_MAX
+
+
 _PLAIN_SCALARS = frozenset((bool, float, str, bytes))   # exact types, stored as they are
 
 
