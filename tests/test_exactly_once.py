@@ -206,3 +206,22 @@ def test_an_idle_asyncio_lock_holder_keeps_its_lock_with_fresh_renewal_ids(tmp_p
 
     with EmbeddedService("--lock-lease", "2", data_dir=str(tmp_path / "data")) as svc:
         asyncio.run(main(svc))
+
+
+def test_a_copy_of_a_request_that_timed_out_waiting_for_a_lock_is_answered_the_timeout_and_never_run():
+    with EmbeddedService("--lock-wait", "0.5", "--lock-lease", "30") as service:
+        raw, holder, waiter = RawClient(service.rw_uri), b"lock-holder", b"lock-waiter"
+        try:
+            assert "err" not in raw.call(holder, 1, {"op": "set", "path": ["x"], "value": 0})
+            assert "err" not in raw.call(holder, 2, {"op": "lock"})
+            write = {"op": "set", "path": ["x"], "value": 99}
+            timed_out = raw.call(waiter, 1, write)
+            assert timed_out["err"][0] == "LockTimeout", timed_out
+            raw.send(waiter, 1, write)      # a late copy of that attempt, arriving after its answer ...
+            raw.send(holder, 3, {"op": "unlock", "locked": True})   # ... and the lock ends while it would wait
+            replies = {reply["rid"]: reply for reply in (raw.receive(), raw.receive())}
+            assert replies[1]["err"][0] == "LockTimeout", replies
+            assert "err" not in replies[3], replies
+            assert raw.call(holder, 4, {"op": "get", "path": ["x"]})["ok"] == 0   # the copy never ran
+        finally:
+            raw.close()

@@ -92,6 +92,15 @@ class ReplyTable:
         entry[RID], entry[REPLY], entry[SEEN] = rid, reply, self.clock()
         self.entries.move_to_end(cid)
 
+    def answered(self, cid: bytes, rid: int, reply: dict) -> None:
+        """Note that request ``rid`` was answered without running (a lock-wait timeout): a copy of it gets ``reply``.
+
+        Never moves the client's mark back: an older id stays refused.
+        """
+        entry = self.entries.get(cid)
+        if entry is None or rid >= entry[RID]:
+            self.record(cid, rid, reply)
+
     def _put(self, cid: bytes, entry: list) -> None:
         self.entries[cid] = entry
         self.evict(entry[SEEN])

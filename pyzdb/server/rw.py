@@ -289,6 +289,8 @@ class ReadWriteServer:
         for waiting in [w for w in self.waiting if w.deadline <= now]:
             self.waiting.remove(waiting)
             error = LockTimeout(f"waited {self.config.lock_wait:g} s for another client's lock")
-            replies.append((waiting.route, wire.error_reply(waiting.rid, error, self.db.journal.seq)))
+            reply = wire.error_reply(waiting.rid, error, self.db.journal.seq)
+            self.db.replies.answered(waiting.cid, waiting.rid, reply)   # a late copy gets this answer, never a run
+            replies.append((waiting.route, reply))
         if replies or self.db.lock is None:
             self._commit_and_send(replies)
