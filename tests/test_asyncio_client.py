@@ -82,7 +82,7 @@ def test_a_thousand_concurrent_tasks_on_one_client_each_increment_applied_once(a
 def test_lock_excludes_other_clients_and_rolls_back_on_an_exception(aservice):
     async def main():
         db, _ = await fresh(aservice)
-        other, _ = await client(aservice.rw_uri, timeout=10, attempt_timeout=5)   # no resend within --lock-wait
+        other, _ = await client(aservice.rw_uri, timeout=10)
         await db["x"].set(0)
         async with db.lock():
             await db["x"].set(1)
