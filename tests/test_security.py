@@ -151,3 +151,27 @@ def test_no_eval_exec_or_pickle_on_the_request_path():
         text = path.read_text()
         assert not re.search(r"^\s*(import|from)\s+(pickle|marshal|shelve|dill)\b|\b(pickle|marshal)\.|"
                              r"(?<![\w.])(eval|exec|compile)\s*\(", text, re.M), path
+
+
+def test_shell_dump_and_load_take_curve_keys_and_say_when_they_are_needed(keys, curve_service, tmp_path):
+    db = connect(keys, curve_service, "alice")
+    db["curve-dump"] = {"n": 1}
+    path = str(tmp_path / "tree.jsonl")
+    key_args = ["--curve-server-key", os.path.join(keys, "server.key"),
+                "--curve-keypair", os.path.join(keys, "private", "alice.key_secret")]
+    out = run_cli("dump", path, "--uri", curve_service, *key_args)
+    assert out.returncode == 0, out.stderr
+    del db["curve-dump"]
+    out = run_cli("load", path, "--uri", curve_service, *key_args)
+    assert out.returncode == 0, out.stderr
+    assert db["curve-dump"] == {"n": 1}
+    shell = subprocess.run([sys.executable, "-m", "pyzdb", "shell", curve_service, *key_args],
+                           input="db['curve-dump']\n", capture_output=True, text=True, timeout=30)
+    assert "{'n': 1}" in shell.stdout, shell.stderr
+    for command in (["dump", path, "--uri", curve_service], ["load", path, "--uri", curve_service],
+                    ["shell", curve_service]):
+        out = run_cli(*command)                     # no keys: the error says CURVE keys are needed
+        assert out.returncode != 0 and "CURVE keys are needed" in out.stderr, (command, out.stderr)
+    out = run_cli("dump", path, "--uri", curve_service, "--curve-keypair", key_args[-1])
+    assert out.returncode == 2 and "CURVE keys needed" in out.stderr
+    db._conn.close()

@@ -112,6 +112,13 @@ def _front_options(parser: argparse.ArgumentParser) -> None:
                             "(default %(default)s)")
 
 
+def _client_key_options(parser: argparse.ArgumentParser) -> None:
+    """The CURVE keys of a command that talks to the service as a client."""
+    parser.add_argument("--curve-server-key", help="the service's public key file, KEYS_DIR/server.key "
+                                                   "(when it requires CURVE)")
+    parser.add_argument("--curve-keypair", help="this client's .key_secret file (from `pyzdb keygen --rw/--ro NAME`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="pyzdb", description="A shared nested document tree for Python programs.",
@@ -142,11 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(server)
     shell = sub.add_parser("shell", help="an interactive prompt with `db` bound")
     shell.add_argument("uris", nargs="*", help="RW_URI [RO_URI ...] (default tcp://127.0.0.1:5559)")
+    _client_key_options(shell)
     for name, text in (("dump", "write the whole tree to FILE"), ("load", "replace top-level keys from FILE")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("file", help="the dump file (.jsonl or .msgpack)")
         cmd.add_argument("--uri", default=DEFAULTS["rw_front"], help="the service's read-write address")
         cmd.add_argument("--format", choices=("jsonl", "msgpack"), help="default: from the file name (.jsonl or .msgpack)")
+        _client_key_options(cmd)
     _offline_options(sub.choices["dump"], "dump the store offline, with no server")
     status = sub.add_parser("status", help="which servers are alive; seq, log, checkpoint, store of the read-write server")
     status.add_argument("--uri", default=DEFAULTS["rw_front"], help="the service's read-write address")
@@ -157,8 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="the benchmark suite against redis-py and ZEO (from a source checkout)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of `python -m bench` (see its --help)")
     status.add_argument("--health", default=DEFAULTS["health"], help="the broker's heartbeat socket")
-    status.add_argument("--curve-server-key", help="server public key file (when the broker requires CURVE)")
-    status.add_argument("--curve-keypair", help="this client's .key_secret file")
+    _client_key_options(status)
     status.add_argument("--curve", metavar="KEYS_DIR", help="ask the health socket and listen to replicas with CURVE, "
                                                             "using a server-role key of KEYS_DIR (default none)")
     _server_key_option(status)

@@ -194,10 +194,24 @@ def cmd_server(args: argparse.Namespace) -> int:
     return _serve_claimed(server, db, "server")
 
 
+def client_keys(args: argparse.Namespace) -> dict:
+    """``client()``'s CURVE options from --curve-server-key / --curve-keypair (AuthError if only one is given)."""
+    if not (args.curve_server_key or args.curve_keypair):
+        return {}
+    if not (args.curve_server_key and args.curve_keypair):
+        raise AuthError("CURVE keys needed: give both --curve-server-key (the service's server.key) and "
+                        "--curve-keypair (this client's .key_secret)")
+    return {"curve_server_key": args.curve_server_key, "curve_keypair": args.curve_keypair}
+
+
 def cmd_shell(args: argparse.Namespace) -> int:
     """An interactive prompt with ``db`` bound."""
     from pyzdb.cli.shell import run_shell
-    return run_shell(args.uris)
+    try:
+        return run_shell(args.uris, **client_keys(args))
+    except Error as exc:
+        print(f"pyzdb shell: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -300,13 +314,23 @@ def cmd_dump(args: argparse.Namespace) -> int:
             return 1
         db.journal.store.close()
         return dump_tree(db.engine.tree, args.file, args.format)
-    return dump(args.uri, args.file, args.format)
+    try:
+        keys = client_keys(args)
+    except Error as exc:
+        print(f"pyzdb dump: {exc}", file=sys.stderr)
+        return 2
+    return dump(args.uri, args.file, args.format, **keys)
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     """Set top-level keys from a dump file."""
     from pyzdb.cli.dump import load
-    return load(args.uri, args.file, args.format)
+    try:
+        keys = client_keys(args)
+    except Error as exc:
+        print(f"pyzdb load: {exc}", file=sys.stderr)
+        return 2
+    return load(args.uri, args.file, args.format, **keys)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import code
 import os
 import pprint
 import sys
+from typing import Any
 
 from pyzdb.client import File, Proxy, client
 from pyzdb.errors import Error
@@ -48,9 +49,9 @@ class Console(code.InteractiveConsole):
             super().showtraceback()
 
 
-def run_shell(uris: list[str]) -> int:
-    """Run the prompt until end of input."""
-    db, socket = client(*(uris or []))
+def run_shell(uris: list[str], **options: Any) -> int:
+    """Run the prompt until end of input (``options``: ``client()``'s, such as CURVE keys)."""
+    db, socket = client(*(uris or []), **options)
     try:
         db.ping()        # say at once when nothing is there
     except Error as exc:
