@@ -102,6 +102,18 @@ class AsyncProxy:
         return await self._conn.write({"op": "iadd", "path": self._path, "value": to_storable(amount),
                                        "create": True})
 
+    async def expire(self, seconds: float) -> None:
+        """Delete this dict key after ``seconds`` (as Redis's EXPIRE)."""
+        await self._conn.write({"op": "expire", "path": self._path, "seconds": seconds})
+
+    async def persist(self) -> None:
+        """Remove this key's expiry."""
+        await self._conn.write({"op": "expire", "path": self._path, "at": None})
+
+    async def ttl(self) -> float | None:
+        """Seconds until this key expires, or None if it has no expiry."""
+        return await self._conn.read({"op": "ttl", "path": self._path})
+
     async def compare_and_set(self, expected: Any, value: Any) -> bool:
         """Set the value to ``value`` only if it equals ``expected`` now; True if it did."""
         return await self._conn.write({"op": "cas", "path": self._path, "expected": to_storable(expected),

@@ -120,6 +120,18 @@ class Proxy(ValueLike):
         """Add ``amount`` atomically (a missing dict key counts as 0); return the new value."""
         return self._conn.write({"op": "iadd", "path": self._path, "value": to_storable(amount), "create": True})
 
+    def expire(self, seconds: float) -> None:
+        """Delete this dict key after ``seconds`` (as Redis's EXPIRE); a later ``db[k] = v`` or ``del`` clears it."""
+        self._conn.write({"op": "expire", "path": self._path, "seconds": seconds})
+
+    def persist(self) -> None:
+        """Remove this key's expiry (as Redis's PERSIST)."""
+        self._conn.write({"op": "expire", "path": self._path, "at": None})
+
+    def ttl(self) -> float | None:
+        """Seconds until this key expires, or None if it has no expiry (PathKeyError if it does not exist)."""
+        return self._conn.read({"op": "ttl", "path": self._path})
+
     def compare_and_set(self, expected: Any, value: Any) -> bool:
         """Set the value to ``value`` only if it equals ``expected`` now; True if it did."""
         return self._conn.write({"op": "cas", "path": self._path, "expected": to_storable(expected),

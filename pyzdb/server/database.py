@@ -82,6 +82,7 @@ class Database:
                 self.engine.tree = state["tree"]
                 self.history.restore(state["history"])
                 self.replies.restore(state["replies"])
+                self.engine.expiries.restore(state.get("expiries"))
             except (KeyError, TypeError, ValueError) as exc:
                 raise CorruptStore(f"checkpoint of generation {self.journal.meta['gen']} is not a pyzdb state: "
                                    f"{type(exc).__name__}: {exc}") from None
@@ -113,7 +114,7 @@ class Database:
     def snapshot(self) -> tuple[bytes, int, int]:
         """The committed state as bytes, with the seq and crc of the record it follows."""
         state = {"tree": self.engine.tree, "history": self.history.state(),
-                 "replies": self.replies.state()}
+                 "replies": self.replies.state(), "expiries": self.engine.expiries.state()}
         return pack(state), self.journal.seq, self.journal.last_crc
 
     # --- requests ----------------------------------------------------------------
@@ -193,6 +194,25 @@ class Database:
         # no inverse in the record (replay computes it again): a write's record costs O(its forward ops)
         return self._add_entry({"k": "w", "ops": outcome.forward, "cid": cid, "rid": rid,
                                 "res": outcome.result}, outcome.inverse)
+
+    def expire_due(self, now: float | None = None) -> int:
+        """Delete the keys whose deadline has passed, each as one write of no client (journaled, undoable,
+        seen by replicas and ``watch``); return how many. Not while a lock is held: its session comes first."""
+        if self.lock is not None or not self.engine.expiries.deadlines:
+            return 0
+        deleted = 0
+        for path in self.engine.expiries.due(now):
+            try:
+                outcome = self.engine.execute({"op": "del", "path": list(path)})
+            except Error:
+                self.engine.expiries.put(path, None)     # the key is gone already: nothing to delete
+                continue
+            self._begin()
+            self.history.record(outcome.forward, outcome.inverse)
+            self._add_entry({"k": "w", "ops": outcome.forward, "cid": None, "rid": None, "res": None},
+                            outcome.inverse)
+            deleted += 1
+        return deleted
 
     def _undo_redo(self, cid: bytes, rid: int, kind: str) -> Any:
         self._begin()

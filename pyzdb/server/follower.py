@@ -43,6 +43,8 @@ class Follower:
         meta, state = self._read_checkpoint()
         self.identity = meta.get("id")
         self.engine = Engine(state["tree"] if state is not None else {})
+        if state is not None:
+            self.engine.expiries.restore(state.get("expiries"))
         self.seq, self.crc = meta.get("seq", 0), meta.get("crc", 0)
         self.recent.clear()
         self.stale = False

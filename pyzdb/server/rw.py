@@ -27,6 +27,7 @@ from pyzdb.transport.router import FrontLimits, ZmtpRouter
 log = logging.getLogger("pyzdb.server")
 MAX_DRAIN = 1000
 WRITER_MEMORY = 10   # a client counts as an active writer for this many group-commit windows
+EXPIRY_INTERVAL = 0.05   # seconds between checks for keys whose deadline passed (they go within about 100 ms)
 
 
 @dataclass
@@ -101,6 +102,7 @@ class ReadWriteServer:
         self.stopping = threading.Event()
         self.published = 0
         self._next_announce = 0.0
+        self._next_expiry = 0.0
         self.writers: OrderedDict[bytes, float] = OrderedDict()   # cid -> time of its last write
 
     def _open_front(self, config: ServerConfig) -> QueueSocket | ZmtpRouter:
@@ -137,6 +139,8 @@ class ReadWriteServer:
                 busy = self.front.wait(self._timeout_ms())
                 if busy:
                     self._process(self.front.drain(MAX_DRAIN))
+                if self.db.engine.expiries.deadlines and time.monotonic() >= self._next_expiry:
+                    self._expire()
                 if not busy or self.db.lock is not None or self.waiting:
                     self._tick()   # timers; after a busy step _process already committed and sent
                 if self.beacon is not None:
@@ -162,8 +166,16 @@ class ReadWriteServer:
                 "database": self.db.journal.identity,
                 "locked": self.db.lock is not None, "waiting": len(self.waiting)}
 
+    def _expire(self) -> None:
+        """Delete the keys whose deadline passed (at most every EXPIRY_INTERVAL) and commit them as a group."""
+        self._next_expiry = time.monotonic() + EXPIRY_INTERVAL
+        if self.db.expire_due():
+            self._commit_and_send([])
+
     def _timeout_ms(self) -> int:
         now, wake = time.monotonic(), 250.0 if self.beacon is not None else 500.0
+        if self.db.engine.expiries.deadlines:
+            wake = min(wake, EXPIRY_INTERVAL * 1000)
         if self.db.lock is not None:
             wake = min(wake, (self.db.lock.expires - now) * 1000)
         if self.waiting:

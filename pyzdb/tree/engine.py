@@ -18,6 +18,7 @@ from pyzdb.errors import (
     QueryError,
     ValueTypeError,
 )
+from pyzdb.tree import expiry
 from pyzdb.tree import query as q
 from pyzdb.tree.methods import call_method
 from pyzdb.tree.values import clone, del_op, fits_int64, insert_op, is_number, set_op, truncate_op, type_name
@@ -46,6 +47,7 @@ class Engine:
 
     def __init__(self, tree: dict | None = None) -> None:
         self.tree: dict = {} if tree is None else tree
+        self.expiries = expiry.Expiries()
 
     # --- entry points ----------------------------------------------------------
     def execute(self, query: dict) -> Outcome:
@@ -55,7 +57,10 @@ class Engine:
             if all(sub["op"] == "get" for sub in ops):
                 return self._get_many(ops)
             return self._batch(ops)
-        return getattr(self, "_op_" + query["op"])(query)
+        outcome = getattr(self, "_op_" + query["op"])(query)
+        if self.expiries.deadlines and outcome.forward:      # keys that expire: a set or delete drops theirs
+            expiry.after_write(self.resolve, self.expiries, query, outcome.result, outcome.inverse)
+        return outcome
 
     def apply(self, ops: list) -> list:
         """Apply operations in order (all or none) and return the operations that undo them."""
@@ -202,6 +207,13 @@ class Engine:
         if isinstance(node, dict):
             return Outcome(list(itertools.islice(node, start, stop)))
         return Outcome(node[start:stop] if isinstance(node, list) else list(node[start:stop]))
+
+    def _op_ttl(self, query: dict) -> Outcome:
+        return Outcome(expiry.ttl_op(self.resolve, self.expiries, query))
+
+    def _op_expire(self, query: dict) -> Outcome:
+        forward, inverse = expiry.expire_op(self.resolve, self.expiries, query)
+        return Outcome(True, forward, inverse)
 
     def _op_type(self, query: dict) -> Outcome:
         return Outcome(type_name(self.resolve(query["path"])))

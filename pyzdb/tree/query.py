@@ -8,6 +8,7 @@ method names, so the engine can trust what it is handed.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pyzdb.errors import MethodNotAllowed, QueryError, ValueTypeError
@@ -31,6 +32,8 @@ OPS: dict[str, tuple[bool, tuple[str, ...]]] = {
     "iadd": (True, ("value",)),
     "cas": (True, ("expected", "value")),
     "truncate": (True, ("length",)),  # the inverse of += on a str, bytes or list
+    "expire": (True, ()),             # "seconds" from now, or "at" a unix time (None: persist)
+    "ttl": (False, ()),
     "call": (None, ("method",)),  # read or write depends on the method
     "batch": (None, ("ops",)),
 }
@@ -158,6 +161,8 @@ def validate(query: Any, depth: int = 0) -> dict:
         _check_batch(query, depth)
     elif op in ("set", "del", "iadd", "cas", "truncate") and not query.get("path"):
         raise QueryError(f"{op} needs a key: the root of the tree itself cannot be replaced or deleted")
+    if op == "expire":
+        _check_expire(query)
     if op == "truncate" and (type(query["length"]) is not int or query["length"] < 0):
         raise QueryError(f"truncate needs a non-negative int 'length', not {query['length']!r}")
     return query
@@ -176,6 +181,23 @@ def _check_call(query: dict) -> None:
         if not isinstance(key, str):
             raise QueryError(f"{method}() keyword names must be strings")
         check_value(item, len(query["path"]) + 1)
+
+
+def _check_expire(query: dict) -> None:
+    """Validate an ``expire`` query's fields (``seconds`` >= 0, or ``at`` a finite number or None)."""
+    if not query.get("path"):
+        raise QueryError("expire needs a key: the root of the tree cannot expire")
+    if "seconds" in query:
+        seconds = query["seconds"]
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+                or seconds < 0:
+            raise QueryError(f"expire takes a number of seconds >= 0, not {seconds!r}")
+    elif "at" in query:
+        at = query["at"]
+        if at is not None and (isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at)):
+            raise QueryError(f"expire's 'at' is a unix time or None, not {at!r}")
+    else:
+        raise QueryError("expire needs 'seconds' (or 'at': a unix time, None to persist)")
 
 
 def _check_batch(query: dict, depth: int) -> None:

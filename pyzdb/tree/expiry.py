@@ -1,0 +1,176 @@
+"""Expiry of dict keys, as in Redis: ``db['k'].expire(seconds)``, ``.ttl()``, ``.persist()``, at any depth.
+
+A deadline is an absolute wall-clock time kept per path (every step of the
+path a dict key, so no later insert into a list can move it). ``expire``
+is a write like any other: the engine turns ``seconds`` into an absolute
+``at`` in the forward op, so the journal, replicas, ``watch`` and undo all
+see the same deadline, and a restart keeps it. Setting a key (``db[k] = v``,
+``cas``, ``update``) or deleting it (``del``, ``pop``, ``popitem``,
+``clear``) drops its deadline and those under it, as Redis's SET and DEL
+do; the inverse of that write puts them back. ``+=`` keeps the deadline
+(as INCRBY does). The read-write server deletes a key whose deadline has
+passed as one journaled write (``Database.expire_due``).
+"""
+from __future__ import annotations
+
+import heapq
+import time
+from typing import Any, Callable, Iterator
+
+from pyzdb.errors import ValueTypeError
+from pyzdb.tree import query as q
+
+# dict methods that remove or replace keys of the dict they run on
+_DROPPING_METHODS = frozenset({"pop", "popitem", "clear", "update"})
+
+
+class Expiries:
+    """path (a tuple of dict keys) -> deadline (unix seconds), with a heap for the next due one.
+
+    >>> table = Expiries(); table.put(('session',), 10.0); table.due(11.0)
+    [('session',)]
+    """
+
+    def __init__(self) -> None:
+        self.deadlines: dict[tuple, float] = {}
+        self._heap: list[tuple[float, tuple]] = []      # may hold stale pairs; checked against deadlines
+        self._nested: dict[Any, set[tuple]] = {}        # top-level key -> the deeper paths under it with a deadline
+
+    def __len__(self) -> int:
+        return len(self.deadlines)
+
+    def get(self, path: tuple) -> float | None:
+        """The deadline of ``path``, or None."""
+        return self.deadlines.get(path)
+
+    def put(self, path: tuple, at: float | None) -> None:
+        """Set (or with None clear) the deadline of ``path``."""
+        if at is None:
+            if self.deadlines.pop(path, None) is not None and len(path) > 1:
+                self._unindex(path)
+            return
+        self.deadlines[path] = at
+        if len(path) > 1:
+            self._nested.setdefault(path[0], set()).add(path)
+        heapq.heappush(self._heap, (at, path))
+
+    def _unindex(self, path: tuple) -> None:
+        below = self._nested.get(path[0])
+        if below is not None:
+            below.discard(path)
+            if not below:
+                del self._nested[path[0]]
+
+    def drop_under(self, path: tuple) -> list[tuple[tuple, float]]:
+        """Clear the deadlines of ``path`` and every path below it; return what they were."""
+        if not path:                    # the root: every deadline
+            dropped = list(self.deadlines.items())
+            self.restore([])
+            return dropped
+        dropped = []
+        at = self.deadlines.get(path)
+        if at is not None:
+            dropped.append((path, at))
+            self.put(path, None)
+        size = len(path)
+        for other in [p for p in self._nested.get(path[0], ()) if len(p) > size and p[:size] == path]:
+            dropped.append((other, self.deadlines[other]))   # only the deadlines under the same top-level key
+            self.put(other, None)
+        return dropped
+
+    def next_due(self) -> float | None:
+        """The earliest deadline, or None."""
+        while self._heap and self.deadlines.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)       # stale: cleared or moved since it was pushed
+        return self._heap[0][0] if self._heap else None
+
+    def due(self, now: float | None = None) -> list[tuple]:
+        """Take the paths whose deadline is at or before ``now``, earliest first; the caller deletes each key
+        (which clears its deadline) or, if the key is gone already, clears the deadline with ``put(path, None)``."""
+        now = time.time() if now is None else now
+        paths = []
+        while self._heap and self._heap[0][0] <= now:
+            at, path = heapq.heappop(self._heap)
+            if self.deadlines.get(path) == at:
+                paths.append(path)
+        return paths
+
+    def state(self) -> list:
+        """Checkpoint data: [[path, at], ...]."""
+        return [[list(path), at] for path, at in self.deadlines.items()]
+
+    def restore(self, items: Any) -> None:
+        """Load ``state()`` data."""
+        self.deadlines, self._heap, self._nested = {}, [], {}
+        for path, at in items or []:
+            self.put(tuple(path), float(at))
+
+
+def expire_op(resolve: Callable[[list], Any], expiries: Expiries, query: dict) -> tuple[list, list]:
+    """Run ``{"op": "expire", "path": p, "seconds": s}`` (or ``"at": t``; ``"at": None`` is persist).
+
+    Returns (forward ops, inverse ops); both empty when nothing changes.
+    """
+    path = query["path"]
+    _check_dict_path(resolve, path)
+    if "seconds" in query:
+        at: float | None = time.time() + query["seconds"]
+    else:
+        at = query.get("at")
+    key = tuple(path)
+    old = expiries.get(key)
+    if old == at:
+        return [], []
+    expiries.put(key, at)
+    return [{"op": "expire", "path": path, "at": at}], [{"op": "expire", "path": path, "at": old}]
+
+
+def ttl_op(resolve: Callable[[list], Any], expiries: Expiries, query: dict) -> float | None:
+    """Seconds until the key at ``query['path']`` expires (0 if due), or None if it has no deadline."""
+    resolve(query["path"])               # PathKeyError for a missing key, as Redis's TTL answers -2
+    at = expiries.get(tuple(query["path"]))
+    return None if at is None else max(0.0, at - time.time())
+
+
+def after_write(resolve: Callable[[list], Any], expiries: Expiries, query: dict, result: Any,
+                inverse: list) -> None:
+    """Drop the deadlines a write replaced or deleted; append to ``inverse`` the ops that put them back."""
+    op, path = query["op"], query["path"]
+    if op in ("set", "del", "cas"):
+        touched: Iterator[list] = iter([path])
+    elif op == "call" and query["method"] in _DROPPING_METHODS:
+        touched = _method_keys(resolve, query, result)
+    else:
+        return
+    for child in touched:
+        for dropped, at in expiries.drop_under(tuple(child)):
+            inverse.append({"op": "expire", "path": list(dropped), "at": at})
+
+
+def _method_keys(resolve: Callable[[list], Any], query: dict, result: Any) -> Iterator[list]:
+    """The paths of the keys a dict method removed or replaced."""
+    path, method, args = query["path"], query["method"], query.get("args", [])
+    try:
+        if not isinstance(resolve(path), dict):
+            return
+    except Exception:       # the container itself is gone: nothing of it was a dict key we track
+        return
+    if method == "clear":
+        yield path              # every key below the dict
+    elif method == "pop" and args:
+        yield path + [args[0]]
+    elif method == "popitem" and isinstance(result, list) and result:
+        yield path + [result[0]]
+    elif method == "update":
+        source = args[0] if args else {}
+        keys = list(source) if isinstance(source, dict) else [pair[0] for pair in source if isinstance(pair, list)]
+        for key in [*keys, *query.get("kwargs", {})]:
+            yield path + [key]
+
+
+def _check_dict_path(resolve: Callable[[list], Any], path: list) -> None:
+    """ValueTypeError unless every container along ``path`` is a dict (and the key exists: PathKeyError)."""
+    resolve(path)
+    for depth in range(len(path)):
+        if not isinstance(resolve(path[:depth]), dict):
+            raise ValueTypeError(f"only dict keys expire: {q.format_path(path[:depth + 1])} is a list item")
