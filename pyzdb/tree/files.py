@@ -100,6 +100,8 @@ def _read_under(root: str, parts: list[str], offset: int, size: int) -> dict:
         if not stat.S_ISREG(info.st_mode):
             raise FileAccessError(f"File {shown!r} under the files root is not a regular file")
         return {"data": os.pread(fd, size, offset), "size": info.st_size}
+    except FileAccessError:     # an OSError too: already named
+        raise
     except OSError as exc:
         raise FileAccessError(f"cannot read File {shown!r} under the files root: {exc.strerror}") from None
     finally:
