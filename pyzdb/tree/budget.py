@@ -19,7 +19,7 @@ from pyzdb.errors import Error
 # 10**7 units: about 100 ms of work on this machine (list.count: 9 ns an item; see SECURITY.md)
 DEFAULT_MAX_WORK = 10_000_000
 
-SCAN, TEXT_SCAN, BYTE_COPY, COPY, ENCODE, MAP_ENTRY, PAIR = 1, 1 / 16, 1 / 64, 4, 4, 20, 100
+SCAN, TEXT_SCAN, COPY, ENCODE, MAP_ENTRY, PAIR = 1, 1 / 16, 4, 4, 20, 100
 # per element of the value a method runs on (str and bytes: per character or byte)
 _LIST_METHOD = {"count": SCAN, "index": SCAN, "remove": SCAN, "copy": COPY + ENCODE, "reverse": SCAN,
                 "clear": COPY, "insert": TEXT_SCAN, "pop": TEXT_SCAN}
@@ -71,12 +71,10 @@ def _path_cost(resolve: Callable[[list], Any], path: list) -> int:
 def _one(resolve: Callable[[list], Any], query: dict) -> int:
     op, path = query["op"], query.get("path", [])
     base = 1 + _path_cost(resolve, path)
-    if op in ("len", "type", "cas"):
+    if op in ("get", "len", "type", "cas"):   # what a get encodes is bounded by the reply limit (size_floor)
         return base
     node = _value(resolve, path)
     size = _length(node)
-    if op == "get":
-        return base + math.ceil(size * (BYTE_COPY if _is_text(node) else ENCODE))
     if op == "contains":
         return base if isinstance(node, dict) else base + math.ceil(size * (TEXT_SCAN if _is_text(node) else SCAN))
     if op == "iter":
