@@ -47,6 +47,9 @@ class Queue:
     ZAP User-Id, in a frame just before the payload, where the server reads
     it. ``back_curve`` (server options in the servers' ZAP domain) makes the
     back end admit only servers holding a server-role key.
+    With ``high_water`` (the read-only queue) ``relay.bounded_relay`` replaces
+    the proxy (and stamps like the relay under CURVE): what no server can take
+    now is answered ServiceUnavailable.
     """
 
     def __init__(self, name: str, front: str, backs: list[str], max_message: int,
