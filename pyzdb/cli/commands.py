@@ -11,6 +11,7 @@ import time
 import zmq
 
 from pyzdb.broker.queues import Broker, BrokerConfig
+from pyzdb.broker.relay import DEFAULT_HIGH_WATER
 from pyzdb.cli.arguments import store_url
 from pyzdb.cli.progress import Progress
 from pyzdb.cli.signals import run_until_signal
@@ -114,7 +115,8 @@ def _broker_config(args: argparse.Namespace, inproc: str | None = None) -> Broke
     warn_if_exposed([args.rw_front, rw_back, args.ro_front, args.ro_back, args.health], args.curve)
     return BrokerConfig(args.rw_front, rw_back, args.ro_front, args.ro_back, inproc,
                         getattr(args, "max_message", wire.DEFAULT_MAX_MESSAGE),
-                        health=args.health or None, curve_dir=args.curve, ro_high_water=args.ro_high_water)
+                        health=args.health or None, curve_dir=args.curve,
+                        ro_high_water=getattr(args, "ro_high_water", DEFAULT_HIGH_WATER))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
