@@ -186,3 +186,18 @@ def test_the_health_socket_survives_garbage(cluster):
     status = query_status(cluster.health, timeout=5)
     assert status is not None and any(s.get("role") == "rw" for s in status["servers"])
     assert cluster.broker.poll() is None
+
+
+def test_a_write_batched_with_reads_over_the_reply_limit_is_undone(service):
+    pid = service.proc.pid
+    before = reset_peak(pid)
+    ops = [{"op": "set", "path": ["planted"], "value": 1}] + [{"op": "get", "path": ["value"]}] * 2000
+    assert error_name(ask(service.rw_uri, {"op": "batch", "ops": ops})) == "MessageTooLarge"
+    assert peak_growth_mib(pid, before) < 16
+    assert error_name(ask(service.rw_uri, {"op": "get", "path": ["planted"]})) == "PathKeyError"
+    status = ask(service.rw_uri, {"op": "status"})["ok"]
+    assert ask(service.rw_uri, {"op": "undo"}).get("ok") is None            # the newest write is still build()'s
+    assert error_name(ask(service.rw_uri, {"op": "get", "path": ["keep"]})) == "PathKeyError"
+    assert ask(service.rw_uri, {"op": "redo"}).get("ok") is None
+    assert ask(service.rw_uri, {"op": "get", "path": ["keep"]})["ok"] == {"n": 1, "l": [1, 2, 3]}
+    assert ask(service.rw_uri, {"op": "status"})["ok"]["seq"] == status["seq"] + 2

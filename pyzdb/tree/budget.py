@@ -15,6 +15,7 @@ import math
 from typing import Any, Callable
 
 from pyzdb.errors import Error
+from pyzdb.tree.query import has_slice
 
 # 10**7 units: about 100 ms of work on this machine (list.count: 9 ns an item; see SECURITY.md)
 DEFAULT_MAX_WORK = 10_000_000
@@ -60,18 +61,21 @@ def _length(value: Any) -> int:
 
 
 def _path_cost(resolve: Callable[[list], Any], path: list) -> int:
-    """Slices on the path copy what they cover."""
+    """Slices on the path copy what they cover (a slice written or deleted: the old items)."""
     total = 0
     for depth, step in enumerate(path):
-        if isinstance(step, list):
+        if type(step) is list:
             total += COPY * _length(_value(resolve, path[:depth]))
     return total
 
 
+_FLAT = frozenset({"get", "len", "type", "cas", "set", "del"})   # beyond their path, O(1) or bounded by the message
+
+
 def _one(resolve: Callable[[list], Any], query: dict) -> int:
     op, path = query["op"], query.get("path", [])
-    base = 1 + _path_cost(resolve, path)
-    if op in ("get", "len", "type", "cas"):   # what a get encodes is bounded by the reply limit (size_floor)
+    base = 1 + _path_cost(resolve, path) if has_slice(path) else 1
+    if op in _FLAT:
         return base
     node = _value(resolve, path)
     size = _length(node)
@@ -79,8 +83,8 @@ def _one(resolve: Callable[[list], Any], query: dict) -> int:
         return base if isinstance(node, dict) else base + math.ceil(size * (TEXT_SCAN if _is_text(node) else SCAN))
     if op == "iter":
         return base + _iter_cost(node, query)
-    if op in ("set", "del", "iadd"):
-        return base + _write_cost(resolve, query, node)
+    if op == "iadd" and _is_text(node):                         # a new str or bytes of the sum
+        return base + math.ceil(size * TEXT_SCAN)
     if op == "call":
         return base + _method_cost(node, query)
     return base
@@ -97,15 +101,6 @@ def _iter_cost(node: Any, query: dict) -> int:
     if isinstance(node, dict):
         return min(start, size) * SCAN + taken * MAP_ENTRY    # islice walks the keys it skips
     return taken * (COPY + ENCODE)                              # a list's items, or a str's characters as a list
-
-
-def _write_cost(resolve: Callable[[list], Any], query: dict, node: Any) -> int:
-    path = query.get("path", [])
-    if path and isinstance(path[-1], list):                     # slice assignment or deletion: the old items
-        return COPY * _length(_value(resolve, path[:-1]))
-    if query["op"] == "iadd" and _is_text(node):                # a new str or bytes of the sum
-        return math.ceil(_length(node) * TEXT_SCAN)
-    return 0
 
 
 def _method_cost(node: Any, query: dict) -> int:
@@ -140,10 +135,15 @@ def size_floor(value: Any, limit: int, visits: int = 4096) -> int:
             total += len(item)
         elif kind is list:
             total += len(item)
-            stack.extend(item[:max(0, visits - len(stack))])     # the stack never holds more than ``visits``
+            room = visits - len(stack)      # the stack never holds more than ``visits``
+            stack.extend(item if len(item) <= room else item[:max(0, room)])
         elif kind is dict:
             total += 2 * len(item)
-            room = max(0, visits - len(stack)) // 2
-            stack.extend(itertools.islice(item.keys(), room))
-            stack.extend(itertools.islice(item.values(), room))
+            room = (visits - len(stack)) // 2
+            if len(item) <= room:
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            else:
+                stack.extend(itertools.islice(item.keys(), max(0, room)))
+                stack.extend(itertools.islice(item.values(), max(0, room)))
     return total

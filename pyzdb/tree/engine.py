@@ -81,7 +81,7 @@ class Engine:
                                        "from the sizes of the values it touches); ask for smaller parts "
                                        "(a slice, a page, len())")
         outcome = self.execute(query)
-        if max_reply is not None:
+        if max_reply is not None and type(outcome.result) in (list, dict, str, bytes):   # others: a few bytes
             floor = budget.size_floor(outcome.result, max_reply)
             if floor > max_reply:
                 if outcome.is_write:
