@@ -87,6 +87,10 @@ def _one(resolve: Callable[[list], Any], query: dict) -> int:
         return base + math.ceil(size * TEXT_SCAN)
     if op == "call":
         return base + _method_cost(node, query)
+    if op == "truncate":                                        # the cut part is copied (str, bytes: the rest too)
+        length = query.get("length")
+        cut = size - length if isinstance(length, int) and 0 <= length <= size else 0
+        return base + (math.ceil(size * TEXT_SCAN) if _is_text(node) else COPY * cut)
     return base
 
 
