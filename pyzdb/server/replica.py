@@ -31,6 +31,7 @@ from pyzdb.tree import query as q
 log = logging.getLogger("pyzdb.replica")
 READ_CONTROL = frozenset({"ping", "status", "sync", "file_read"})
 STATUS_TOPIC = b"replica"
+HELD_REQUESTS = 100     # requests a replica's socket takes in before it reads them (zmq's RCVHWM)
 
 
 @dataclass
@@ -92,6 +93,8 @@ class ReplicaServer:
             return None
         sock = self.context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        if kind == zmq.DEALER:      # reads waiting here are bounded too; the broker refuses what does not fit
+            sock.setsockopt(zmq.RCVHWM, HELD_REQUESTS)
         for option, value in curve.items():
             sock.setsockopt(option, value)
         sock.connect(address)
