@@ -49,14 +49,14 @@ class Queue:
     back end admit only servers holding a server-role key.
     With ``high_water`` (the read-only queue) ``relay.bounded_relay`` replaces
     the proxy (and stamps like the relay under CURVE): what no server can take
-    now is answered ServiceUnavailable.
+    now is answered NoAnswer (a ServiceUnavailable).
     """
 
     def __init__(self, name: str, front: str, backs: list[str], max_message: int,
                  context: zmq.Context | None = None, curve: dict | None = None, back_curve: dict | None = None,
                  high_water: int | None = None) -> None:
         self.name, self.front_addr, self.back_addrs = name, front, backs
-        self.high_water = high_water    # set: requests no server can take now are answered ServiceUnavailable
+        self.high_water = high_water    # set: requests no server can take now are answered NoAnswer
         self.max_message = max_message
         self.curve = curve or {}
         # servers join a tcp/ipc back end only with a server-role key; an inproc-only back end is this process's own

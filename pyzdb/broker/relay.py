@@ -4,8 +4,9 @@ zmq's proxy blocks on a DEALER with no peer (or whose peers' pipes are
 full), and every request sent meanwhile waits in the front's buffers, held
 in memory without limit. ``bounded_relay`` sends each request without
 blocking; one that finds no server attached, or every server's pipe at its
-high-water mark, is answered at once with ``ServiceUnavailable`` (a client
-then asks the read-write server).
+high-water mark, is answered at once with ``NoAnswer`` (a
+``ServiceUnavailable``: a client then asks the read-write server, and skips
+the replicas for a while, as when nothing answers).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Callable
 
 import zmq
 
-from pyzdb.errors import ServiceUnavailable
+from pyzdb.errors import NoAnswer
 from pyzdb.transport import wire
 
 log = logging.getLogger("pyzdb.broker")
@@ -32,8 +33,8 @@ def refusal(frames: list, name: str) -> list:
     """The reply frames that tell the client no server of queue ``name`` can take its request now."""
     payload = frames[-1].bytes if hasattr(frames[-1], "bytes") else frames[-1]
     rid = wire.peek_ids(payload)[1]
-    error = ServiceUnavailable(f"no {name} server can take this request now (none attached, or every one "
-                               "has its queue full); ask again or ask the read-write server")
+    error = NoAnswer(f"no {name} server can take this request now (none attached, or every one has its "
+                     "queue full); ask again or ask the read-write server")
     return [bytes(f) for f in frames[:-1]] + [wire.encode_reply(wire.error_reply(rid, error, 0))]
 
 

@@ -36,7 +36,7 @@ def _broker_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--health", default=DEFAULTS["health"], help="servers' heartbeats and `pyzdb status` (default %(default)s)")
     group.add_argument("--ro-high-water", type=int, default=DEFAULT_HIGH_WATER,
                        help="read-only requests queued per replica; the excess (or any with no replica attached) "
-                            "is answered ServiceUnavailable at once (default %(default)s)")
+                            "is answered NoAnswer (a ServiceUnavailable) at once (default %(default)s)")
     group.add_argument("--curve", metavar="KEYS_DIR", help="require CURVE on every socket: server key pair, allowed "
                                                            "client keys and server-role keys from this directory "
                                                            "(see `pyzdb keygen`)")
