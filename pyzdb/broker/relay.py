@@ -20,13 +20,14 @@ from pyzdb.transport import wire
 
 log = logging.getLogger("pyzdb.broker")
 DEFAULT_HIGH_WATER = 100      # requests waiting for each server of the queue
+FRONT_HIGH_WATER = 8          # requests of one client connection taken in before the relay reads them
 
 
 def bounded_sockets(front: zmq.Socket, back: zmq.Socket, high_water: int) -> None:
     """Set the high-water marks that bound what the relay's sockets hold (before they bind)."""
     back.setsockopt(zmq.SNDHWM, high_water)
     back.setsockopt(zmq.RCVHWM, high_water)
-    front.setsockopt(zmq.RCVHWM, high_water)
+    front.setsockopt(zmq.RCVHWM, FRONT_HIGH_WATER)      # past it zmq stops reading that connection
 
 
 def refusal(frames: list, name: str) -> list:
