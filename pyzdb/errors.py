@@ -24,6 +24,10 @@ class QueryError(Error, ValueError):
     """A query is malformed: unknown op, bad path step, too deep, too many operations."""
 
 
+class RequestTooCostly(QueryError):
+    """A request would need more work than ``--max-work`` allows (estimated from the sizes it touches, before it runs)."""
+
+
 class WatchGap(QueryError):
     """A watcher asked for changes a checkpoint has already removed from the log."""
 
@@ -154,7 +158,7 @@ class InternalError(Error):
 BY_NAME: dict[str, type[Error]] = {
     cls.__name__: cls
     for cls in [
-        Error, ProtocolError, MessageTooLarge, QueryError, WatchGap, MethodNotAllowed,
+        Error, ProtocolError, MessageTooLarge, QueryError, RequestTooCostly, WatchGap, MethodNotAllowed,
         PathKeyError, PathIndexError, ValueTypeError, InvalidValue, StaleRequest, ReadOnlyError,
         UndoError, FileAccessError, LockError, LockTimeout, LockLost, ServiceUnavailable, NoAnswer,
         AuthError, StoreError, StoreConnectionError, StoreTimeout, StoreProtocolError,

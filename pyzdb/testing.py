@@ -169,7 +169,7 @@ class Cluster:
     """A broker, a read-write server and ``replicas`` read-only servers, each its own process, on free ports.
 
     They share one sqlite store in the cluster's data directory; ``server_args`` go to
-    every server, ``replica_args`` to the replicas only. ``kill_replica(i)``
+    every server, ``replica_args`` to the replicas only, ``broker_args`` to the broker. ``kill_replica(i)``
     is a ``kill -9``; ``start_replica(i)`` starts it again. Each process is a
     member by name (``'broker'``, ``'rw'``, ``'ro0'``, ...): ``kill_member(name)``
     and ``start_member(name)`` crash and restart any of them, as chaos tests do.
@@ -180,7 +180,7 @@ class Cluster:
     """
 
     def __init__(self, replicas: int = 2, *server_args: str, replica_args: tuple = (),
-                 data_dir: str | None = None) -> None:
+                 data_dir: str | None = None, broker_args: tuple = ()) -> None:
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pyzdb-cluster-")
         os.makedirs(self.data_dir, exist_ok=True)
@@ -188,6 +188,7 @@ class Cluster:
         (self.rw_uri, self.rw_back, self.ro_uri, self.ro_back,
          self.feed, self.status_feed, self.health) = (f"tcp://127.0.0.1:{p}" for p in ports)
         self.server_args, self.replica_args = list(server_args), list(replica_args)
+        self.broker_args = list(broker_args)
         self.broker: subprocess.Popen | None = None
         self.rw: subprocess.Popen | None = None
         self.replicas: list[subprocess.Popen | None] = [None] * replicas
@@ -206,7 +207,7 @@ class Cluster:
         """The ``pyzdb`` command line of member ``name``."""
         if name == "broker":
             return ["broker", "--rw-front", self.rw_uri, "--rw-back", self.rw_back, "--ro-front", self.ro_uri,
-                    "--ro-back", self.ro_back, "--health", self.health]
+                    "--ro-back", self.ro_back, "--health", self.health, *self.broker_args]
         if name == "rw":
             return ["server", "--back", self.rw_back, *self._server_args()]
         return ["server", "--ro", "--back", self.ro_back, "--status-feed", self.status_feed, "--name", name,

@@ -2,18 +2,21 @@
 and a short run against a real server socket. Nothing crashes; a rejected message changes nothing stored."""
 import os
 import random
+import time
 
 import msgpack
 import pytest
 import zmq
+from hostile import ask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pyzdb.broker.health import query_status
 from pyzdb.errors import Error
 from pyzdb.server.database import DEFER, Database
 from pyzdb.storage import open_store
 from pyzdb.storage.journal import Journal
-from pyzdb.testing import EmbeddedService
+from pyzdb.testing import Cluster, EmbeddedService
 from pyzdb.transport import wire
 from pyzdb.tree import query as q
 
@@ -162,19 +165,20 @@ def small_service():
         yield svc
 
 
-def test_hostile_traffic_against_a_real_server(small_service):
-    """Garbage, mutations, odd frame counts and oversized messages; the server answers on and nothing changes."""
-    db = small_service.client(timeout=10)
-    db["keep"] = {"l": list(range(100)), "s": "x" * 100}
-    before = db["keep"]._run()
-    rnd = random.Random(5)
+def send_hostile_traffic(uri: str, seed: int, count: int = 600) -> int:
+    """Garbage, mutations, random queries, odd frame counts and oversized messages to ``uri``; how many were sent.
+
+    Only messages a server must refuse (or reads) are sent, so nothing stored may change.
+    """
+    print(f"hostile traffic to {uri}: seed {seed}")
+    rnd = random.Random(seed)
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(small_service.rw_uri)
+    sock.connect(uri)
     valid = msgpack.packb({"v": 1, "cid": b"fuzzer", "rid": 1, "q": {"op": "get", "path": ["keep"]}})
     sent = 0
-    for n in range(600):
-        kind = n % 4
+    for n in range(count):
+        kind = n % 5
         if kind == 0:
             payload = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 200)))
         elif kind == 1:
@@ -185,8 +189,10 @@ def test_hostile_traffic_against_a_real_server(small_service):
         elif kind == 2:
             payload = msgpack.packb({"v": 1, "cid": b"f", "rid": n, "q": {"op": rnd.choice(["exec", "eval", "set"]),
                                                                          "path": [], "value": 1}})
+        elif kind == 3:
+            payload = msgpack.packb({"v": 1, "cid": b"f", "rid": n, "q": random_query(rnd)}, use_bin_type=True)
         else:
-            payload = os.urandom(70_000)                      # over --max-message: zmq cuts the peer off
+            payload = os.urandom(70_000)                      # over --max-message: refused, or the peer cut off
         frames = [b"", payload] if rnd.random() < 0.8 else [payload] * rnd.randint(1, 4)
         try:
             cid, rid, query = wire.decode_request(payload)
@@ -195,18 +201,84 @@ def test_hostile_traffic_against_a_real_server(small_service):
                 continue                                      # only messages that must be refused (or reads)
         except Error:
             pass
+        except Exception:                                     # what validate cannot even look at: sent as it is
+            pass
         sock.send_multipart(frames)
         sent += 1
-        if kind == 3:                                         # the server dropped us; connect again
+        if kind == 4:                                         # a server may have dropped us; connect again
             sock.close()
             sock = zmq.Context.instance().socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(small_service.rw_uri)
+            sock.connect(uri)
     sock.close()
-    assert sent > 400
+    return sent
+
+
+def random_query(rnd: random.Random) -> dict:
+    """A query of random op, path, method and arguments, shapes right and wrong."""
+    pool = [None, True, 0, -1, 7, 2 ** 63 - 1, 1.5, "", "keep", "l", "s", b"b", [], [1], {}, {"a": 1}, [None, 2, None],
+            [1, 2, 0], "__class__"]
+    query = {"op": rnd.choice(sorted(q.OPS) + sorted(q.CONTROL_OPS) + ["exec", [1], None, 3]),
+             "path": rnd.choice([[], ["keep"], ["keep", "l"], ["keep", "l", [0, 3, None]], ["keep", "s"], [[1]],
+                                 ["keep", True], "keep", None])}
+    for field in rnd.sample(["value", "method", "args", "kwargs", "start", "limit", "ops", "offset", "size"], 3):
+        query[field] = rnd.choice(pool)
+    if rnd.random() < 0.5:
+        query["method"] = rnd.choice(sorted(q.ALL_METHODS) + EVIL_METHODS)
+        query["args"] = [rnd.choice(pool) for _ in range(rnd.randint(0, 3))]
+    return query
+
+
+def test_hostile_traffic_against_a_real_server(small_service):
+    """The server answers on, nothing changes."""
+    db = small_service.client(timeout=10)
+    db["keep"] = {"l": list(range(100)), "s": "x" * 100}
+    before = db["keep"]._run()
+    assert send_hostile_traffic(small_service.rw_uri, 5) > 400
     assert db.ping() == "pong"
     assert db["keep"]._run() == before
     assert small_service.proc.poll() is None
+    assert "unexpected failure" not in small_service.log()     # every message was refused by name
+
+
+@pytest.fixture(scope="module")
+def small_cluster():
+    with Cluster(1, "--max-message", "65536") as cluster:
+        yield cluster
+
+
+def test_hostile_traffic_against_a_replica(small_cluster):
+    """Through the broker's read-only queue to a replica: the replica and the broker answer on, nothing changes."""
+    db = small_cluster.client(timeout=10)
+    db["keep"] = {"l": list(range(100)), "s": "x" * 100}
+    before = db["keep"]._run()
+    deadline = time.monotonic() + 20
+    while ask(small_cluster.ro_uri, {"op": "get", "path": ["keep"]}).get("ok") != before:
+        assert time.monotonic() < deadline, "the replica did not apply the write"
+        time.sleep(0.05)
+    assert send_hostile_traffic(small_cluster.ro_uri, 6) > 400
+    assert ask(small_cluster.ro_uri, {"op": "ping"})["ok"] == "pong"
+    assert ask(small_cluster.ro_uri, {"op": "get", "path": ["keep"]})["ok"] == before
+    assert small_cluster.replicas[0].poll() is None and small_cluster.broker.poll() is None
+    assert db["keep"]._run() == before
+    assert "unexpected failure" not in small_cluster.log("ro0") + small_cluster.log("broker")
+
+
+def test_hostile_traffic_against_the_health_socket(small_cluster):
+    """Random frames, beats that do not decode or are not maps, floods of peers: the table is still served."""
+    rnd = random.Random(7)
+    print("health socket traffic: seed 7")
+    words = [b"BEAT", b"STATUS", b"", b"\x00", msgpack.packb({"role": "rw", "pid": [1]}), msgpack.packb([1, 2])]
+    for n in range(300):
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(small_cluster.health)
+        frames = [rnd.choice(words + [os.urandom(rnd.randint(0, 300))]) for _ in range(rnd.randint(1, 4))]
+        sock.send_multipart(frames)
+        sock.close()
+    status = query_status(small_cluster.health, timeout=5)
+    assert status is not None and any(s.get("role") == "rw" and s.get("alive") for s in status["servers"])
+    assert small_cluster.broker.poll() is None
 
 
 def test_large_reads_are_paged_and_oversized_replies_refused(small_service):

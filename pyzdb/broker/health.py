@@ -19,6 +19,7 @@ from pyzdb.transport.heartbeat import BEAT, INTERVAL, LIVENESS, STATUS
 
 log = logging.getLogger("pyzdb.broker")
 FORGET_AFTER = 60.0            # dead servers stay listed this long
+MAX_SERVERS = 1000             # beats from more peers than this are not listed (a flood cannot grow the table)
 
 
 class HealthMonitor:
@@ -51,16 +52,25 @@ class HealthMonitor:
             while not self.stopping.is_set():
                 if not sock.poll(200):
                     continue
-                frames = sock.recv_multipart()
-                if len(frames) == 3 and frames[1] == BEAT:
-                    self._beat(frames[0], frames[2])
-                    sock.send_multipart([frames[0], BEAT], zmq.NOBLOCK)
-                elif len(frames) == 2 and frames[1] == STATUS:
-                    self._answer_status(sock, frames[0])
-        except (zmq.ContextTerminated, zmq.Again):
+                try:
+                    self._answer(sock, sock.recv_multipart())
+                except zmq.Again:
+                    pass            # a peer that does not read: its answer is dropped
+                except zmq.ContextTerminated:
+                    raise
+                except Exception:   # a bug costs one message, never the health socket
+                    log.exception("health: unexpected failure on a message")
+        except zmq.ContextTerminated:
             pass
         finally:
             sock.close()
+
+    def _answer(self, sock: zmq.Socket, frames: list[bytes]) -> None:
+        if len(frames) == 3 and frames[1] == BEAT:
+            self._beat(frames[0], frames[2])
+            sock.send_multipart([frames[0], BEAT], zmq.NOBLOCK)
+        elif len(frames) == 2 and frames[1] == STATUS:
+            self._answer_status(sock, frames[0])
 
     def _answer_status(self, sock: zmq.Socket, peer: bytes) -> None:
         try:
@@ -75,7 +85,7 @@ class HealthMonitor:
             info = wire.unpack(payload)
         except Exception:   # a beat that does not decode is ignored, never trusted
             return
-        if isinstance(info, dict):
+        if isinstance(info, dict) and (peer in self.servers or len(self.servers) < MAX_SERVERS):
             self.servers[peer] = {"info": info, "last": time.monotonic()}
 
     def status(self) -> dict:

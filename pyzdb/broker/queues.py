@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import zmq
 
 from pyzdb.broker.health import HealthMonitor
+from pyzdb.broker.relay import DEFAULT_HIGH_WATER, bounded_relay, bounded_sockets
 from pyzdb.transport import curve as auth
 from pyzdb.transport.heartbeat import set_heartbeats
 from pyzdb.transport.wire import DEFAULT_MAX_MESSAGE
@@ -33,6 +34,7 @@ class BrokerConfig:
     max_message: int = DEFAULT_MAX_MESSAGE
     health: str | None = None        # heartbeat/status socket (``pyzdb status --health``)
     curve_dir: str | None = None     # key directory: CURVE on the fronts, roles from clients/rw and clients/ro
+    ro_high_water: int = DEFAULT_HIGH_WATER   # read-only requests waiting per replica; the excess is refused
 
 
 class Queue:
@@ -45,11 +47,16 @@ class Queue:
     ZAP User-Id, in a frame just before the payload, where the server reads
     it. ``back_curve`` (server options in the servers' ZAP domain) makes the
     back end admit only servers holding a server-role key.
+    With ``high_water`` (the read-only queue) ``relay.bounded_relay`` replaces
+    the proxy (and stamps like the relay under CURVE): what no server can take
+    now is answered NoAnswer (a ServiceUnavailable).
     """
 
     def __init__(self, name: str, front: str, backs: list[str], max_message: int,
-                 context: zmq.Context | None = None, curve: dict | None = None, back_curve: dict | None = None) -> None:
+                 context: zmq.Context | None = None, curve: dict | None = None, back_curve: dict | None = None,
+                 high_water: int | None = None) -> None:
         self.name, self.front_addr, self.back_addrs = name, front, backs
+        self.high_water = high_water    # set: requests no server can take now are answered NoAnswer
         self.max_message = max_message
         self.curve = curve or {}
         # servers join a tcp/ipc back end only with a server-role key; an inproc-only back end is this process's own
@@ -70,6 +77,8 @@ class Queue:
         for sock in (front, back):
             set_heartbeats(sock)
             sock.setsockopt(zmq.LINGER, 0)
+        if self.high_water is not None:
+            bounded_sockets(front, back, self.high_water)
         try:
             front.bind(self.front_addr)
             for addr in self.back_addrs:
@@ -80,8 +89,13 @@ class Queue:
             raise
         control = self.context.socket(zmq.PAIR)
         control.bind(self.control_addr)
-        self.thread = threading.Thread(target=self._relay if self.curve else self._run, args=(front, back, control),
-                                       name=f"pyzdb-broker-{self.name}", daemon=True)
+        if self.high_water is not None:
+            target, args = bounded_relay, (front, back, control, self.name, self._stamped if self.curve else None)
+        elif self.curve:
+            target, args = self._relay, (front, back, control)
+        else:
+            target, args = self._run, (front, back, control)
+        self.thread = threading.Thread(target=target, args=args, name=f"pyzdb-broker-{self.name}", daemon=True)
         self.thread.start()
 
     @staticmethod
@@ -95,6 +109,11 @@ class Queue:
                 sock.close()
 
     @staticmethod
+    def _stamped(frames: list) -> list:
+        """Only the peer id and the payload pass, with the role of the key that sent it: a client cannot forge one."""
+        return [frames[0], b"", auth.role_frame(frames[-1].get("User-Id")), frames[-1]]
+
+    @staticmethod
     def _relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket) -> None:
         """Forward like the proxy, stamping each request with the role of the key that sent it."""
         poller = zmq.Poller()
@@ -105,13 +124,18 @@ class Queue:
                 ready = dict(poller.poll())
                 if control in ready:
                     return
-                if front in ready:
-                    frames = front.recv_multipart(copy=False)
-                    stamp = auth.role_frame(frames[-1].get("User-Id"))
-                    # only the peer id and the payload pass: a client cannot forge a role frame
-                    back.send_multipart([frames[0], b"", stamp, frames[-1]])
-                if back in ready:
-                    front.send_multipart(back.recv_multipart(copy=False))
+                try:
+                    if front in ready:
+                        frames = front.recv_multipart(copy=False)
+                        stamp = auth.role_frame(frames[-1].get("User-Id"))
+                        # only the peer id and the payload pass: a client cannot forge a role frame
+                        back.send_multipart([frames[0], b"", stamp, frames[-1]])
+                    if back in ready:
+                        front.send_multipart(back.recv_multipart(copy=False))
+                except zmq.ContextTerminated:
+                    raise
+                except Exception:   # a bug costs a message, never the queue
+                    log.exception("unexpected failure relaying a message")
         except zmq.ContextTerminated:
             pass
         finally:
@@ -151,7 +175,7 @@ class Broker:
                                      servers_only))
         if config.ro_front:
             self.queues.append(Queue("ro", config.ro_front, [config.ro_back], config.max_message, self.context, curve,
-                                     servers_only))
+                                     servers_only, config.ro_high_water))
         self.health = HealthMonitor(config.health, self.context, self._facts, servers_only) if config.health else None
 
     def _facts(self) -> dict:

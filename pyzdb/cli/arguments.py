@@ -5,10 +5,12 @@ import argparse
 import os
 
 from pyzdb import __version__
+from pyzdb.broker.relay import DEFAULT_HIGH_WATER
 from pyzdb.storage import DURABILITIES
 from pyzdb.storage.claim import DEFAULT_LEASE
 from pyzdb.transport import wire
 from pyzdb.transport.router import FrontLimits
+from pyzdb.tree import budget
 from pyzdb.tree.history import DEFAULT_BYTES, DEFAULT_DEPTH
 
 DEFAULTS = {"rw_front": "tcp://127.0.0.1:5559", "rw_back": "tcp://127.0.0.1:5560",
@@ -32,6 +34,9 @@ def _broker_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ro-front", default=DEFAULTS["ro_front"], help="clients' read-only queue (default %(default)s)")
     group.add_argument("--ro-back", default=DEFAULTS["ro_back"], help="read-only servers' side (default %(default)s)")
     group.add_argument("--health", default=DEFAULTS["health"], help="servers' heartbeats and `pyzdb status` (default %(default)s)")
+    group.add_argument("--ro-high-water", type=int, default=DEFAULT_HIGH_WATER,
+                       help="read-only requests queued per replica; the excess (or any with no replica attached) "
+                            "is answered NoAnswer (a ServiceUnavailable) at once (default %(default)s)")
     group.add_argument("--curve", metavar="KEYS_DIR", help="require CURVE on every socket: server key pair, allowed "
                                                            "client keys and server-role keys from this directory "
                                                            "(see `pyzdb keygen`)")
@@ -47,6 +52,9 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-ms", type=float, default=2.0, help="group-commit window for --durability batch, in ms")
     group.add_argument("--feed", default=DEFAULTS["feed"], help="change feed the RW server publishes (default %(default)s)")
     group.add_argument("--max-message", type=int, default=wire.DEFAULT_MAX_MESSAGE, help="largest request or reply in bytes")
+    group.add_argument("--max-work", type=int, default=budget.DEFAULT_MAX_WORK,
+                       help="work units one request may take, estimated before it runs (about 10 ns each; "
+                            "0: no limit) (default %(default)s)")
     group.add_argument("--lock-lease", type=float, default=5.0, help="seconds a silent lock holder keeps the lock")
     group.add_argument("--lock-wait", type=float, default=20.0, help="seconds a request (a read too) waits while another client holds the lock, then fails with LockTimeout")
     group.add_argument("--history-depth", type=_count, default=DEFAULT_DEPTH,

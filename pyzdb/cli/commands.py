@@ -11,6 +11,7 @@ import time
 import zmq
 
 from pyzdb.broker.queues import Broker, BrokerConfig
+from pyzdb.broker.relay import DEFAULT_HIGH_WATER
 from pyzdb.cli.arguments import store_url
 from pyzdb.cli.progress import Progress
 from pyzdb.cli.signals import run_until_signal
@@ -20,6 +21,7 @@ from pyzdb.server.rw import ReadWriteServer, ServerConfig
 from pyzdb.storage import open_store
 from pyzdb.storage.claim import open_claim
 from pyzdb.storage.journal import Journal
+from pyzdb.storage.private import make_private_dir
 from pyzdb.transport import curve as auth
 from pyzdb.transport import wire
 from pyzdb.transport.curve import create_keys, is_loopback
@@ -34,8 +36,11 @@ def claim_database(args: argparse.Namespace) -> Database:
     try:
         journal.claim.acquire()
         roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
+        if not args.files_root:
+            make_private_dir(roots[0])
         return Database(journal, history_depth=args.history_depth, history_bytes=args.history_bytes,
-                        lock_lease=args.lock_lease, file_roots=roots, durability=args.durability)
+                        lock_lease=args.lock_lease, file_roots=roots, durability=args.durability,
+                        max_work=args.max_work or None, max_reply=args.max_message)
     except BaseException:
         journal.claim.release()
         store.close()
@@ -110,7 +115,8 @@ def _broker_config(args: argparse.Namespace, inproc: str | None = None) -> Broke
     warn_if_exposed([args.rw_front, rw_back, args.ro_front, args.ro_back, args.health], args.curve)
     return BrokerConfig(args.rw_front, rw_back, args.ro_front, args.ro_back, inproc,
                         getattr(args, "max_message", wire.DEFAULT_MAX_MESSAGE),
-                        health=args.health or None, curve_dir=args.curve)
+                        health=args.health or None, curve_dir=args.curve,
+                        ro_high_water=getattr(args, "ro_high_water", DEFAULT_HIGH_WATER))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

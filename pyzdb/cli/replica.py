@@ -25,7 +25,7 @@ def replica_config(args: argparse.Namespace) -> ReplicaConfig:
     config = ReplicaConfig(back=args.back or "tcp://127.0.0.1:5562", feed=args.feed or None,
                            status_feed=getattr(args, "status_feed", None) or None,
                            health=getattr(args, "health", None) or None,
-                           max_message=args.max_message, file_roots=roots)
+                           max_message=args.max_message, file_roots=roots, max_work=args.max_work or None)
     if getattr(args, "name", None):
         config.name = args.name
     if getattr(args, "ro_wait", None) is not None:

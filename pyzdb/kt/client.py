@@ -8,7 +8,7 @@ from pyzdb.kt.expiry import wire_xt
 from pyzdb.kt.lua import LuaHelpers
 from pyzdb.kt.replication import Replication
 from pyzdb.kvnet.mapping import DictAccess
-from pyzdb.kvnet.pool import KvConnection, Pool, batches
+from pyzdb.kvnet.pool import DEFAULT_MAX_LENGTH, KvConnection, Pool, batches
 from pyzdb.kvnet.serializers import Serializer, decode_key, encode_key, encode_plain, get_serializer
 
 _MAX_BATCH_BYTES = 4 << 20
@@ -43,8 +43,10 @@ class KyotoTycoon(LuaHelpers, DictAccess):
     def __init__(self, host: str = "127.0.0.1", port: int = 1978, timeout: float | None = 10.0,
                  default_db: int = 0, decode_keys: bool = True, serializer: str | Serializer | None = None,
                  encode_value: Callable[[Any], bytes] | None = None,
-                 decode_value: Callable[[bytes], Any] | None = None, pool_size: int = 4) -> None:
+                 decode_value: Callable[[bytes], Any] | None = None, pool_size: int = 4,
+                 max_length: int = DEFAULT_MAX_LENGTH) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self.max_length = max_length    # the most bytes one length header in a reply may ask for
         self.serializer = get_serializer(serializer)
         self.encode_value = encode_value or self.serializer.encode
         self.decode_value = decode_value or self.serializer.decode
@@ -53,7 +55,8 @@ class KyotoTycoon(LuaHelpers, DictAccess):
         self._pool = Pool(self._connect, pool_size)
 
     def _connect(self) -> KvConnection:
-        return KvConnection(self.host, self.port, timeout=self.timeout, name="Kyoto Tycoon")
+        return KvConnection(self.host, self.port, timeout=self.timeout, name="Kyoto Tycoon",
+                            max_length=self.max_length)
 
     def _db(self, db: int | None) -> int:
         return self.default_db if db is None else db
@@ -201,7 +204,8 @@ class KyotoTycoon(LuaHelpers, DictAccess):
         if no_reply:
             return self._pool.call(lambda conn: conn.send(payload), idempotent=False)
         what = f"script {name!r} with {len(pairs)} pairs"
-        out = self._pool.call(lambda conn: conn.read_pairs(self._send(conn, payload, p.BMPLAYSCRIPT, what)),
+        out = self._pool.call(lambda conn: conn.read_pairs(self._send(conn, payload, p.BMPLAYSCRIPT, what),
+                                                           p.DATAMAXSIZ),
                               idempotent=False)
         decode = self._decoder(decode_values)
         return {decode_key(k, decode_keys): decode(v) for k, v in out}

@@ -103,6 +103,6 @@ def read_records(conn: KvConnection, n: int) -> list[Record]:
     records = []
     for _ in range(n):
         db, ksiz, vsiz, xt = conn.unpack(_SET_HEAD)
-        data = conn.read(ksiz + vsiz)
+        data = conn.read(conn.check_length("key size", ksiz, DATAMAXSIZ) + conn.check_length("value size", vsiz, DATAMAXSIZ))
         records.append(Record(db, data[:ksiz], data[ksiz:], xt))
     return records

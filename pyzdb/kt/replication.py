@@ -99,7 +99,7 @@ class Replication(LogStream):
             if magic != p.BMREPLICATION:
                 raise ReplicationError(f"Kyoto Tycoon replication sent byte 0x{magic:02X}")
             ts, size = conn.unpack(_FRAME)
-            msg = conn.read(size)
+            msg = conn.read(conn.check_length("replication frame size", size, 2 * p.DATAMAXSIZ + 64))
             self.ts = max(self.ts, ts)
             if size:  # an empty frame only moves ts past filtered entries
                 return decode_message(ts, msg)

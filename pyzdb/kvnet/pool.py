@@ -12,11 +12,13 @@ import threading
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from pyzdb.errors import StoreConnectionError, StoreTimeout
-from pyzdb.kvnet.errors import ServerConnectionError, ServerTimeoutError
+from pyzdb.kvnet.errors import ServerConnectionError, ServerError, ServerTimeoutError
 
 T = TypeVar("T")
 
 _RECV_SIZE = 256 * 1024
+_MAX_RECV = 16 << 20            # the buffer grows by at most this per recv: by what arrives, not by what a header claims
+DEFAULT_MAX_LENGTH = 1 << 29    # the most bytes one length header may ask for (a key and a value of 256 MiB)
 _PAIR_HEAD = struct.Struct(">II")
 
 
@@ -29,8 +31,10 @@ class KvConnection:
     Socket failures are raised as ``ServerTimeoutError`` or ``ServerConnectionError`` (a ``StoreTimeout`` / ``StoreConnectionError``).
     """
 
-    def __init__(self, host: str, port: int, *, timeout: float | None, name: str) -> None:
+    def __init__(self, host: str, port: int, *, timeout: float | None, name: str,
+                 max_length: int = DEFAULT_MAX_LENGTH) -> None:
         self.where = f"{name} at {host}:{port}"
+        self.max_length = max_length
         try:
             self._sock = socket.create_connection((host, port), timeout=timeout)
         except socket.timeout as exc:
@@ -58,7 +62,7 @@ class KvConnection:
             self._pos = 0
         while len(self._buf) - self._pos < need:
             try:
-                chunk = self._sock.recv(max(_RECV_SIZE, need - (len(self._buf) - self._pos)))
+                chunk = self._sock.recv(min(_MAX_RECV, max(_RECV_SIZE, need - (len(self._buf) - self._pos))))
             except socket.timeout as exc:
                 raise ServerTimeoutError(f"{self.where} did not answer in time") from exc
             except OSError as exc:
@@ -67,8 +71,20 @@ class KvConnection:
                 raise ServerConnectionError(f"{self.where} closed the connection")
             self._buf += chunk
 
+    def check_length(self, what: str, n: int, limit: int) -> int:
+        """Return ``n``, a length the server sent, if within the protocol's ``limit`` and this client's maximum.
+
+        Otherwise raise StoreProtocolError naming it, before anything is allocated for it.
+        """
+        if not 0 <= n <= min(limit, self.max_length):
+            raise ServerError(f"{self.where} sent a {what} of {n:,}, over the limit of "
+                                     f"{min(limit, self.max_length):,}: a broken or hostile server")
+        return n
+
     def read(self, n: int) -> bytes:
-        """Return exactly ``n`` bytes."""
+        """Return exactly ``n`` bytes (at most ``max_length``)."""
+        if n > self.max_length:
+            self.check_length("length", n, n)
         if len(self._buf) - self._pos < n:
             self._fill(n)
         pos = self._pos
@@ -84,12 +100,12 @@ class KvConnection:
         self._pos += fmt.size
         return values
 
-    def read_pairs(self, n: int) -> list[tuple[bytes, bytes]]:
-        """Read ``n`` × ``ksiz:u32 vsiz:u32 key value``, the pair layout both servers use."""
+    def read_pairs(self, n: int, limit: int = DEFAULT_MAX_LENGTH) -> list[tuple[bytes, bytes]]:
+        """Read ``n`` × ``ksiz:u32 vsiz:u32 key value``, the pair layout both servers use (sizes up to ``limit``)."""
         pairs = []
         for _ in range(n):
             ksiz, vsiz = self.unpack(_PAIR_HEAD)
-            data = self.read(ksiz + vsiz)
+            data = self.read(self.check_length("key size", ksiz, limit) + self.check_length("value size", vsiz, limit))
             pairs.append((data[:ksiz], data[ksiz:]))
         return pairs
 

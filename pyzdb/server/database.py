@@ -52,8 +52,10 @@ class Database:
 
     def __init__(self, journal: Journal, *, history_depth: int = DEFAULT_DEPTH, lock_lease: float = 5.0,
                  file_roots: list[str] | None = None, durability: str = "always",
-                 history_bytes: int = DEFAULT_BYTES) -> None:
+                 history_bytes: int = DEFAULT_BYTES, max_work: int | None = None,
+                 max_reply: int | None = None) -> None:
         self.journal = journal
+        self.max_work, self.max_reply = max_work, max_reply    # budgets of one request (tree/budget.py)
         self.durability = durability
         self.engine = Engine()
         self.history = History(history_depth, history_bytes)
@@ -186,7 +188,7 @@ class Database:
         if cid in self.lost_locks and self.engine.is_write(query):   # refused before it runs, as it always was
             del self.lost_locks[cid]
             raise LockLost("the lock's lease ended before this request; the writes made under it were rolled back")
-        outcome = self.engine.execute(query)
+        outcome = self.engine.run(query, self.max_work, self.max_reply)
         if not outcome.is_write:
             return ok_reply(rid, outcome.result, self.journal.seq)
         self._begin()

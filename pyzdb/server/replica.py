@@ -25,12 +25,13 @@ from pyzdb.server.follower import Follower
 from pyzdb.server.rw import split_frames
 from pyzdb.transport import wire
 from pyzdb.transport.heartbeat import Beacon
-from pyzdb.tree import files
+from pyzdb.tree import budget, files
 from pyzdb.tree import query as q
 
 log = logging.getLogger("pyzdb.replica")
 READ_CONTROL = frozenset({"ping", "status", "sync", "file_read"})
 STATUS_TOPIC = b"replica"
+HELD_REQUESTS = 100     # requests a replica's socket takes in before it reads them (zmq's RCVHWM)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class ReplicaConfig:
     status_interval: float = 0.5   # seconds between status reports when nothing changes
     max_wait: float = 0.5          # seconds a read waits for its min_seq before going to the RW server
     max_message: int = wire.DEFAULT_MAX_MESSAGE
+    max_work: int | None = budget.DEFAULT_MAX_WORK
     file_roots: list = field(default_factory=list)
     curve: dict = field(default_factory=dict)        # server-role key options for the broker's back end and health
     peer_curve: dict = field(default_factory=dict)   # the same key, toward the feed and the status listener
@@ -91,6 +93,8 @@ class ReplicaServer:
             return None
         sock = self.context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        if kind == zmq.DEALER:      # reads waiting here are bounded too; the broker refuses what does not fit
+            sock.setsockopt(zmq.RCVHWM, HELD_REQUESTS)
         for option, value in curve.items():
             sock.setsockopt(option, value)
         sock.connect(address)
@@ -105,17 +109,25 @@ class ReplicaServer:
         try:
             while not self.stopping.is_set():
                 events = dict(poller.poll(self._timeout_ms()))
-                if self.sub in events:
-                    self._read_feed()
-                self._follow()
-                if self.socket in events:
-                    self._serve_requests()
-                self._release_held()
-                self._report()
-                if self.beacon is not None:
-                    self.beacon.tick()
+                try:
+                    self._step(events)
+                except zmq.ContextTerminated:
+                    raise
+                except Exception:   # a bug costs what this step was doing, never the replica
+                    log.exception("unexpected failure in the replica's loop")
         finally:
             self.close()
+
+    def _step(self, events: dict) -> None:
+        if self.sub in events:
+            self._read_feed()
+        self._follow()
+        if self.socket in events:
+            self._serve_requests()
+        self._release_held()
+        self._report()
+        if self.beacon is not None:
+            self.beacon.tick()
 
     def stop(self) -> None:
         """Ask the loop to end after its current step."""
@@ -211,10 +223,15 @@ class ReplicaServer:
             reply = self._too_late(rid, query, not_yet.args[0])
         except Error as exc:
             reply = wire.error_reply(rid, exc, self.follower.seq)
+        except Exception as exc:    # a bug must cost one request, never the replica (the fuzz tests look for these)
+            log.exception("unexpected failure on a request")
+            reply = wire.error_reply(rid, exc, self.follower.seq)
         self._send(route, reply)
 
     def _run(self, query: dict):
         op = query.get("op")
+        if not isinstance(op, str):
+            q.validate(query)      # names what is wrong
         if op == "watch":
             answer = watch.answer(query, self.follower.journal, self.follower.seq, self.follower)
             if not answer["changes"] and query.get("since") is not None and answer["seq"] >= self.follower.seq:
@@ -231,7 +248,7 @@ class ReplicaServer:
             what = f"{query['method']}()" if op == "call" else op
             raise ReadOnlyError(f"{what} on {q.format_path(query.get('path', []))} is a write; this is a "
                                 f"read-only replica (send writes to the read-write server)")
-        return engine.execute(query).result
+        return engine.run(query, self.config.max_work, self.config.max_message).result
 
     def _control(self, op: str, query: dict):
         if op not in READ_CONTROL:
@@ -264,7 +281,11 @@ class ReplicaServer:
             self._answer(request.route, request.rid, request.query, request.deadline)
 
     def _send(self, route: list, reply: dict) -> None:
-        self.socket.send_multipart(route + [wire.encode_reply(reply, self.config.max_message)])
+        try:
+            data = wire.encode_reply(reply, self.config.max_message)
+        except Error as exc:    # a result that cannot be encoded is refused by name
+            data = wire.encode_reply(wire.error_reply(reply.get("rid"), exc, self.follower.seq))
+        self.socket.send_multipart(route + [data])
 
     # --- status --------------------------------------------------------------------
     def status(self) -> dict:

@@ -136,17 +136,25 @@ class ReadWriteServer:
         self.published = self.db.journal.seq
         try:
             while not self.stopping.is_set():
-                busy = self.front.wait(self._timeout_ms())
-                if busy:
-                    self._process(self.front.drain(MAX_DRAIN))
-                if self.db.engine.expiries.deadlines and time.monotonic() >= self._next_expiry:
-                    self._expire()
-                if not busy or self.db.lock is not None or self.waiting:
-                    self._tick()   # timers; after a busy step _process already committed and sent
-                if self.beacon is not None:
-                    self.beacon.tick()   # a clock read unless a beat is due
+                try:
+                    self._step()
+                except zmq.ContextTerminated:
+                    raise
+                except Exception:   # a bug costs the replies of this step (clients resend), never the server
+                    log.exception("unexpected failure in the server's loop")
         finally:
             self.close()
+
+    def _step(self) -> None:
+        busy = self.front.wait(self._timeout_ms())
+        if busy:
+            self._process(self.front.drain(MAX_DRAIN))
+        if self.db.engine.expiries.deadlines and time.monotonic() >= self._next_expiry:
+            self._expire()
+        if not busy or self.db.lock is not None or self.waiting:
+            self._tick()   # timers; after a busy step _process already committed and sent
+        if self.beacon is not None:
+            self.beacon.tick()   # a clock read unless a beat is due
 
     def stop(self) -> None:
         """Ask the loop to end after its current step."""

@@ -9,6 +9,7 @@ from typing import Iterable, Mapping
 
 from pyzdb.errors import NoDatabase, NotDurable, StoreError
 from pyzdb.storage.base import Store
+from pyzdb.storage.private import create_private_file, make_private_dir, warn_if_exposed
 
 # sqlite caps bound parameters per statement (32766 in 3.32+); stay well under it.
 _CHUNK = 900
@@ -75,7 +76,9 @@ class SqliteStore(Store):
             raise NoDatabase(f"no pyzdb database at {path}: the file does not exist (a wrong --data or --store?); "
                              f"only a read-write server creates one")
         if create:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            make_private_dir(os.path.dirname(os.path.abspath(path)))
+        if not (create and create_private_file(path)):
+            warn_if_exposed(path)
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)

@@ -13,12 +13,14 @@ from typing import Any
 from pyzdb.errors import (
     Error,
     InvalidValue,
+    MessageTooLarge,
     PathIndexError,
     PathKeyError,
     QueryError,
+    RequestTooCostly,
     ValueTypeError,
 )
-from pyzdb.tree import expiry
+from pyzdb.tree import budget, expiry
 from pyzdb.tree import query as q
 from pyzdb.tree.methods import call_method
 from pyzdb.tree.values import clone, del_op, fits_int64, insert_op, is_number, set_op, truncate_op, type_name
@@ -36,6 +38,12 @@ class Outcome:
     def is_write(self) -> bool:
         """True when the query changed the tree."""
         return bool(self.forward)
+
+
+def describe(query: dict) -> str:
+    """A query as users wrote it, for error messages: ``list.count() on db['l']`` style."""
+    where = q.format_path(query.get("path", []))
+    return f"{query.get('method')}() on {where}" if query["op"] == "call" else f"{query['op']} of {where}"
 
 
 class Engine:
@@ -60,6 +68,26 @@ class Engine:
         outcome = getattr(self, "_op_" + query["op"])(query)
         if self.expiries.deadlines and outcome.forward:      # keys that expire: a set or delete drops theirs
             expiry.after_write(self.resolve, self.expiries, query, outcome.result, outcome.inverse)
+        return outcome
+
+    def run(self, query: dict, max_work: int | None = None, max_reply: int | None = None) -> Outcome:
+        """``execute`` a client's query within budgets: refused before it runs if its estimated work is over
+        ``max_work``, and undone if its result surely encodes to more than ``max_reply`` bytes."""
+        if max_work is not None:
+            units = budget.cost(self.resolve, query, max_work)
+            if units > max_work:
+                what = f"a batch of {len(query['ops'])} operations" if query["op"] == "batch" else describe(query)
+                raise RequestTooCostly(f"{what} needs over {max_work:,} work units (--max-work; estimated {units:,} "
+                                       "from the sizes of the values it touches); ask for smaller parts "
+                                       "(a slice, a page, len())")
+        outcome = self.execute(query)
+        if max_reply is not None and type(outcome.result) in (list, dict, str, bytes):   # others: a few bytes
+            floor = budget.size_floor(outcome.result, max_reply)
+            if floor > max_reply:
+                if outcome.is_write:
+                    self.apply(outcome.inverse)
+                raise MessageTooLarge(f"reply of at least {floor:,} bytes is over the limit of {max_reply:,} bytes;"
+                                      " read a smaller part (a slice, keys(), or len())")
         return outcome
 
     def apply(self, ops: list) -> list:

@@ -144,6 +144,8 @@ def validate(query: Any, depth: int = 0) -> dict:
     if not isinstance(query, dict):
         raise QueryError(f"query must be a map, not {type(query).__name__}")
     op = query.get("op")
+    if not isinstance(op, str):
+        raise QueryError(f"a query's 'op' must be a str, not {type(op).__name__}")
     if op in CONTROL_OPS:
         return query
     if op not in OPS:

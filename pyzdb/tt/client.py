@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from pyzdb.kvnet.errors import CounterOverflow, ProtocolError
 from pyzdb.kvnet.mapping import DictAccess
-from pyzdb.kvnet.pool import KvConnection, Pool, batches
+from pyzdb.kvnet.pool import DEFAULT_MAX_LENGTH, KvConnection, Pool, batches
 from pyzdb.kvnet.serializers import Serializer, decode_key, encode_key, encode_plain, get_serializer
 from pyzdb.tt import protocol as p
 from pyzdb.tt.admin import AdminCommands
@@ -54,14 +54,17 @@ class TokyoTyrant(AdminCommands, DictAccess):
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 1978, timeout: float | None = 10.0,
-                 serializer: str | Serializer | None = None, decode_keys: bool = True, pool_size: int = 4) -> None:
+                 serializer: str | Serializer | None = None, decode_keys: bool = True, pool_size: int = 4,
+                 max_length: int = DEFAULT_MAX_LENGTH) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self.max_length = max_length    # the most bytes one length header in a reply may ask for
         self.serializer = get_serializer(serializer)
         self.decode_keys = decode_keys
         self._pool = Pool(self._connect, pool_size)
 
     def _connect(self) -> KvConnection:
-        return KvConnection(self.host, self.port, timeout=self.timeout, name="Tokyo Tyrant")
+        return KvConnection(self.host, self.port, timeout=self.timeout, name="Tokyo Tyrant",
+                            max_length=self.max_length)
 
     def _call(self, payload: bytes, read: Callable[[KvConnection], T], idempotent: bool = True) -> T:
         def run(conn: KvConnection) -> T:
@@ -131,7 +134,7 @@ class TokyoTyrant(AdminCommands, DictAccess):
             what = f"mget of {len(part)} keys"
             def read(conn: KvConnection) -> list[tuple[bytes, bytes]]:
                 p.expect_ok(conn, what)
-                return conn.read_pairs(conn.unpack(p.U32)[0])
+                return p.read_pairs(conn)
             found.update((self._key(k), decode(v)) for k, v in self._call(p.encode_mget(part), read))
         return found
 

@@ -195,9 +195,14 @@ def expect_ok(conn: KvConnection, what: str) -> None:
 
 def read_sized(conn: KvConnection) -> bytes:
     """A ``size:u32`` then that many bytes."""
-    return conn.read(conn.unpack(U32)[0])
+    return conn.read(conn.check_length("size", conn.unpack(U32)[0], MAXARGSIZ))
 
 
 def read_list(conn: KvConnection, n: int) -> list[bytes]:
     """``n`` × ``size:u32 bytes`` (fwmkeys and misc replies)."""
-    return [read_sized(conn) for _ in range(n)]
+    return [read_sized(conn) for _ in range(conn.check_length("count", n, MAXARGNUM))]
+
+
+def read_pairs(conn: KvConnection) -> list[tuple[bytes, bytes]]:
+    """A ``count:u32`` then that many ``ksiz:u32 vsiz:u32 key value`` (the mget reply)."""
+    return conn.read_pairs(conn.check_length("count", conn.unpack(U32)[0], MAXARGNUM), MAXARGSIZ)

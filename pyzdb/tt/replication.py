@@ -129,6 +129,6 @@ class TTReplication(LogStream):
             if magic != p.TCULMAGICNUM:
                 raise ReplicationError(f"Tokyo Tyrant replication sent byte 0x{magic:02X}")
             ts, sid, size = conn.unpack(_FRAME)
-            body = conn.read(size)
+            body = conn.read(conn.check_length("update-log frame size", size, 2 * p.MAXARGSIZ + 64))
             self.ts = max(self.ts, ts)
             return decode_command(ts, sid, body)
