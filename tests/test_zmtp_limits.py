@@ -131,10 +131,12 @@ def test_clients_that_never_read_their_replies_are_dropped(service):
     db = service.client()
     db["big"] = "x" * MIB
     before = start_peak(pid)
-    request = encode_frames([b"", wire.encode_request(os.urandom(16), 1, {"op": "get", "path": ["big"]})])
     peers = [handshake(port) for _ in range(2)]
-    for sock in peers:
-        flood(sock, request, 100 * len(request))
+    for sock in peers:      # each connection a client of its own (its own id, new request ids), as real clients are
+        cid = os.urandom(16)
+        requests = b"".join(encode_frames([b"", wire.encode_request(cid, rid, {"op": "get", "path": ["big"]})])
+                            for rid in range(1, 101))
+        flood(sock, requests, len(requests))
     for sock in peers:
         assert closed_by_server(sock, 20)
         sock.close()
