@@ -76,6 +76,7 @@ class Journal:
         self.appended_bytes = 0    # bytes of log records appended or recovered by this process
         self.covered_bytes = 0     # of those, the bytes the newest checkpoint covers
         self.claim: Claim | None = None   # the writer's claim, checked before each append and checkpoint commit
+        self.on_append: Callable[[int, int, list[list]], None] | None = None   # (first seq, last seq, batch)
 
     @property
     def log_records(self) -> int:
@@ -209,8 +210,11 @@ class Journal:
             items[log_key(seq)] = data
             size += len(data)
         self.store.set_bulk(items)
+        first = self.seq + 1
         self.seq, self.last_crc = seq, crc
         self.appended_bytes += size
+        if self.on_append is not None:
+            self.on_append(first, seq, batch)
         return self.seq
 
     def write_checkpoint(self, state: bytes | Iterable[bytes], seq: int, crc: int,
