@@ -5,7 +5,7 @@ Starts ``pyzdb serve --durability batch --checkpoint-records R`` (sqlite), loads
 while this process times single gets for ``--seconds``. Prints get p50 / p99.9 / max and how many
 checkpoints ran meanwhile.
 
-    python bench/bench_checkpoint_stall.py [--keys 1000000] [--seconds 20] [--records 2000]
+    python -m bench.bench_checkpoint_stall [--keys 1000000] [--seconds 20] [--records 2000]
         [--rounds 3 --modes fork,thread] [-- SERVER FLAGS]
 """
 from __future__ import annotations

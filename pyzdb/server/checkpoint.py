@@ -59,20 +59,22 @@ class Checkpointer:
         started = time.monotonic()
         if self.fork:
             try:
-                state: bytes | ForkedSnapshot = ForkedSnapshot(lambda: self.db.snapshot()[0],
-                                                               self.db.journal.chunk_size)
+                state: bytes | ForkedSnapshot = ForkedSnapshot(self._encode, self.db.journal.chunk_size)
             except OSError as exc:   # no memory or processes left for a child: counted, tried again when due
                 self._failed(seq, exc)
                 self.last = time.monotonic()
                 return False
         else:
-            state = self.db.snapshot()[0]
+            state = self._encode()
         self.last = time.monotonic()
         self.paused = self.last - started   # what this checkpoint cost the serving loop
         self.thread = threading.Thread(target=self._write, args=(state, seq, crc, covered), name="pyzdb-checkpoint",
                                        daemon=True)
         self.thread.start()
         return True
+
+    def _encode(self) -> bytes:
+        return self.db.snapshot()[0]
 
     def _failed(self, seq: int, exc: BaseException) -> None:
         self.db.checkpoint_failures += 1

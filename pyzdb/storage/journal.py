@@ -13,6 +13,7 @@ database never checkpointed has a ``meta`` of generation 0 (no chunks).
 """
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 import zlib
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from pyzdb.errors import CorruptStore, StoreError
 from pyzdb.storage.base import Store
+from pyzdb.storage.checkpoint_state import restore_tree
 from pyzdb.transport import wire
 
 if TYPE_CHECKING:
@@ -116,21 +118,42 @@ class Journal:
         return meta
 
     def load_checkpoint(self, meta: dict, progress: Callable[[int, int], None] | None = None) -> Any:
-        """Read and check every chunk of the checkpoint ``meta`` names; return the decoded state."""
+        """Read and check every chunk of the checkpoint ``meta`` names; return the decoded state.
+
+        The chunks are copied into one buffer of the checkpoint's size as they
+        are read (no list of chunks joined into a second copy); the cyclic GC
+        is paused while the state is decoded (millions of new objects, none
+        of them garbage), and a flat ``tree_pairs`` is turned into the tree.
+        """
         gen, count = meta["gen"], meta["chunks"]
-        parts: list[bytes] = []
+        size = meta.get("size")
+        buffer = bytearray(size) if isinstance(size, int) and size >= 0 else bytearray()
+        filled = 0
         for start in range(0, count, 64):
             keys = [chunk_key(gen, i) for i in range(start, min(start + 64, count))]
             found = self.store.get_bulk(keys)
             for offset, key in enumerate(keys):
-                if key not in found:
+                chunk = found.pop(key, None)
+                if chunk is None:
                     raise CorruptStore(f"checkpoint chunk {key.decode()} is missing (meta names {count} chunks)")
-                if zlib.crc32(found[key]) != meta["crcs"][start + offset]:
+                if zlib.crc32(chunk) != meta["crcs"][start + offset]:
                     raise CorruptStore(f"checkpoint chunk {key.decode()} fails its crc32 check")
-                parts.append(found[key])
+                buffer[filled:filled + len(chunk)] = chunk
+                filled += len(chunk)
             if progress:
                 progress(min(start + 64, count), count)
-        return _decode(b"".join(parts), f"checkpoint of generation {gen}")
+        del buffer[filled:]
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            state = _decode(buffer, f"checkpoint of generation {gen}")
+            del buffer
+            if isinstance(state, dict):
+                state["tree"] = restore_tree(state)
+        finally:
+            if was_enabled:
+                gc.enable()
+        return state
 
     def records_after(self, seq: int, prev_crc: int) -> Iterator[tuple[int, int, list]]:
         """Yield (seq, crc, entries) of each record after ``seq`` that chains to ``prev_crc``."""
