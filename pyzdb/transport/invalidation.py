@@ -19,7 +19,6 @@ TOPIC = b"inv"
 PREFIX_STEPS = 2
 EVERYTHING: tuple = ()
 MAX_PREFIXES = 256   # more in one message: send EVERYTHING instead
-PATH_FIELDS = ("path",)
 
 
 def prefixes_of(entries: Iterable[dict]) -> set[tuple]:
@@ -27,8 +26,8 @@ def prefixes_of(entries: Iterable[dict]) -> set[tuple]:
     found: set[tuple] = set()
     for entry in entries:
         for op in entry.get("ops") or ():
-            path = op.get("path") if isinstance(op, dict) else None
-            if not isinstance(path, list) or any(key not in PATH_FIELDS for key in op if key.endswith("path")):
+            path = op.get("path") if type(op) is dict else None
+            if type(path) is not list:     # every write op names its one path in "path" (tree/query.py)
                 return {EVERYTHING}
             prefix = prefix_of(path)
             if not prefix:
