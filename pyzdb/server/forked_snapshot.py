@@ -12,6 +12,7 @@ checkpoint before any ``meta`` names it.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import signal
@@ -24,6 +25,9 @@ NO_FORK_ENV = "PYZDB_NO_FORK"   # "1": encode on the serving thread as before (t
 CAN_FORK = hasattr(os, "fork") and os.environ.get(NO_FORK_ENV, "") in ("", "0")
 PAUSE_ENV = "PYZDB_SNAPSHOT_CHILD_PAUSE"   # tests only: seconds the child waits after its first chunk
 PIPE_WRITE = 1 << 20
+PAUSE_AFTER = 1 << 16     # with PAUSE_ENV: the bytes written before the pause
+MAX_FD = 1 << 20
+PR_SET_PDEATHSIG = 1
 
 
 class ForkedSnapshot:
@@ -42,8 +46,8 @@ class ForkedSnapshot:
         if pid == 0:   # the child: encode, write, leave; nothing of the parent's I/O is touched
             code = 1
             try:
-                os.close(read_end)
                 gc.disable()
+                _leave_parent_resources(write_end)
                 _write_all(write_end, encode())
                 code = 0
             finally:
@@ -105,6 +109,23 @@ class ForkedSnapshot:
         self._reap()
 
 
+def _leave_parent_resources(keep: int) -> None:
+    """In the child: close every inherited descriptor but ``keep``, and die with the parent.
+
+    Closing them matters for the store's claim: a child that outlived a
+    killed server would otherwise hold its lock file's flock, and the next
+    server could not start until the child ended.
+    """
+    os.closerange(3, keep)
+    os.closerange(keep + 1, MAX_FD)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):   # not Linux: the closed descriptors are what matters
+        pass
+    if os.getppid() == 1:               # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _how(status: int | None) -> str:
     if status is None:
         return "was not reaped"
@@ -120,7 +141,7 @@ def _write_all(fd: int, data: bytes) -> None:
     pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
     offset = 0
     while offset < len(view):
-        offset += os.write(fd, view[offset:offset + PIPE_WRITE])
+        offset += os.write(fd, view[offset:offset + (PAUSE_AFTER if pause else PIPE_WRITE)])
         if pause:
             time.sleep(pause)
             pause = 0.0
