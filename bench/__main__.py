@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", help="comma-separated systems: pyzdb,pyzdb-always,pyzdb-none,pyzdb-kt,pyzdb-tt,redis,zeo")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"),
                         help="directory of summary.png and summary.json (default bench/results)")
+    parser.add_argument("--extra", default="cache",
+                        help="lines run after the table, each its own module: cache (cached gets vs redis GET), "
+                             "memory (RSS vs redis at 10^6 keys, restart), stall (get p99.9/max during checkpoints "
+                             "at 10^6 keys); '' for none (default %(default)s)")
     parser.add_argument("--replot", action="store_true", help="print and plot the saved summary.json again, measure nothing")
     return parser
 
@@ -136,7 +140,23 @@ def run(argv: list[str] | None = None) -> int:
             "systems": [label for label, _ in plan if any(key[0] == label for key in results)],
             "configs": configs, "results": {json.dumps(list(key)): stats for key, stats in results.items()}},
            args.out)
+    run_extra([name for name in args.extra.split(",") if name])
     return 0
+
+
+EXTRA = {"cache": ["bench.bench_client_cache", "--seconds", "1", "--rounds", "3"],
+         "memory": ["bench.bench_memory", "--keys", "1000000"],
+         "stall": ["bench.bench_checkpoint_stall", "--keys", "1000000", "--seconds", "10"]}
+
+
+def run_extra(names: list[str]) -> None:
+    """Run each named line's module in a process of its own; they print their lines."""
+    import subprocess
+    for name in names:
+        if name not in EXTRA:
+            print(f"  --extra {name}: not one of {', '.join(EXTRA)}", file=sys.stderr)
+            continue
+        subprocess.run([sys.executable, "-m", *EXTRA[name]], check=False)
 
 
 def main() -> None:

@@ -138,6 +138,10 @@ class WrongDatabase(StoreError):
     """The store holds another database than the one the read-write server serves (their identities differ)."""
 
 
+class SnapshotFailed(StoreError):
+    """A checkpoint's forked snapshot child died or sent less than it announced; no meta names that checkpoint."""
+
+
 # --- one writer per store ----------------------------------------------------------
 class ClaimError(Error):
     """The read-write server's claim on its store (one writer per database) cannot be had or was lost."""

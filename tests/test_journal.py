@@ -491,7 +491,8 @@ def test_store_size_stabilises_under_steady_writes():
     from pyzdb.server.checkpoint import Checkpointer
     store = MemoryStore()
     db = open_db(store, history_depth=20, chunk_size=256)
-    checkpointer = Checkpointer(db, every_records=50, every_bytes=1 << 30, every_seconds=3600)
+    checkpointer = Checkpointer(db, every_records=50, every_bytes=1 << 30, every_seconds=3600,
+                                fork=False)   # in-thread: each checkpoint ends before the next is due
     sizes = []
     steady_writes(db, checkpointer, 3000, sizes, store)
     checkpointer.wait()

@@ -9,6 +9,7 @@ from typing import Any
 
 import zmq
 
+from pyzdb.client.cache import MISS, ReadCache, cache_key
 from pyzdb.errors import (
     AuthError,
     ClientClosed,
@@ -23,6 +24,7 @@ from pyzdb.transport.curve import client_options
 from pyzdb.tree.files import ext_hook
 
 DEFAULT_RW = "tcp://127.0.0.1:5559"
+DEFAULT_FEED = "tcp://127.0.0.1:5563"
 log = logging.getLogger("pyzdb.client")
 SEND_WAIT_MS = 500     # how long a send to several addresses waits for one of them to be connected
 RO_RETRY_AFTER = 5.0   # seconds reads skip the replicas' queue after it gave no answer at all
@@ -124,13 +126,16 @@ class Connection:
                  context: zmq.Context | None = None, curve: dict | None = None,
                  consistency: str = "read-your-writes", curve_server_key: bytes | str | None = None,
                  curve_keypair: tuple | str | None = None, transport: str = "auto",
-                 connect_timeout: float = 2.0) -> None:
+                 connect_timeout: float = 2.0, cache: bool = False, feed: str = DEFAULT_FEED) -> None:
         self.context = context or zmq.Context.instance()
         if curve_server_key is not None or curve_keypair is not None:
             if curve_server_key is None or curve_keypair is None:
                 raise AuthError("CURVE needs both curve_server_key and curve_keypair")
             curve = {**(curve or {}), **client_options(curve_server_key, curve_keypair)}
         self.curve = curve
+        if cache and curve:
+            raise AuthError("cache=True listens to the change feed, which under CURVE admits only server-role "
+                            "keys (SECURITY.md): the client cache is for deployments without CURVE")
         self.rw_uri, self.ro_uris = rw_uri, list(ro_uris)
         self.timeout, self.attempt_timeout, self.max_message = timeout, attempt_timeout, max_message
         self.connect_timeout = connect_timeout
@@ -148,6 +153,8 @@ class Connection:
         self.rw = self.open_endpoint([rw_uri])
         self.ro = self.open_endpoint(self.ro_uris) if self.ro_uris else None
         self.ro_skip_until = 0.0
+        self.reply_seq = 0         # the seq of the last reply (the state a read saw)
+        self.cache = ReadCache(self.context, feed) if cache else None
 
     def open_endpoint(self, uris: list[str]) -> Endpoint | DirectEndpoint:
         """A new endpoint to ``uris`` with this connection's transport and CURVE keys."""
@@ -180,6 +187,18 @@ class Connection:
         ``strong`` (always the RW server).
         """
         level = check_consistency(consistency or self.consistency)
+        cache = self.cache
+        if cache is not None and query.get("op") == "get" and level != "strong" and self._keeper is None:
+            key = cache_key(query["path"])
+            if key is not None:
+                value = cache.get(key, self.last_seq)
+                if value is MISS:
+                    value = self._read(query, level)
+                    cache.put(key, value, self.reply_seq)
+                return value
+        return self._read(query, level)
+
+    def _read(self, query: dict, level: str) -> Any:
         if self.ro is not None and not self.locked and level != "strong" and time.monotonic() >= self.ro_skip_until:
             if level == "read-your-writes" and self.last_seq:
                 query = {**query, "min_seq": self.last_seq}
@@ -194,7 +213,11 @@ class Connection:
 
     def write(self, query: dict) -> Any:
         """Run a write (or a lock/undo/control operation) on the read-write server."""
-        result = self._call(self.rw, query, self.timeout)
+        try:
+            result = self._call(self.rw, query, self.timeout)
+        finally:
+            if self.cache is not None:
+                self.cache.written(query)
         if query.get("op") == "lock" and isinstance(result, dict):
             self.lease = float(result.get("lease") or self.lease)
         return result
@@ -224,12 +247,15 @@ class Connection:
             endpoint.send([b"", payload])
             reply = self._wait(endpoint, rid, min(attempt, max(deadline - time.monotonic(), 0.001)))
             if reply is not None:
-                self.last_seq = max(self.last_seq, reply.get("seq") or 0)
+                self.reply_seq = reply.get("seq") or 0
+                self.last_seq = max(self.last_seq, self.reply_seq)
                 return wire.raise_for_reply(reply)
             if time.monotonic() >= deadline:
                 raise NoAnswer(f"no answer from {', '.join(endpoint.uris)} within {timeout:g} s "
                                f"(is `pyzdb serve` running?)")
             endpoint.reopen()
+            if self.cache is not None:
+                self.cache.clear()    # a reconnect: start again from what the feed says next
             attempt = min(attempt * 2, 5.0)
 
     def _reach(self) -> None:
@@ -272,6 +298,8 @@ class Connection:
         self.rw.close()
         if self.ro is not None:
             self.ro.close()
+        if self.cache is not None:
+            self.cache.close()
 
 
 class LeaseKeeper:

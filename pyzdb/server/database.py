@@ -14,8 +14,9 @@ from typing import Any
 from pyzdb.errors import CorruptStore, Error, LockError, LockLost, ReadOnlyError
 from pyzdb.server.group import CommitGroup, journal_error, rewrite
 from pyzdb.server.replies import ReplyTable
+from pyzdb.storage.checkpoint_state import encode_state
 from pyzdb.storage.journal import Journal, log_key
-from pyzdb.transport.wire import error_reply, ok_reply, pack
+from pyzdb.transport.wire import error_reply, ok_reply
 from pyzdb.tree import files
 from pyzdb.tree import query as q
 from pyzdb.tree.engine import Engine
@@ -117,7 +118,7 @@ class Database:
         """The committed state as bytes, with the seq and crc of the record it follows."""
         state = {"tree": self.engine.tree, "history": self.history.state(),
                  "replies": self.replies.state(), "expiries": self.engine.expiries.state()}
-        return pack(state), self.journal.seq, self.journal.last_crc
+        return encode_state(state), self.journal.seq, self.journal.last_crc
 
     # --- requests ----------------------------------------------------------------
     def handle(self, cid: bytes, rid: int, query: dict, now: float | None = None, *, read_only: bool = False) -> Any:

@@ -18,7 +18,7 @@ from pyzdb.server import feed, watch
 from pyzdb.server.checkpoint import Checkpointer
 from pyzdb.server.client_keys import ClientKeys
 from pyzdb.server.database import DEFER, Database
-from pyzdb.transport import wire
+from pyzdb.transport import invalidation, wire
 from pyzdb.transport.curve import ROLE_FRAMES
 from pyzdb.transport.heartbeat import Beacon, set_heartbeats
 from pyzdb.transport.queue_socket import QueueSocket
@@ -96,6 +96,8 @@ class ReadWriteServer:
             for option, value in config.feed_curve.items():
                 self.feed.setsockopt(option, value)
             self.feed.bind(config.feed)
+            db.journal.on_append = self._note_commit
+        self.touched: list = []   # [first seq, last seq, prefixes] committed since the last invalidation sent
         self.client_keys: ClientKeys | None = None   # from the loaded reply table, when serving starts
         self.waiting: list[Waiting] = []
         self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
@@ -292,8 +294,27 @@ class ReadWriteServer:
         if self.db.lock is None and not self.db.pending:
             self.checkpointer.maybe_start()
 
+    def _note_commit(self, first: int, last: int, batch: list[list]) -> None:
+        """Journal hook: remember the path prefixes a commit touched, for the next invalidation message."""
+        prefixes = invalidation.prefixes_of(entry for entries in batch for entry in entries)
+        if len(prefixes) > invalidation.MAX_PREFIXES:
+            prefixes = {invalidation.EVERYTHING}
+        if self.touched:
+            self.touched[1] = last
+            self.touched[2] |= prefixes
+        else:
+            self.touched = [first, last, prefixes]
+
     def _announce(self) -> None:
-        """Publish the committed seq and the database id when the seq moved, and every ANNOUNCE_INTERVAL anyway."""
+        """Publish the committed seq and the database id when the seq moved, and every ANNOUNCE_INTERVAL anyway.
+
+        The paths the commits since the last announcement touched go first,
+        as one ``invalidation`` message (client caches).
+        """
+        if self.touched:
+            first, last, prefixes = self.touched
+            self.touched = []
+            self.feed.send(invalidation.message(first, last, self.db.journal.identity, prefixes))
         seq, now = self.db.journal.seq, time.monotonic()
         if seq != self.published or now >= self._next_announce:
             self.published, self._next_announce = seq, now + feed.ANNOUNCE_INTERVAL

@@ -98,6 +98,7 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open sqlite store {path!r}: {exc}") from exc
         self.flushes = 0
+        self._checkpoint_db: sqlite3.Connection | None = None   # the flush thread's, for WAL checkpoints
         self._dirty = threading.Event()
         self._closed = threading.Event()
         self._flusher = None
@@ -132,15 +133,21 @@ class SqliteStore(Store):
     def checkpoint(self) -> None:
         """Copy the WAL's pages into the database file (sqlite's PASSIVE checkpoint).
 
-        It holds the writers' lock, so it ends with the whole WAL copied and
-        the next write starts the WAL over; written in the last second, that is
-        few distinct pages (the log's records sit side by side).
+        The bulk of it runs on a connection of its own, outside the writers'
+        lock: a PASSIVE checkpoint waits for no writer and no writer waits for
+        it, so copying the pages of a big pyzdb checkpoint (tens of MB) does not
+        hold the serving loop's appends back. Then, holding the lock, a second
+        pass copies the few pages written meanwhile, so it ends with the whole
+        WAL copied and the next write starts the WAL over.
         """
-        with self._lock:
-            try:
+        try:
+            if self._checkpoint_db is None:
+                self._checkpoint_db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            with self._lock:
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error:
-                pass   # a follower's read may hold it back; the next interval tries again
+        except sqlite3.Error:
+            pass   # a follower's read may hold it back; the next interval tries again
 
     def flush(self) -> None:
         """fsync the database's WAL (and file) now."""
@@ -236,6 +243,8 @@ class SqliteStore(Store):
             self._flusher.join()
             if self._dirty.is_set():
                 self.flush()
+        if self._checkpoint_db is not None:
+            self._checkpoint_db.close()
         with self._lock:
             self._db.close()
 

@@ -1,0 +1,68 @@
+"""The change feed's invalidation message: which path prefixes the writes of one commit touched.
+
+The read-write server publishes one per commit on the feed, beside its
+``seq`` announcement (topic ``inv``, so replicas, which subscribe to
+``seq``, never receive it): ``inv`` + msgpack ``[first seq, last seq,
+database id, prefixes]``, where each prefix is the first ``PREFIX_STEPS``
+steps of a path a write changed, cut before a list index (``[]``:
+anything may have changed). A
+client's cache (pyzdb/client/cache.py) drops every entry on, above or
+below a prefix, and notices a missed message by a gap in the seqs.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from pyzdb.transport.wire import pack, unpack
+
+TOPIC = b"inv"
+PREFIX_STEPS = 2
+EVERYTHING: tuple = ()
+MAX_PREFIXES = 256   # more in one message: send EVERYTHING instead
+
+
+def prefixes_of(entries: Iterable[dict]) -> set[tuple]:
+    """The path prefixes the journal entries of one commit changed (their forward or applied ops)."""
+    found: set[tuple] = set()
+    for entry in entries:
+        for op in entry.get("ops") or ():
+            path = op.get("path") if type(op) is dict else None
+            if type(path) is not list:     # every write op names its one path in "path" (tree/query.py)
+                return {EVERYTHING}
+            prefix = prefix_of(path)
+            if not prefix:
+                return {EVERYTHING}
+            found.add(prefix)
+    return found
+
+
+def prefix_of(path: list) -> tuple:
+    """The first PREFIX_STEPS steps, cut before the first that is not a str (a list index: others move with it)."""
+    prefix = []
+    for step in path[:PREFIX_STEPS]:
+        if type(step) is not str:
+            break
+        prefix.append(step)
+    return tuple(prefix)
+
+
+def message(first: int, last: int, identity: str | None, prefixes: set[tuple]) -> bytes:
+    """One frame: the topic and the msgpack body."""
+    return TOPIC + pack([first, last, identity or "", [list(p) for p in prefixes]])
+
+
+def parse(frame: bytes) -> tuple[int, int, str | None, list[tuple]] | None:
+    """(first seq, last seq, database id or None, prefixes) of an invalidation frame; None if it is not one."""
+    if not frame.startswith(TOPIC):
+        return None
+    try:
+        first, last, identity, prefixes = unpack(frame[len(TOPIC):], max_size=None)
+        return int(first), int(last), identity or None, [tuple(p) for p in prefixes]
+    except Exception:   # noqa: BLE001 - a frame that is not ours is not an invalidation
+        return None
+
+
+def overlaps(path: tuple, prefix: Any) -> bool:
+    """True when a write under ``prefix`` may change the value at ``path`` (one is a prefix of the other)."""
+    size = min(len(path), len(prefix))
+    return path[:size] == prefix[:size]
