@@ -16,7 +16,7 @@ from pyzdb.tree.history import DEFAULT_BYTES, DEFAULT_DEPTH
 DEFAULTS = {"rw_front": "tcp://127.0.0.1:5559", "rw_back": "tcp://127.0.0.1:5560",
             "ro_front": "tcp://127.0.0.1:5561", "ro_back": "tcp://127.0.0.1:5562",
             "feed": "tcp://127.0.0.1:5563", "status_feed": "tcp://127.0.0.1:5564",
-            "health": "tcp://127.0.0.1:5565"}
+            "health": "tcp://127.0.0.1:5565", "replication": "tcp://127.0.0.1:5566"}
 
 
 def _count(text: str) -> int:
@@ -51,6 +51,9 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
                        help="always: fsync before every reply; batch: group commit; none: no fsync (default %(default)s)")
     group.add_argument("--batch-ms", type=float, default=2.0, help="group-commit window for --durability batch, in ms")
     group.add_argument("--feed", default=DEFAULTS["feed"], help="change feed the RW server publishes (default %(default)s)")
+    group.add_argument("--replication", default=DEFAULTS["replication"],
+                       help="RW server: where replicas on other hosts stream the journal from ('' for none) "
+                            "(default %(default)s)")
     group.add_argument("--max-message", type=int, default=wire.DEFAULT_MAX_MESSAGE, help="largest request or reply in bytes")
     group.add_argument("--max-work", type=int, default=budget.DEFAULT_MAX_WORK,
                        help="work units one request may take, estimated before it runs (about 10 ns each; "
@@ -149,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     replica.add_argument("--name", help="the replica's name in `pyzdb status` (default ro-PID)")
     replica.add_argument("--status-feed", default=DEFAULTS["status_feed"],
                          help="where the replica publishes its status; `pyzdb status` listens there (default %(default)s)")
+    replica.add_argument("--follow", metavar="ADDRESS",
+                         help="stream the journal from the RW server's --replication address into a local copy "
+                              "in --data (a replica on another host; default: read the RW server's store)")
     replica.add_argument("--ro-wait", type=float, default=0.5,
                          help="seconds a read-your-writes read waits for the replica before going to the RW server")
     replica.add_argument("--peer-key", default="default", metavar="NAME",

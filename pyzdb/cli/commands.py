@@ -97,7 +97,7 @@ def _serve_claimed(server: ReadWriteServer, db: Database, name: str) -> int:
 
 def _server_config(args: argparse.Namespace, back: str) -> ServerConfig:
     """The RW server's settings; with --curve its server-role key joins the back end and health and guards the feed."""
-    warn_if_exposed([args.feed], getattr(args, "curve", None))
+    warn_if_exposed([args.feed, getattr(args, "replication", None)], getattr(args, "curve", None))
     curve = feed_curve = {}
     if getattr(args, "curve", None):
         curve = auth.server_role_options(args.curve, args.server_key)
@@ -106,7 +106,7 @@ def _server_config(args: argparse.Namespace, back: str) -> ServerConfig:
                         max_message=args.max_message, lock_wait=args.lock_wait,
                         checkpoint_records=args.checkpoint_records, checkpoint_seconds=args.checkpoint_seconds,
                         checkpoint_bytes=args.checkpoint_bytes, health=getattr(args, "health", None) or None,
-                        curve=curve, feed_curve=feed_curve)
+                        curve=curve, feed_curve=feed_curve, replication=getattr(args, "replication", None) or None)
 
 
 def _broker_config(args: argparse.Namespace, inproc: str | None = None) -> BrokerConfig:

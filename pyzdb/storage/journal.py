@@ -76,6 +76,8 @@ class Journal:
         self.appended_bytes = 0    # bytes of log records appended or recovered by this process
         self.covered_bytes = 0     # of those, the bytes the newest checkpoint covers
         self.claim: Claim | None = None   # the writer's claim, checked before each append and checkpoint commit
+        self.retain: Callable[[], int] | None = None   # log records after this seq outlive checkpoints (replicas)
+        self.meta_extra: dict = {}        # fields every checkpoint's meta carries (a replica copy's mark)
 
     @property
     def log_records(self) -> int:
@@ -236,7 +238,8 @@ class Journal:
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "gen": gen, "seq": seq, "crc": crc,
                 "chunks": len(chunks), "crcs": [zlib.crc32(c) for c in chunks], "size": len(state_bytes),
                 "time": time.time(), "prev_gen": old["gen"], "prev_chunks": old["chunks"],
-                "prev_seq": old.get("removed_to", old["seq"]), "id": old.get("id"), "created": old.get("created")}
+                "prev_seq": old.get("removed_to", old["seq"]), "id": old.get("id"), "created": old.get("created"),
+                **self.meta_extra}
         self._check_claim()
         self.store.set_bulk({META_KEY: wire.pack(meta)})
         self.meta = meta
@@ -257,9 +260,10 @@ class Journal:
         step = max(1, WRITE_GROUP_BYTES // max(self.chunk_size, 1))
         for start in range(0, len(chunks), step):
             self.store.remove_bulk(chunks[start:start + step])
-        for start in range(meta["prev_seq"] + 1, meta["seq"] + 1, 1024):
-            self.store.remove_bulk([log_key(s) for s in range(start, min(start + 1024, meta["seq"] + 1))])
-        meta["removed_to"] = meta["seq"]
+        upto = meta["seq"] if self.retain is None else max(meta["prev_seq"], min(meta["seq"], self.retain()))
+        for start in range(meta["prev_seq"] + 1, upto + 1, 1024):
+            self.store.remove_bulk([log_key(s) for s in range(start, min(start + 1024, upto + 1))])
+        meta["removed_to"] = upto
         try:
             self.store.set_bulk({META_KEY: wire.pack(meta)})
         except StoreError:
