@@ -8,10 +8,10 @@ import time
 
 from pyzdb.cli.signals import run_until_signal
 from pyzdb.errors import Error, WrongDatabase
-from pyzdb.server.local_copy import LocalCopy
+from pyzdb.server.local_copy import CopyFollower, LocalCopy
 from pyzdb.server.replica import ReplicaConfig
 from pyzdb.server.stream_follower import StreamFollower
-from pyzdb.server.stream_replica import StreamReplicaServer, follower_for
+from pyzdb.server.stream_replica import StreamReplicaServer
 from pyzdb.storage import open_store
 
 FIRST_SYNC_WAIT = 30.0   # seconds an empty copy waits for the RW server before giving up
@@ -32,24 +32,21 @@ def run_stream_replica(args: argparse.Namespace, config: ReplicaConfig) -> int:
     except Error as exc:
         print(f"pyzdb server --ro: {exc}", file=sys.stderr)
         return 2
-    config.feed = None   # replaced below by the stream's own in-process feed
-    server = None
-    stream = StreamFollower(copy, args.follow, config.peer_curve, info=lambda: server.stream_info() if server else {})
-    config.feed = stream.feed_address
+    server: StreamReplicaServer | None = None
     started = time.monotonic()
-    stream.start()
+    stream = StreamFollower(copy, args.follow, config.peer_curve, info=lambda: server.stream_info() if server else {})
     try:
-        synced = stream.wait_synced(FIRST_SYNC_WAIT if copy.identity is None else 2.0)
+        synced = stream.sync(FIRST_SYNC_WAIT if copy.identity is None else 2.0)
         if stream.error is not None:
             raise stream.error
         if copy.identity is None:
             raise Error(f"no read-write server answered on {args.follow} within {FIRST_SYNC_WAIT:g} s, and the "
                         f"local copy {store.url} is empty: nothing to serve")
-        follower = follower_for(stream)
+        follower = CopyFollower(copy, stream.received)
         follower.load()
     except Error as exc:
         print(f"pyzdb server --ro: {exc}", file=sys.stderr)
-        stream.stop()
+        stream.close()
         store.close()
         return 3 if isinstance(exc, WrongDatabase) else 2
     state = "caught up" if synced else "the RW server is silent; serving the local copy and catching up later"
@@ -57,11 +54,9 @@ def run_stream_replica(args: argparse.Namespace, config: ReplicaConfig) -> int:
           f"({state}) in {time.monotonic() - started:.2f} s; streaming from {args.follow}; serving reads on "
           f"{config.back}", file=sys.stderr, flush=True)
     try:
-        server = StreamReplicaServer(follower, config)
-        server.stream = stream
+        server = StreamReplicaServer(follower, config, stream)
         run_until_signal(server.stop, server.serve_forever)
     finally:
-        stream.stop()
         store.close()
     if server.wrong_database:
         print(f"pyzdb server --ro: stopped: {server.wrong_database}", file=sys.stderr)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import threading
 import time
 import zlib
+from collections import deque
 
-from pyzdb.errors import CorruptStore, NotReplicaCopy, WrongDatabase
+from pyzdb.errors import CorruptStore, Error, NotReplicaCopy, WrongDatabase
 from pyzdb.server.follower import Follower
 from pyzdb.storage.base import Store
 from pyzdb.storage.journal import FORMAT, FORMAT_VERSION, META_KEY, Journal, log_key
@@ -61,26 +62,28 @@ class LocalCopy:
             self.journal.store.set_bulk({META_KEY: wire.pack(meta)})
             self.journal.meta = meta
 
-    def append_raw(self, first: int, records: list[bytes]) -> bool:
-        """Store records ``first``, ``first + 1``, … as received; False (nothing stored) if they do not chain on."""
-        journal, items = self.journal, {}
+    def append_raw(self, first: int, records: list[bytes]) -> list[tuple[int, int, list]] | None:
+        """Store records ``first``, ``first + 1``, … as received; their (seq, crc, entries), or None if they do not
+        chain on (then nothing is stored)."""
+        journal, items, decoded = self.journal, {}, []
         seq, crc = journal.seq, journal.last_crc
         if first > seq + 1:
-            return False
+            return None
         for offset, raw in enumerate(records):
             number = first + offset
             if number <= seq:
-                continue   # already held (a resend after a reconnect)
+                continue   # already held (a resend after asking again)
             record = wire.unpack(raw, max_size=None)
             if not (isinstance(record, list) and len(record) == 3 and record[0] == number and record[1] == crc):
-                return False
+                return None
             items[log_key(number)] = raw
             seq, crc = number, zlib.crc32(raw)
+            decoded.append((seq, crc, record[2]))
         if items:
             with self.lock:
                 journal.store.set_bulk(items)
                 journal.seq, journal.last_crc = seq, crc
-        return True
+        return decoded
 
     def install_checkpoint(self, meta: dict, chunks: list[bytes]) -> None:
         """Store the RW server's checkpoint (after record ``meta['seq']``) as this copy's newest one."""
@@ -102,12 +105,35 @@ class LocalCopy:
 
 
 class CopyFollower(Follower):
-    """A ``Follower`` of a local copy that checkpoints the copy every ``every`` records it applies."""
+    """A ``Follower`` of a local copy: takes the records the stream decoded (``received``) without reading them
+    back, and checkpoints the copy every ``every`` records it applies."""
 
-    def __init__(self, copy: LocalCopy, every: int = LOCAL_CHECKPOINT_RECORDS) -> None:
+    def __init__(self, copy: LocalCopy, received: deque | None = None, every: int = LOCAL_CHECKPOINT_RECORDS) -> None:
         super().__init__(copy.journal)
         self.copy, self.every = copy, every
+        self.received: deque = received if received is not None else deque()
         self.last_checkpoint = time.monotonic()
+
+    def _apply_new(self) -> int:
+        received, applied = self.received, 0
+        while received and received[0][0] <= self.seq:
+            received.popleft()
+        if not received or received[0][0] != self.seq + 1:
+            received.clear()
+            return super()._apply_new()   # not what follows: read the copy's log
+        while received and not self.stale:
+            seq, crc, entries = received.popleft()
+            try:
+                for entry in entries:
+                    self.engine.apply(entry["ops"])
+            except Error:
+                self.stale = True    # reloaded from the copy's checkpoint by catch_up
+                received.clear()
+                break
+            self.seq, self.crc = seq, crc
+            self.recent.append((seq, entries))
+            applied += 1
+        return applied
 
     def catch_up(self, known_seq: int = 0) -> int:
         """Apply new records (see ``Follower.catch_up``); checkpoint the copy when its log is long."""
