@@ -6,6 +6,7 @@ they cannot be made.
 """
 import json
 import signal
+import subprocess
 import time
 
 import pytest
@@ -83,6 +84,18 @@ def test_read_your_writes_1000_times_across_hosts(deployment):
     result = deployment.client("ryw", deployment.rw_uri, deployment.ro_uri, "1000")
     print(f"read-after-write across hosts: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms")
     assert result["stale"] == 0
+
+
+def test_status_on_a_client_host_lists_each_replica_with_its_host_address(deployment):
+    deployment.wait_replicas("b", "c")
+    hosts = deployment.hosts
+    out = subprocess.run(hosts.command("d", ["-m", "pyzdb", "status", "--uri", deployment.rw_uri, "--health",
+                                             deployment.health, "--replication", deployment.replication,
+                                             "--status-feed", ""]),
+                         capture_output=True, text=True, timeout=60, env=hosts.env())
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.startswith("  ")}
+    assert rows["b"][2] == hosts.address["b"] and rows["c"][2] == hosts.address["c"], out.stdout
 
 
 def test_a_replica_host_cut_off_under_writes_catches_up_when_healed(deployment):

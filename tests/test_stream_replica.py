@@ -6,6 +6,9 @@ import os
 import re
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -152,5 +155,29 @@ def test_a_copy_of_another_database_is_refused(service, replication):
             wrong = StreamReplica(other, other_replication, "f", data=replica.data).start(wait=False)
             assert wrong.proc.wait(20) == 3
             assert "refusing to mix them" in wrong.log()
+    finally:
+        replica.close()
+
+
+def test_status_lists_each_streaming_replica_with_host_seq_lag_and_reads(service, replication):
+    replica = StreamReplica(service, replication, "g").start()
+    try:
+        replica.wait_seq(rw_seq(service))
+        ro = service.client(ro=True)
+        ro["status-check"] = 1
+        for _ in range(5):
+            assert ro["status-check"] == 1
+        time.sleep(0.6)   # an acknowledgement carries the reads to the RW server
+        out = subprocess.run([sys.executable, "-m", "pyzdb", "status", "--uri", service.rw_uri, "--health",
+                              service.health, "--replication", replication, "--status-feed", replica.status_feed,
+                              "--listen", "1.0"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        streaming = lines[next(i for i, line in enumerate(lines) if line.startswith("streaming replicas")):]
+        row = next(line.split() for line in streaming if line.strip().startswith("g "))
+        name, host, address, seq, lag, lag_ms, reads = row
+        assert host == socket.gethostname() and address == "127.0.0.1"
+        assert int(seq) == rw_seq(service) and int(lag) == 0 and float(lag_ms) == 0 and int(reads) >= 5
+        assert any(line.strip().startswith("g ") for line in lines if line not in streaming)   # its own report too
     finally:
         replica.close()

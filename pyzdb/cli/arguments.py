@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--status-feed", default=DEFAULTS["status_feed"],
                         help="address to listen on for replicas' status reports ('' to skip them)")
     _offline_options(status, "show the store's facts offline, with no server")
+    status.add_argument("--replication", default=DEFAULTS["replication"],
+                        help="the RW server's replication socket, asked for the replicas streaming from it "
+                             "('' to skip) (default %(default)s)")
     status.add_argument("--listen", type=float, default=1.2, help="seconds to listen for replicas' reports")
     bench = sub.add_parser("bench", help="the benchmark suite against redis-py and ZEO (from a source checkout)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of `python -m bench` (see its --help)")

@@ -244,6 +244,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         health = query_status(args.health, timeout=2, curve=health_curve) if args.health else None
         print("\n".join(summary(health)) if health else f"broker: no answer on {args.health}")
         reports = _replica_reports(args.status_feed, args.listen, listen_curve) if args.status_feed else None
+        replication_curve = (auth.server_role_options(args.curve, args.server_key, peer=args.server_key)
+                             if getattr(args, "curve", None) else None)   # the RW server's server-role key
+        streaming = _streaming_replicas(args.replication, replication_curve) if args.replication else None
         status = db.status()
     except Error as exc:
         print(f"pyzdb status: {exc}", file=sys.stderr)
@@ -256,6 +259,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{key:20} {value}")
     if reports is not None:
         _print_replicas(reports, args.status_feed, status.get("seq", 0))
+    if streaming is not None:
+        _print_streaming(streaming, args.replication)
     return 0
 
 
@@ -303,12 +308,32 @@ def _print_replicas(reports: dict | str, address: str, rw_seq: int) -> None:
         print(f"replicas             {reports}")
         return
     print(f"replicas             {len(reports)} reporting on {address}")
-    print(f"  {'name':16} {'pid':>7} {'seq':>10} {'lag':>8} {'reads':>10} {'age_s':>6}")
+    print(f"  {'name':16} {'host':16} {'pid':>7} {'seq':>10} {'lag':>8} {'lag_ms':>8} {'reads':>10} {'age_s':>6}")
     now = time.time()
     for name, report in sorted(reports.items()):
         lag = max(0, rw_seq - report.get("seq", 0))
-        print(f"  {name:16} {report.get('pid', '?'):>7} {report.get('seq', 0):>10} {lag:>8} "
-              f"{report.get('reads', 0):>10} {now - report.get('time', now):>6.1f}")
+        print(f"  {name:16} {str(report.get('host', '-')):16} {report.get('pid', '?'):>7} {report.get('seq', 0):>10} "
+              f"{lag:>8} {report.get('lag_ms', '-'):>8} {report.get('reads', 0):>10} "
+              f"{now - report.get('time', now):>6.1f}")
+
+
+def _streaming_replicas(address: str, curve: dict | None) -> list | str:
+    from pyzdb.server.replication import query_replication
+    replicas = query_replication(address, 2.0, curve)
+    return f"no answer from the replication socket {address}" if replicas is None else replicas
+
+
+def _print_streaming(replicas: list | str, address: str) -> None:
+    """One line per replica streaming the journal: name, host and address, acknowledged seq, lag, reads."""
+    if isinstance(replicas, str):
+        print(f"streaming replicas   {replicas}")
+        return
+    print(f"streaming replicas   {len(replicas)} on {address}")
+    print(f"  {'name':16} {'host':16} {'address':16} {'seq':>10} {'lag':>8} {'lag_ms':>8} {'reads':>10}")
+    for replica in sorted(replicas, key=lambda r: str(r.get("name"))):
+        print(f"  {str(replica.get('name', '?')):16} {str(replica.get('host', '-')):16} "
+              f"{str(replica.get('address', '-')):16} {replica.get('seq', 0):>10} {replica.get('lag', 0):>8} "
+              f"{replica.get('lag_ms', '-'):>8} {replica.get('reads', 0):>10}")
 
 
 def cmd_dump(args: argparse.Namespace) -> int:

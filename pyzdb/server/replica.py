@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -290,7 +291,8 @@ class ReplicaServer:
     # --- status --------------------------------------------------------------------
     def status(self) -> dict:
         """This replica's facts: name, applied seq, how far behind the feed it is, reads served."""
-        return {"role": "ro", "name": self.config.name, "pid": os.getpid(), "database": self.follower.identity,
+        return {"role": "ro", "name": self.config.name, "pid": os.getpid(), "host": socket.gethostname(),
+                "database": self.follower.identity,
                 "seq": self.follower.seq,
                 "feed_seq": self.known_seq, "lag": max(0, self.known_seq - self.follower.seq),
                 "reads": self.reads, "reloads": self.follower.reloads, "held": len(self.held),

@@ -150,20 +150,28 @@ class ReplicationServer:
     def _read_requests(self) -> None:
         for _ in range(1000):
             try:
-                route, payload = self.socket.recv_multipart(zmq.NOBLOCK)[:2]
-            except (zmq.Again, ValueError):
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
                 return
+            if len(frames) != 2:
+                continue
+            route, payload = frames[0].bytes, frames[1].bytes
             try:
                 message = wire.unpack(payload)
-                self._handle(route, message)
+                if message["op"] == "status":
+                    self.socket.send_multipart([route, wire.pack({"t": "status", "replicas": self.status()})],
+                                               zmq.NOBLOCK)
+                    continue
+                self._handle(route, message, frames[1].get("Peer-Address"))
             except (Error, KeyError, TypeError, ValueError) as exc:
                 log.warning("a replica sent a message that is not a replication request: %s", exc)
 
-    def _handle(self, route: bytes, message: dict) -> None:
+    def _handle(self, route: bytes, message: dict, address: str | None = None) -> None:
         op, now = message["op"], time.monotonic()
         if op == "from":
             peer = Peer(route, int(message["epoch"]), int(message["seq"]), int(message["crc"]),
-                        acked_seq=int(message["seq"]), heard=now, info=dict(message.get("info") or {}))
+                        acked_seq=int(message["seq"]), heard=now,
+                        info={**(message.get("info") or {}), "address": address})
             self.peers[route] = peer
             self._send(peer, {"t": "hello", "id": self.journal.identity, "created": self.journal.meta.get("created"),
                               "seq": self.journal.seq})
@@ -253,3 +261,27 @@ class ReplicationServer:
             self.socket.send_multipart([peer.route, data], zmq.NOBLOCK)
         except zmq.Again:
             pass   # the replica is far behind its socket buffer: it notices the gap and asks again
+
+
+def query_replication(address: str, timeout: float = 2.0, curve: dict | None = None,
+                      context: zmq.Context | None = None) -> list[dict] | None:
+    """The replicas streaming from the RW server whose replication socket is ``address``; None if it is silent.
+
+    Each has its name, host, network address, acknowledged seq, lag in records and in ms, and reads served.
+    Under CURVE ``curve`` holds a server-role key's options (``curve.server_role_options``).
+    """
+    sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    for option, value in (curve or {}).items():
+        sock.setsockopt(option, value)
+    try:
+        sock.connect(address)
+        sock.send(wire.pack({"op": "status"}))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0 and sock.poll(int(left * 1000) + 1):
+            reply = wire.unpack(sock.recv())
+            if isinstance(reply, dict) and reply.get("t") == "status":
+                return list(reply["replicas"])
+        return None
+    finally:
+        sock.close()
