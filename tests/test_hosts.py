@@ -135,3 +135,34 @@ def test_kill_9_of_the_rw_server_replicas_keep_reading_and_resume(deployment):
     deployment.start_rw()
     deployment.client("fill", deployment.rw_uri, "50")
     deployment.wait_replicas("b", "c", timeout=20)
+
+
+def test_promotion_of_a_replica_once_the_rw_server_is_gone(deployment):
+    hosts = deployment.hosts
+    deployment.client("fill", deployment.rw_uri, "20")
+    deployment.wait_replicas("b", "c")
+
+    def pyzdb(host, *args):
+        return subprocess.run(hosts.command(host, ["-m", "pyzdb", *args]), capture_output=True, text=True,
+                              timeout=60, env=hosts.env())
+
+    hosts.stop("b")
+    refused = pyzdb("b", "promote", "--data", hosts.data("b"), "--follow", deployment.replication,
+                    "--health", deployment.health)
+    assert refused.returncode == 2 and "still answers" in refused.stderr   # the RW server is alive: never two
+    not_promoted = pyzdb("b", "server", "--data", hosts.data("b"), "--back", "tcp://127.0.0.1:1", "--health", "",
+                         "--feed", "", "--replication", "")
+    assert not_promoted.returncode == 2 and "replica's copy" in not_promoted.stderr
+    hosts.stop("rw", signal.SIGKILL)
+    time.sleep(2.0)   # the broker's health table lets the dead RW server's beats run out
+    promoted = pyzdb("b", "promote", "--data", hosts.data("b"), "--follow", deployment.replication,
+                     "--health", deployment.health)
+    assert promoted.returncode == 0, promoted.stderr
+    hosts.start("b", "rw-b", deployment.rw_args("b"))
+    new_replication = f"tcp://{hosts.address['b']}:5566"
+    hosts.stop("c")
+    deployment.start_replica("c", follow=new_replication)
+    result = deployment.client("ryw", deployment.rw_uri, deployment.ro_uri, "100")
+    assert result["stale"] == 0
+    assert deployment.client("get", deployment.rw_uri, deployment.ro_uri, "k19")["value"] == 19
+    deployment.wait_replicas("c")

@@ -161,6 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="with --curve: the server-role key the RW server's feed and `pyzdb status` listen with, "
                               "KEYS_DIR/servers/NAME.key (default %(default)s)")
     _server_options(server)
+    server.add_argument("--promote", action="store_true",
+                        help="serve a replica's local copy (--data) as the read-write server, once the old one is "
+                             "gone (see `pyzdb promote`)")
+    promote = sub.add_parser("promote", help="make a stopped replica's local copy a read-write server's store")
+    promote.add_argument("--data", default="pyzdb-data", help="the replica's data directory (default ./%(default)s)")
+    promote.add_argument("--store", help="store URL (default sqlite in --data)")
+    promote.add_argument("--follow", help="the old RW server's replication address: refuse while it answers")
+    promote.add_argument("--health", default=DEFAULTS["health"],
+                         help="the broker's heartbeat socket: refuse while it lists a live RW server ('' to skip)")
+    promote.add_argument("--claim-lease", type=float, default=DEFAULT_LEASE, help="kt:// and tt:// stores' lease")
+    promote.add_argument("--curve", metavar="KEYS_DIR", help="ask the old RW server and the broker with CURVE")
+    _server_key_option(promote)
     shell = sub.add_parser("shell", help="an interactive prompt with `db` bound")
     shell.add_argument("uris", nargs="*", help="RW_URI [RO_URI ...] (default tcp://127.0.0.1:5559)")
     _client_key_options(shell)

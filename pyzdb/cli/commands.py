@@ -14,6 +14,7 @@ from pyzdb.broker.queues import Broker, BrokerConfig
 from pyzdb.broker.relay import DEFAULT_HIGH_WATER
 from pyzdb.cli.arguments import store_url
 from pyzdb.cli.progress import Progress
+from pyzdb.cli.promote import refuse_or_promote
 from pyzdb.cli.signals import run_until_signal
 from pyzdb.errors import AuthError, Error, NoDatabase
 from pyzdb.server.database import Database
@@ -35,6 +36,7 @@ def claim_database(args: argparse.Namespace) -> Database:
     journal.claim = open_claim(store, args.claim_lease)
     try:
         journal.claim.acquire()
+        refuse_or_promote(args, journal)
         roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
         if not args.files_root:
             make_private_dir(roots[0])
@@ -208,6 +210,12 @@ def client_keys(args: argparse.Namespace) -> dict:
         raise AuthError("CURVE keys needed: give both --curve-server-key (the service's server.key) and "
                         "--curve-keypair (this client's .key_secret)")
     return {"curve_server_key": args.curve_server_key, "curve_keypair": args.curve_keypair}
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Make a stopped replica's local copy a read-write server's store (see cli/promote.py)."""
+    from pyzdb.cli.promote import promote_command
+    return promote_command(args)
 
 
 def cmd_shell(args: argparse.Namespace) -> int:

@@ -116,6 +116,8 @@ class CopyFollower(Follower):
 
     def _apply_new(self) -> int:
         received, applied = self.received, 0
+        if self.stale:
+            return 0   # catch_up loads the copy's checkpoint first
         while received and received[0][0] <= self.seq:
             received.popleft()
         if not received or received[0][0] != self.seq + 1:

@@ -29,8 +29,11 @@ class StreamReplicaServer(ReplicaServer):
         self.sub = stream.socket   # polled by serve_forever; _read_feed below reads it
 
     def _read_feed(self) -> None:
+        checkpoints = self.stream.checkpoints
         if self.stream.drain():
             self.known_seq = max(self.known_seq, self.stream.copy.journal.seq)
+        if self.stream.checkpoints != checkpoints:
+            self.follower.stale = True   # a checkpoint replaced the copy: load it (the tree may be ahead of it)
         if self.stream.error is not None and not self.wrong_database:
             self.wrong_database = str(self.stream.error)
             self.stop()
