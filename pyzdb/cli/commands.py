@@ -327,7 +327,7 @@ def _print_replicas(reports: dict | str, address: str, rw_seq: int) -> None:
 
 def _streaming_replicas(address: str, curve: dict | None) -> list | str:
     from pyzdb.server.replication import query_replication
-    replicas = query_replication(address, 2.0, curve)
+    replicas = query_replication(address, 1.0, curve)
     return f"no answer from the replication socket {address}" if replicas is None else replicas
 
 

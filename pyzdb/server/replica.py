@@ -33,6 +33,7 @@ log = logging.getLogger("pyzdb.replica")
 READ_CONTROL = frozenset({"ping", "status", "sync", "file_read"})
 STATUS_TOPIC = b"replica"
 HELD_REQUESTS = 100     # requests a replica's socket takes in before it reads them (zmq's RCVHWM)
+NOT_YET_RETRY = 0.002   # seconds between looks for an announced record the store does not hold yet
 
 
 @dataclass
@@ -188,6 +189,8 @@ class ReplicaServer:
         except Error as exc:
             log.error("cannot read the log (serving the tree as of seq %d): %s", self.follower.seq, exc)
         self.known_seq = max(self.known_seq, self.follower.seq)
+        if self.follower.waiting:   # announced but not in the store yet (a KT slave): look again soon
+            self._next_poll = now + NOT_YET_RETRY
 
     # --- requests ------------------------------------------------------------------
     def _serve_requests(self) -> None:
