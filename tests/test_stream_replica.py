@@ -181,3 +181,26 @@ def test_status_lists_each_streaming_replica_with_host_seq_lag_and_reads(service
         assert any(line.strip().startswith("g ") for line in lines if line not in streaming)   # its own report too
     finally:
         replica.close()
+
+
+def test_under_curve_only_a_server_role_key_streams_or_asks(tmp_path):
+    keys = str(tmp_path / "keys")
+    subprocess.run([sys.executable, "-m", "pyzdb", "keygen", keys, "--server", "replica"], check=True,
+                   capture_output=True, timeout=30)
+    back, feed_address, health, replication = (f"tcp://127.0.0.1:{p}" for p in free_ports(4))
+    rw = start_process(["server", "--curve", keys, "--data", str(tmp_path / "a"), "--back", back, "--feed",
+                        feed_address, "--health", "", "--replication", replication], str(tmp_path / "rw.log"))
+    replica = start_process(["server", "--ro", "--curve", keys, "--server-key", "replica", "--data",
+                             str(tmp_path / "b"), "--back", back, "--follow", replication, "--health", "",
+                             "--status-feed", "", "--name", "b"], str(tmp_path / "b.log"))
+    try:
+        from pyzdb.server.replication import query_replication
+        from pyzdb.transport import curve as auth
+        assert query_replication(replication, 1.0) is None   # no key: no answer at all
+        deadline = time.monotonic() + 20
+        while not (listed := query_replication(replication, 1.0, auth.server_role_options(keys, peer="default"))):
+            assert time.monotonic() < deadline, (tmp_path / "b.log").read_text()
+        assert [r["name"] for r in listed] == ["b"]
+    finally:
+        stop_process(replica)
+        stop_process(rw)

@@ -34,7 +34,7 @@ def run_stream_replica(args: argparse.Namespace, config: ReplicaConfig) -> int:
         return 2
     server: StreamReplicaServer | None = None
     started = time.monotonic()
-    stream = StreamFollower(copy, args.follow, config.peer_curve, info=lambda: server.stream_info() if server else {})
+    stream = StreamFollower(copy, args.follow, config.peer_curve, info=lambda: server.stream_info() if server else {"name": config.name})
     try:
         synced = stream.sync(FIRST_SYNC_WAIT if copy.identity is None else 2.0)
         if stream.error is not None:
