@@ -101,15 +101,16 @@ def test_status_on_a_client_host_lists_each_replica_with_its_host_address(deploy
 def test_a_replica_host_cut_off_under_writes_catches_up_when_healed(deployment):
     hosts = deployment.hosts
     deployment.wait_replicas("b", "c")
-    load = hosts.start_script("d", "load", "host_client.py", ["load", deployment.rw_uri, deployment.ro_uri, "5"])
+    load = hosts.start_script("d", "load", "host_client.py", ["load", deployment.rw_uri, deployment.ro_uri, "6"])
     time.sleep(1.0)
     hosts.cut("b")
-    time.sleep(2.0)
+    time.sleep(3.0)   # longer than the stream's 2 s of silence: b asks again from its seq once healed
     hosts.heal("b")
     out, _ = load.communicate(timeout=30)
     result = json.loads(out.strip().splitlines()[-1])
     assert result["stale"] == 0 and result["writes"] > 0, result
     deployment.wait_replicas("b", "c", timeout=20)
+    assert "asking again from seq" in hosts.log("b")
 
 
 def test_kill_9_of_a_replica_then_restart_from_its_local_copy(deployment):
@@ -135,6 +136,28 @@ def test_kill_9_of_the_rw_server_replicas_keep_reading_and_resume(deployment):
     deployment.start_rw()
     deployment.client("fill", deployment.rw_uri, "50")
     deployment.wait_replicas("b", "c", timeout=20)
+
+
+@pytest.mark.slow
+def test_long_variant_a_replica_over_a_delayed_link_through_repeated_cuts(deployment):
+    """--runslow: replica c streams through a 5 ms proxy on its host while b is cut off three times under load."""
+    hosts = deployment.hosts
+    proxy = hosts.start_script("c", "proxy", "delay_proxy.py", ["127.0.0.1:7566", f"{hosts.address['a']}:5566", "5"])
+    assert proxy.stdout.readline().strip() == "ready"
+    hosts.stop("c")
+    deployment.start_replica("c", follow="tcp://127.0.0.1:7566")
+    deployment.wait_replicas("b", "c")
+    load = hosts.start_script("d", "load-long", "host_client.py", ["load", deployment.rw_uri, deployment.ro_uri, "30"])
+    for _ in range(3):
+        time.sleep(3.0)
+        hosts.cut("b")
+        time.sleep(4.0)
+        hosts.heal("b")
+    out, _ = load.communicate(timeout=90)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["stale"] == 0 and result["writes"] > 0, result
+    deployment.wait_replicas("b", "c", timeout=30)
+    assert deployment.client("ryw", deployment.rw_uri, deployment.ro_uri, "10000", timeout=300)["stale"] == 0
 
 
 def test_promotion_of_a_replica_once_the_rw_server_is_gone(deployment):
@@ -166,3 +189,4 @@ def test_promotion_of_a_replica_once_the_rw_server_is_gone(deployment):
     assert result["stale"] == 0
     assert deployment.client("get", deployment.rw_uri, deployment.ro_uri, "k19")["value"] == 19
     deployment.wait_replicas("c")
+
