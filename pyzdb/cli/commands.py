@@ -15,6 +15,7 @@ from pyzdb.broker.relay import DEFAULT_HIGH_WATER
 from pyzdb.cli.arguments import store_url
 from pyzdb.cli.progress import Progress
 from pyzdb.cli.promote import refuse_or_promote
+from pyzdb.cli.replica_status import print_replicas, print_streaming, replica_reports, streaming_replicas
 from pyzdb.cli.signals import run_until_signal
 from pyzdb.errors import AuthError, Error, NoDatabase
 from pyzdb.server.database import Database
@@ -251,10 +252,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         db.ping()
         health = query_status(args.health, timeout=2, curve=health_curve) if args.health else None
         print("\n".join(summary(health)) if health else f"broker: no answer on {args.health}")
-        reports = _replica_reports(args.status_feed, args.listen, listen_curve) if args.status_feed else None
-        replication_curve = (auth.server_role_options(args.curve, args.server_key, peer=args.server_key)
-                             if getattr(args, "curve", None) else None)   # the RW server's server-role key
-        streaming = _streaming_replicas(args.replication, replication_curve) if args.replication else None
+        reports = replica_reports(args.status_feed, args.listen, listen_curve) if args.status_feed else None
+        streaming = streaming_replicas(args) if args.replication else None
         status = db.status()
     except Error as exc:
         print(f"pyzdb status: {exc}", file=sys.stderr)
@@ -266,9 +265,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({time.time() - value:.0f} s ago)"
         print(f"{key:20} {value}")
     if reports is not None:
-        _print_replicas(reports, args.status_feed, status.get("seq", 0))
+        print_replicas(reports, args.status_feed, status.get("seq", 0))
     if streaming is not None:
-        _print_streaming(streaming, args.replication)
+        print_streaming(streaming, args.replication)
     return 0
 
 
@@ -300,48 +299,6 @@ def _status_curve(args: argparse.Namespace) -> tuple[dict | None, dict | None]:
     auth.shared_authenticator(zmq.Context.instance(), args.curve)
     return (auth.server_role_options(args.curve, args.server_key),
             auth.server_role_bind_options(args.curve, args.server_key))
-
-
-def _replica_reports(address: str, seconds: float, curve: dict | None = None) -> dict | str:
-    from pyzdb.server.replica import collect_status
-    try:
-        return collect_status(address, seconds, curve=curve)
-    except zmq.ZMQError as exc:
-        return f"cannot listen on {address} for their reports: {exc}"
-
-
-def _print_replicas(reports: dict | str, address: str, rw_seq: int) -> None:
-    """One line per replica: name, pid, applied seq, lag behind the RW server (records), report age."""
-    if isinstance(reports, str):
-        print(f"replicas             {reports}")
-        return
-    print(f"replicas             {len(reports)} reporting on {address}")
-    print(f"  {'name':16} {'host':16} {'pid':>7} {'seq':>10} {'lag':>8} {'lag_ms':>8} {'reads':>10} {'age_s':>6}")
-    now = time.time()
-    for name, report in sorted(reports.items()):
-        lag = max(0, rw_seq - report.get("seq", 0))
-        print(f"  {name:16} {str(report.get('host', '-')):16} {report.get('pid', '?'):>7} {report.get('seq', 0):>10} "
-              f"{lag:>8} {report.get('lag_ms', '-'):>8} {report.get('reads', 0):>10} "
-              f"{now - report.get('time', now):>6.1f}")
-
-
-def _streaming_replicas(address: str, curve: dict | None) -> list | str:
-    from pyzdb.server.replication import query_replication
-    replicas = query_replication(address, 1.0, curve)
-    return f"no answer from the replication socket {address}" if replicas is None else replicas
-
-
-def _print_streaming(replicas: list | str, address: str) -> None:
-    """One line per replica streaming the journal: name, host and address, acknowledged seq, lag, reads."""
-    if isinstance(replicas, str):
-        print(f"streaming replicas   {replicas}")
-        return
-    print(f"streaming replicas   {len(replicas)} on {address}")
-    print(f"  {'name':16} {'host':16} {'address':16} {'seq':>10} {'lag':>8} {'lag_ms':>8} {'reads':>10}")
-    for replica in sorted(replicas, key=lambda r: str(r.get("name"))):
-        print(f"  {str(replica.get('name', '?')):16} {str(replica.get('host', '-')):16} "
-              f"{str(replica.get('address', '-')):16} {replica.get('seq', 0):>10} {replica.get('lag', 0):>8} "
-              f"{replica.get('lag_ms', '-'):>8} {replica.get('reads', 0):>10}")
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
