@@ -142,6 +142,11 @@ class SnapshotFailed(StoreError):
     """A checkpoint's forked snapshot child died or sent less than it announced; no meta names that checkpoint."""
 
 
+class NotReplicaCopy(StoreError):
+    """The store is not a replica's local copy (a writer's store given to a streaming replica), or it is a copy
+    that ``pyzdb promote`` has not made a writer's store yet (given to a read-write server)."""
+
+
 # --- one writer per store ----------------------------------------------------------
 class ClaimError(Error):
     """The read-write server's claim on its store (one writer per database) cannot be had or was lost."""
@@ -166,7 +171,7 @@ BY_NAME: dict[str, type[Error]] = {
         PathKeyError, PathIndexError, ValueTypeError, InvalidValue, StaleRequest, ReadOnlyError,
         UndoError, FileAccessError, LockError, LockTimeout, LockLost, ServiceUnavailable, NoAnswer,
         AuthError, StoreError, StoreConnectionError, StoreTimeout, StoreProtocolError,
-        RecordTooLarge, CorruptStore, NotDurable, NoDatabase, WrongDatabase, ClaimError, ClaimHeld, ClaimLost,
+        RecordTooLarge, CorruptStore, NotDurable, NoDatabase, WrongDatabase, NotReplicaCopy, ClaimError, ClaimHeld, ClaimLost,
         InternalError,
     ]
 }

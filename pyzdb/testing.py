@@ -85,8 +85,8 @@ class EmbeddedService:
         os.makedirs(self.data_dir, exist_ok=True)
         self.store = store
         self.extra_args = list(extra_args)
-        ports = free_ports(6)
-        self.rw_uri, self.rw_back, self.ro_uri, self.ro_back, self.feed, self.health = (
+        ports = free_ports(7)
+        self.rw_uri, self.rw_back, self.ro_uri, self.ro_back, self.feed, self.health, self.replication = (
             f"tcp://127.0.0.1:{p}" for p in ports)
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(self.data_dir, "serve.log")
@@ -94,7 +94,8 @@ class EmbeddedService:
     def args(self) -> list[str]:
         """The command line of ``pyzdb serve`` for this service."""
         args = ["serve", "--data", self.data_dir, "--rw-front", self.rw_uri, "--rw-back", self.rw_back,
-                "--ro-front", self.ro_uri, "--ro-back", self.ro_back, "--feed", self.feed, "--health", self.health]
+                "--ro-front", self.ro_uri, "--ro-back", self.ro_back, "--feed", self.feed, "--health", self.health,
+                "--replication", self.replication]
         if self.store:
             args += ["--store", self.store]
         return args + self.extra_args
@@ -184,9 +185,9 @@ class Cluster:
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pyzdb-cluster-")
         os.makedirs(self.data_dir, exist_ok=True)
-        ports = free_ports(7)
+        ports = free_ports(8)
         (self.rw_uri, self.rw_back, self.ro_uri, self.ro_back,
-         self.feed, self.status_feed, self.health) = (f"tcp://127.0.0.1:{p}" for p in ports)
+         self.feed, self.status_feed, self.health, self.replication) = (f"tcp://127.0.0.1:{p}" for p in ports)
         self.server_args, self.replica_args = list(server_args), list(replica_args)
         self.broker_args = list(broker_args)
         self.broker: subprocess.Popen | None = None
@@ -209,7 +210,7 @@ class Cluster:
             return ["broker", "--rw-front", self.rw_uri, "--rw-back", self.rw_back, "--ro-front", self.ro_uri,
                     "--ro-back", self.ro_back, "--health", self.health, *self.broker_args]
         if name == "rw":
-            return ["server", "--back", self.rw_back, *self._server_args()]
+            return ["server", "--back", self.rw_back, "--replication", self.replication, *self._server_args()]
         return ["server", "--ro", "--back", self.ro_back, "--status-feed", self.status_feed, "--name", name,
                 *self._server_args(), *self.replica_args]
 

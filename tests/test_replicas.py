@@ -282,7 +282,7 @@ def test_status_lists_each_replica_with_seq_and_lag(cluster, db):
     rows = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.startswith("  ro")}
     assert set(rows) == {"ro0", "ro1"}
     for row in rows.values():
-        assert int(row[2]) == seq and int(row[3]) == 0
+        assert int(row[3]) == seq and int(row[4]) == 0   # name, host, pid, seq, lag, ...
 
 
 @pytest.fixture(scope="module")

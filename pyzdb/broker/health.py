@@ -88,6 +88,18 @@ class HealthMonitor:
         if isinstance(info, dict) and (peer in self.servers or len(self.servers) < MAX_SERVERS):
             self.servers[peer] = {"info": info, "last": time.monotonic()}
 
+    def any_alive(self, role: str) -> bool:
+        """False if servers of ``role`` beat lately but none within the liveness window (called from the queues'
+        threads); True when one is alive, or when none of that role ever beat (servers started without
+        ``--health``: the queue then relies on zmq's connections alone)."""
+        now, known = time.monotonic(), False
+        for entry in list(self.servers.values()):
+            if entry["info"].get("role") == role:
+                if now - entry["last"] <= INTERVAL * LIVENESS:
+                    return True
+                known = True
+        return not known
+
     def status(self) -> dict:
         """This broker's facts and every server heard from in the last minute, alive or not."""
         now = time.monotonic()

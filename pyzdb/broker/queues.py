@@ -9,6 +9,7 @@ import itertools
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import zmq
 
@@ -54,9 +55,10 @@ class Queue:
 
     def __init__(self, name: str, front: str, backs: list[str], max_message: int,
                  context: zmq.Context | None = None, curve: dict | None = None, back_curve: dict | None = None,
-                 high_water: int | None = None) -> None:
+                 high_water: int | None = None, alive: Callable[[], bool] | None = None) -> None:
         self.name, self.front_addr, self.back_addrs = name, front, backs
         self.high_water = high_water    # set: requests no server can take now are answered NoAnswer
+        self.alive = alive              # with it: False (no server beat lately) refuses a request at once too
         self.max_message = max_message
         self.curve = curve or {}
         # servers join a tcp/ipc back end only with a server-role key; an inproc-only back end is this process's own
@@ -90,7 +92,8 @@ class Queue:
         control = self.context.socket(zmq.PAIR)
         control.bind(self.control_addr)
         if self.high_water is not None:
-            target, args = bounded_relay, (front, back, control, self.name, self._stamped if self.curve else None)
+            target, args = bounded_relay, (front, back, control, self.name, self._stamped if self.curve else None,
+                                           self.alive)
         elif self.curve:
             target, args = self._relay, (front, back, control)
         else:
@@ -173,10 +176,12 @@ class Broker:
         if config.rw_front:   # None: the read-write server binds the front itself (`pyzdb serve`)
             self.queues.append(Queue("rw", config.rw_front, rw_backs, config.max_message, self.context, curve,
                                      servers_only))
-        if config.ro_front:
-            self.queues.append(Queue("ro", config.ro_front, [config.ro_back], config.max_message, self.context, curve,
-                                     servers_only, config.ro_high_water))
         self.health = HealthMonitor(config.health, self.context, self._facts, servers_only) if config.health else None
+        if config.ro_front:   # also refused at once while the health table knows replicas but none is alive
+            health = self.health
+            alive = (lambda: health.any_alive("ro")) if health is not None else None
+            self.queues.append(Queue("ro", config.ro_front, [config.ro_back], config.max_message, self.context, curve,
+                                     servers_only, config.ro_high_water, alive))
 
     def _facts(self) -> dict:
         return {"curve": self.config.curve_dir is not None,

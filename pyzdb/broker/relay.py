@@ -40,10 +40,12 @@ def refusal(frames: list, name: str) -> list:
 
 
 def bounded_relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket, name: str,
-                  stamp: Callable[[list], list] | None = None) -> None:
+                  stamp: Callable[[list], list] | None = None, alive: Callable[[], bool] | None = None) -> None:
     """Forward requests front to back and replies back to front until ``control`` speaks; never block on a send.
 
     ``stamp`` (CURVE) turns a request's frames into those the server gets (the role frame before the payload).
+    ``alive`` (the broker's health table) False: no server beat lately (frozen, cut off), so a request is
+    refused at once like one no server is attached for, instead of waiting in a dead server's pipe.
     """
     poller = zmq.Poller()
     for sock in (front, back, control):
@@ -55,7 +57,7 @@ def bounded_relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket, name
                 return
             try:
                 if front in ready:
-                    _forward(front, back, name, stamp)
+                    _forward(front, back, name, stamp, alive)
                 if back in ready:
                     _reply(front, back)
             except zmq.ContextTerminated:
@@ -69,13 +71,16 @@ def bounded_relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket, name
             sock.close()
 
 
-def _forward(front: zmq.Socket, back: zmq.Socket, name: str, stamp: Callable[[list], list] | None) -> None:
+def _forward(front: zmq.Socket, back: zmq.Socket, name: str, stamp: Callable[[list], list] | None,
+             alive: Callable[[], bool] | None = None) -> None:
     for _ in range(1000):
         try:
             frames = front.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return
         try:
+            if alive is not None and not alive():
+                raise zmq.Again()
             back.send_multipart(stamp(frames) if stamp else frames, zmq.NOBLOCK)
         except zmq.Again:
             try:

@@ -16,7 +16,7 @@ from pyzdb.tree.history import DEFAULT_BYTES, DEFAULT_DEPTH
 DEFAULTS = {"rw_front": "tcp://127.0.0.1:5559", "rw_back": "tcp://127.0.0.1:5560",
             "ro_front": "tcp://127.0.0.1:5561", "ro_back": "tcp://127.0.0.1:5562",
             "feed": "tcp://127.0.0.1:5563", "status_feed": "tcp://127.0.0.1:5564",
-            "health": "tcp://127.0.0.1:5565"}
+            "health": "tcp://127.0.0.1:5565", "replication": "tcp://127.0.0.1:5566"}
 
 
 def _count(text: str) -> int:
@@ -51,6 +51,9 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
                        help="always: fsync before every reply; batch: group commit; none: no fsync (default %(default)s)")
     group.add_argument("--batch-ms", type=float, default=2.0, help="group-commit window for --durability batch, in ms")
     group.add_argument("--feed", default=DEFAULTS["feed"], help="change feed the RW server publishes (default %(default)s)")
+    group.add_argument("--replication", default=DEFAULTS["replication"],
+                       help="RW server: where replicas on other hosts stream the journal from ('' for none) "
+                            "(default %(default)s)")
     group.add_argument("--max-message", type=int, default=wire.DEFAULT_MAX_MESSAGE, help="largest request or reply in bytes")
     group.add_argument("--max-work", type=int, default=budget.DEFAULT_MAX_WORK,
                        help="work units one request may take, estimated before it runs (about 10 ns each; "
@@ -149,12 +152,27 @@ def build_parser() -> argparse.ArgumentParser:
     replica.add_argument("--name", help="the replica's name in `pyzdb status` (default ro-PID)")
     replica.add_argument("--status-feed", default=DEFAULTS["status_feed"],
                          help="where the replica publishes its status; `pyzdb status` listens there (default %(default)s)")
+    replica.add_argument("--follow", metavar="ADDRESS",
+                         help="stream the journal from the RW server's --replication address into a local copy "
+                              "in --data (a replica on another host; default: read the RW server's store)")
     replica.add_argument("--ro-wait", type=float, default=0.5,
                          help="seconds a read-your-writes read waits for the replica before going to the RW server")
     replica.add_argument("--peer-key", default="default", metavar="NAME",
                          help="with --curve: the server-role key the RW server's feed and `pyzdb status` listen with, "
                               "KEYS_DIR/servers/NAME.key (default %(default)s)")
     _server_options(server)
+    server.add_argument("--promote", action="store_true",
+                        help="serve a replica's local copy (--data) as the read-write server, once the old one is "
+                             "gone (see `pyzdb promote`)")
+    promote = sub.add_parser("promote", help="make a stopped replica's local copy a read-write server's store")
+    promote.add_argument("--data", default="pyzdb-data", help="the replica's data directory (default ./%(default)s)")
+    promote.add_argument("--store", help="store URL (default sqlite in --data)")
+    promote.add_argument("--follow", help="the old RW server's replication address: refuse while it answers")
+    promote.add_argument("--health", default=DEFAULTS["health"],
+                         help="the broker's heartbeat socket: refuse while it lists a live RW server ('' to skip)")
+    promote.add_argument("--claim-lease", type=float, default=DEFAULT_LEASE, help="kt:// and tt:// stores' lease")
+    promote.add_argument("--curve", metavar="KEYS_DIR", help="ask the old RW server and the broker with CURVE")
+    _server_key_option(promote)
     shell = sub.add_parser("shell", help="an interactive prompt with `db` bound")
     shell.add_argument("uris", nargs="*", help="RW_URI [RO_URI ...] (default tcp://127.0.0.1:5559)")
     _client_key_options(shell)
@@ -170,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--status-feed", default=DEFAULTS["status_feed"],
                         help="address to listen on for replicas' status reports ('' to skip them)")
     _offline_options(status, "show the store's facts offline, with no server")
+    status.add_argument("--replication", default=DEFAULTS["replication"],
+                        help="the RW server's replication socket, asked for the replicas streaming from it "
+                             "('' to skip) (default %(default)s)")
     status.add_argument("--listen", type=float, default=1.2, help="seconds to listen for replicas' reports")
     bench = sub.add_parser("bench", help="the benchmark suite against redis-py and ZEO (from a source checkout)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of `python -m bench` (see its --help)")

@@ -14,6 +14,8 @@ from pyzdb.broker.queues import Broker, BrokerConfig
 from pyzdb.broker.relay import DEFAULT_HIGH_WATER
 from pyzdb.cli.arguments import store_url
 from pyzdb.cli.progress import Progress
+from pyzdb.cli.promote import refuse_or_promote
+from pyzdb.cli.replica_status import print_replicas, print_streaming, replica_reports, streaming_replicas
 from pyzdb.cli.signals import run_until_signal
 from pyzdb.errors import AuthError, Error, NoDatabase
 from pyzdb.server.database import Database
@@ -35,6 +37,7 @@ def claim_database(args: argparse.Namespace) -> Database:
     journal.claim = open_claim(store, args.claim_lease)
     try:
         journal.claim.acquire()
+        refuse_or_promote(args, journal)
         roots = args.files_root or [os.path.abspath(os.path.join(args.data, "files"))]
         if not args.files_root:
             make_private_dir(roots[0])
@@ -97,7 +100,7 @@ def _serve_claimed(server: ReadWriteServer, db: Database, name: str) -> int:
 
 def _server_config(args: argparse.Namespace, back: str) -> ServerConfig:
     """The RW server's settings; with --curve its server-role key joins the back end and health and guards the feed."""
-    warn_if_exposed([args.feed], getattr(args, "curve", None))
+    warn_if_exposed([args.feed, getattr(args, "replication", None)], getattr(args, "curve", None))
     curve = feed_curve = {}
     if getattr(args, "curve", None):
         curve = auth.server_role_options(args.curve, args.server_key)
@@ -106,7 +109,7 @@ def _server_config(args: argparse.Namespace, back: str) -> ServerConfig:
                         max_message=args.max_message, lock_wait=args.lock_wait,
                         checkpoint_records=args.checkpoint_records, checkpoint_seconds=args.checkpoint_seconds,
                         checkpoint_bytes=args.checkpoint_bytes, health=getattr(args, "health", None) or None,
-                        curve=curve, feed_curve=feed_curve)
+                        curve=curve, feed_curve=feed_curve, replication=getattr(args, "replication", None) or None)
 
 
 def _broker_config(args: argparse.Namespace, inproc: str | None = None) -> BrokerConfig:
@@ -210,6 +213,12 @@ def client_keys(args: argparse.Namespace) -> dict:
     return {"curve_server_key": args.curve_server_key, "curve_keypair": args.curve_keypair}
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Make a stopped replica's local copy a read-write server's store (see cli/promote.py)."""
+    from pyzdb.cli.promote import promote_command
+    return promote_command(args)
+
+
 def cmd_shell(args: argparse.Namespace) -> int:
     """An interactive prompt with ``db`` bound."""
     from pyzdb.cli.shell import run_shell
@@ -243,7 +252,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         db.ping()
         health = query_status(args.health, timeout=2, curve=health_curve) if args.health else None
         print("\n".join(summary(health)) if health else f"broker: no answer on {args.health}")
-        reports = _replica_reports(args.status_feed, args.listen, listen_curve) if args.status_feed else None
+        reports = replica_reports(args.status_feed, args.listen, listen_curve) if args.status_feed else None
+        streaming = streaming_replicas(args) if args.replication else None
         status = db.status()
     except Error as exc:
         print(f"pyzdb status: {exc}", file=sys.stderr)
@@ -255,7 +265,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({time.time() - value:.0f} s ago)"
         print(f"{key:20} {value}")
     if reports is not None:
-        _print_replicas(reports, args.status_feed, status.get("seq", 0))
+        print_replicas(reports, args.status_feed, status.get("seq", 0))
+    if streaming is not None:
+        print_streaming(streaming, args.replication)
     return 0
 
 
@@ -287,28 +299,6 @@ def _status_curve(args: argparse.Namespace) -> tuple[dict | None, dict | None]:
     auth.shared_authenticator(zmq.Context.instance(), args.curve)
     return (auth.server_role_options(args.curve, args.server_key),
             auth.server_role_bind_options(args.curve, args.server_key))
-
-
-def _replica_reports(address: str, seconds: float, curve: dict | None = None) -> dict | str:
-    from pyzdb.server.replica import collect_status
-    try:
-        return collect_status(address, seconds, curve=curve)
-    except zmq.ZMQError as exc:
-        return f"cannot listen on {address} for their reports: {exc}"
-
-
-def _print_replicas(reports: dict | str, address: str, rw_seq: int) -> None:
-    """One line per replica: name, pid, applied seq, lag behind the RW server (records), report age."""
-    if isinstance(reports, str):
-        print(f"replicas             {reports}")
-        return
-    print(f"replicas             {len(reports)} reporting on {address}")
-    print(f"  {'name':16} {'pid':>7} {'seq':>10} {'lag':>8} {'reads':>10} {'age_s':>6}")
-    now = time.time()
-    for name, report in sorted(reports.items()):
-        lag = max(0, rw_seq - report.get("seq", 0))
-        print(f"  {name:16} {report.get('pid', '?'):>7} {report.get('seq', 0):>10} {lag:>8} "
-              f"{report.get('reads', 0):>10} {now - report.get('time', now):>6.1f}")
 
 
 def cmd_dump(args: argparse.Namespace) -> int:

@@ -47,6 +47,9 @@ def run_replica(args: argparse.Namespace) -> int:
     except Error as exc:
         print(f"pyzdb server --ro: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "follow", None):
+        from pyzdb.cli.stream_replica import run_stream_replica
+        return run_stream_replica(args, config)
     if store_url(args).startswith("memory:"):
         print("pyzdb server --ro: a replica reads the RW server's store; memory:// is private to one process",
               file=sys.stderr)

@@ -199,17 +199,18 @@ class Connection:
         return self._read(query, level)
 
     def _read(self, query: dict, level: str) -> Any:
+        deadline = time.monotonic() + self.timeout   # the replicas' try counts against the read's one timeout
         if self.ro is not None and not self.locked and level != "strong" and time.monotonic() >= self.ro_skip_until:
             if level == "read-your-writes" and self.last_seq:
                 query = {**query, "min_seq": self.last_seq}
             try:
-                return self._call(self.ro, query, self.attempt_timeout * 3)
+                return self._call(self.ro, query, min(self.attempt_timeout * 3, self.timeout))
             except NoAnswer:
                 # no replica is up: ask the read-write server, and skip the replicas for a while
                 self.ro_skip_until = time.monotonic() + RO_RETRY_AFTER
             except ServiceUnavailable:
                 pass  # a replica too far behind: the read-write server can answer any read
-        return self._call(self.rw, query, self.timeout)
+        return self._call(self.rw, query, max(deadline - time.monotonic(), 0.001))
 
     def write(self, query: dict) -> Any:
         """Run a write (or a lock/undo/control operation) on the read-write server."""

@@ -18,6 +18,7 @@ from pyzdb.tree.engine import Engine
 log = logging.getLogger("pyzdb.follower")
 RECENT_RECORDS = 4096
 RELOAD_INTERVAL = 1.0
+GONE_AFTER = 2.0    # seconds an announced record may be "not replicated yet" (a KT slave) before it counts as gone
 
 
 class Follower:
@@ -37,6 +38,7 @@ class Follower:
         self.stale = False    # a record failed to apply: the tree must be loaded again
         self.identity: str | None = None   # the database id in the store's meta record
         self._last_reload = 0.0
+        self.missing_since: float | None = None   # when an announced record was first not there (not yet / gone)
 
     def load(self) -> int:
         """Read the newest checkpoint and every record after it; return the seq reached."""
@@ -66,11 +68,16 @@ class Follower:
     def catch_up(self, known_seq: int = 0) -> int:
         """Apply every record after the current one; return how many were applied.
 
-        When no next record can be read although one should exist (the feed
-        announced ``known_seq``, or a newer checkpoint covers it and removed
-        it), the tree is loaded again from the checkpoint.
+        When the next record is gone (a newer checkpoint covers it and removed
+        it, or it was announced ``GONE_AFTER`` seconds ago and is still not
+        there) the tree is loaded again from the checkpoint. A record the feed
+        announced that the store does not hold yet (a KT slave that has not
+        copied it: "not replicated yet") is only waited for: ``waiting`` is
+        True and the caller asks again shortly.
         """
         applied = self._apply_new()
+        if applied:
+            self.missing_since = None
         if applied or not (self.stale or self._missing(known_seq)):
             return applied
         if time.monotonic() - self._last_reload < RELOAD_INTERVAL:
@@ -81,10 +88,25 @@ class Follower:
         self.load()
         return max(self.seq - before, 0)
 
+    @property
+    def waiting(self) -> bool:
+        """True while an announced record is not in the store yet (ask again soon, do not reload)."""
+        return self.missing_since is not None
+
     def _missing(self, known_seq: int) -> bool:
-        if known_seq > self.seq:
-            return True
-        return self.journal.read_meta().get("seq", 0) > self.seq
+        """True if the next record is gone (reload); notes one that is only not replicated yet."""
+        if self.journal.read_meta().get("seq", 0) > self.seq:
+            return True    # gone: a checkpoint covers it
+        if known_seq <= self.seq:
+            self.missing_since = None
+            return False
+        now = time.monotonic()
+        if self.missing_since is None:
+            self.missing_since = now
+        if now - self.missing_since < GONE_AFTER:
+            return False   # not replicated yet: wait for it
+        self.missing_since = None
+        return True
 
     def _apply_new(self) -> int:
         applied = 0

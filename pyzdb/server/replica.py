@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ log = logging.getLogger("pyzdb.replica")
 READ_CONTROL = frozenset({"ping", "status", "sync", "file_read"})
 STATUS_TOPIC = b"replica"
 HELD_REQUESTS = 100     # requests a replica's socket takes in before it reads them (zmq's RCVHWM)
+NOT_YET_RETRY = 0.002   # seconds between looks for an announced record the store does not hold yet
 
 
 @dataclass
@@ -187,6 +189,8 @@ class ReplicaServer:
         except Error as exc:
             log.error("cannot read the log (serving the tree as of seq %d): %s", self.follower.seq, exc)
         self.known_seq = max(self.known_seq, self.follower.seq)
+        if self.follower.waiting:   # announced but not in the store yet (a KT slave): look again soon
+            self._next_poll = now + NOT_YET_RETRY
 
     # --- requests ------------------------------------------------------------------
     def _serve_requests(self) -> None:
@@ -290,7 +294,8 @@ class ReplicaServer:
     # --- status --------------------------------------------------------------------
     def status(self) -> dict:
         """This replica's facts: name, applied seq, how far behind the feed it is, reads served."""
-        return {"role": "ro", "name": self.config.name, "pid": os.getpid(), "database": self.follower.identity,
+        return {"role": "ro", "name": self.config.name, "pid": os.getpid(), "host": socket.gethostname(),
+                "database": self.follower.identity,
                 "seq": self.follower.seq,
                 "feed_seq": self.known_seq, "lag": max(0, self.known_seq - self.follower.seq),
                 "reads": self.reads, "reloads": self.follower.reloads, "held": len(self.held),

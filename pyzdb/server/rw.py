@@ -18,6 +18,7 @@ from pyzdb.server import feed, watch
 from pyzdb.server.checkpoint import Checkpointer
 from pyzdb.server.client_keys import ClientKeys
 from pyzdb.server.database import DEFER, Database
+from pyzdb.server.replication import ReplicationServer
 from pyzdb.transport import invalidation, wire
 from pyzdb.transport.curve import ROLE_FRAMES
 from pyzdb.transport.heartbeat import Beacon, set_heartbeats
@@ -48,6 +49,7 @@ class ServerConfig:
     feed_curve: dict = field(default_factory=dict)   # server options of the feed: only server-role keys listen
     health: str | None = None     # the broker's heartbeat socket
     front_limits: FrontLimits = field(default_factory=FrontLimits)   # what each client of ``front`` may cost
+    replication: str | None = None   # bind the journal stream for replicas on other hosts here (replication.py)
 
 
 @dataclass
@@ -98,6 +100,13 @@ class ReadWriteServer:
             self.feed.bind(config.feed)
             db.journal.on_append = self._note_commit
         self.touched: list = []   # [first seq, last seq, prefixes] committed since the last invalidation sent
+        self.replication = None
+        if config.replication:   # its CURVE is the feed's: only server-role keys may stream the journal
+            try:
+                self.replication = ReplicationServer(db.journal, config.replication, config.feed_curve, self.context)
+            except zmq.ZMQError as exc:   # replicas on this host still follow the store; say why others cannot
+                log.error("cannot bind the replication socket %s (%s): no replica can stream from this server",
+                          config.replication, exc)
         self.client_keys: ClientKeys | None = None   # from the loaded reply table, when serving starts
         self.waiting: list[Waiting] = []
         self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
@@ -136,6 +145,8 @@ class ReadWriteServer:
         """
         self.client_keys = ClientKeys(self.db.replies)
         self.published = self.db.journal.seq
+        if self.replication is not None:   # streams only a loaded database
+            self.replication.start()
         try:
             while not self.stopping.is_set():
                 try:
@@ -170,6 +181,8 @@ class ReadWriteServer:
             self.beacon.close()
         if self.feed is not None:
             self.feed.close()
+        if self.replication is not None:
+            self.replication.stop()
 
     def _beat_info(self) -> dict:
         return {"role": "rw", "back": self.config.front or self.config.back, "seq": self.db.journal.seq,
@@ -283,6 +296,8 @@ class ReadWriteServer:
             self.db.commit()
         except Error as exc:    # the database answered the group's writes with it; reads and pings stand
             log.error("commit failed, writes rolled back: %s", exc)
+        if self.replication is not None:   # pushed to replicas as the replies go out
+            self.replication.committed(self.db.journal.seq)
         for route, reply in replies:
             try:
                 data = wire.encode_reply(reply, self.config.max_message)

@@ -79,6 +79,8 @@ class Journal:
         self.covered_bytes = 0     # of those, the bytes the newest checkpoint covers
         self.claim: Claim | None = None   # the writer's claim, checked before each append and checkpoint commit
         self.on_append: Callable[[int, int, list[list]], None] | None = None   # (first seq, last seq, batch)
+        self.retain: Callable[[], int] | None = None   # log records after this seq outlive checkpoints (replicas)
+        self.meta_extra: dict = {}        # fields every checkpoint's meta carries (a replica copy's mark)
 
     @property
     def log_records(self) -> int:
@@ -268,7 +270,8 @@ class Journal:
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "gen": gen, "seq": seq, "crc": crc,
                 "chunks": len(crcs), "crcs": crcs, "size": total,
                 "time": time.time(), "prev_gen": old["gen"], "prev_chunks": old["chunks"],
-                "prev_seq": old.get("removed_to", old["seq"]), "id": old.get("id"), "created": old.get("created")}
+                "prev_seq": old.get("removed_to", old["seq"]), "id": old.get("id"), "created": old.get("created"),
+                **self.meta_extra}
         self._check_claim()
         self.store.set_bulk({META_KEY: wire.pack(meta)})
         self.meta = meta
@@ -319,9 +322,10 @@ class Journal:
         for start in range(0, len(chunks), step):
             self.store.remove_bulk(chunks[start:start + step])
         # 64 records a write: a bulk load's records are large, and 1024 of them held appends back for 0.5 s
-        for start in range(meta["prev_seq"] + 1, meta["seq"] + 1, 64):
-            self.store.remove_bulk([log_key(s) for s in range(start, min(start + 64, meta["seq"] + 1))])
-        meta["removed_to"] = meta["seq"]
+        upto = meta["seq"] if self.retain is None else max(meta["prev_seq"], min(meta["seq"], self.retain()))
+        for start in range(meta["prev_seq"] + 1, upto + 1, 64):
+            self.store.remove_bulk([log_key(s) for s in range(start, min(start + 64, upto + 1))])
+        meta["removed_to"] = upto
         try:
             self.store.set_bulk({META_KEY: wire.pack(meta)})
         except StoreError:
