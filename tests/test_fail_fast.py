@@ -64,3 +64,17 @@ def test_serve_on_a_taken_port_fails_before_loading_its_store_and_says_when_it_s
     log = big.log()
     assert "SIGTERM received, stopping" in log and "pyzdb serve: stopped at seq" in log
     big.close()
+
+
+def test_a_peer_that_completes_the_handshake_but_is_slow_gets_the_full_timeout_not_the_connect_timeout():
+    import zmq
+    silent = zmq.Context.instance().socket(zmq.ROUTER)     # a broker whose only server is frozen: it never answers
+    silent.setsockopt(zmq.LINGER, 0)
+    port = silent.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        db, _ = client(f"tcp://127.0.0.1:{port}", timeout=2.5, connect_timeout=0.5)
+        with pytest.raises(NoAnswer) as caught:
+            db.ping()
+        assert "within 2.5 s" in str(caught.value) and "cannot reach" not in str(caught.value)
+    finally:
+        silent.close()

@@ -263,12 +263,17 @@ class Connection:
         """Ping a read-write server this client has never heard from: fail within ``connect_timeout`` if none is there.
 
         A ping is never held behind another client's lock, so a slow answer
-        here means nothing is listening (or it refused this client's keys).
+        here means nothing is listening (or it refused this client's keys) --
+        unless a broker or server completed the ZMTP handshake (a zmtp
+        endpoint knows): then it is there but slow (a broker whose server is
+        frozen), and the request goes on with the full ``timeout``.
         """
         self.reached = True         # the ping below goes through _call like any request
         try:
             self._call(self.rw, {"op": "ping"}, self.connect_timeout)
         except NoAnswer:
+            if getattr(self.rw.socket, "ever_open", False):
+                return              # a broker or server completed the ZMTP handshake: it is there, only slow
             self.reached = False
             hint = ("or it does not accept this client's CURVE keys" if self.curve else
                     "if it requires CURVE, CURVE keys are needed: curve_server_key and curve_keypair")

@@ -61,6 +61,7 @@ class ZmtpDealer:
         self.sock: socket.socket | None = None
         self.codec = ZmtpCodec(b"DEALER", PEER_TYPES, self.limits)
         self.answered = False                 # this connection has delivered a message
+        self.ever_open = False                # some peer completed a ZMTP handshake with this socket once
         self.heard = 0.0                      # time.monotonic() when the peer last sent anything
         self.pinged = 0.0                     # when this end last sent a PING
         self.rcvtimeo = 0                     # SO_RCVTIMEO now set on the socket, ms (0: none)
@@ -101,6 +102,7 @@ class ZmtpDealer:
                 codec.feed(chunk)
                 self._next()
             self.heard, self.pinged = time.monotonic(), 0.0
+            self.ever_open = True
         except OSError:
             self._drop()
             sock.close()
