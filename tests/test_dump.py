@@ -190,3 +190,17 @@ def test_load_sets_a_group_as_one_write_and_keeps_the_last_of_a_repeated_key(db,
     assert db["k"] == 3 and db["j"] == 2
     db.undo()                   # the group was one write: one undo takes it all back
     assert "k" not in db and "j" not in db and db["old"] == 0
+
+
+def test_a_tree_whose_keys_listing_is_over_the_work_budget_is_dumped_in_pages(tmp_path):
+    from pyzdb.testing import EmbeddedService
+    with EmbeddedService("--max-work", "2000") as small_budget:
+        db = small_budget.client()
+        db.update({f"k{i:04d}": i for i in range(500)})
+        path = str(tmp_path / "paged.jsonl")
+        out = pyzdb("dump", path, "--uri", small_budget.rw_uri)
+        assert out.returncode == 0, out.stderr
+        assert "500 top-level keys written" in out.stderr
+        with open(path) as dumped:
+            keys = [json.loads(line)[0] for line in dumped.readlines()[1:]]
+        assert keys == [f"k{i:04d}" for i in range(500)]

@@ -18,9 +18,10 @@ from typing import Any, BinaryIO, Iterator
 from pyzdb.cli.dumpfile import DumpFileError, check_header, choose_format, encode_record, header, read_records
 from pyzdb.cli.progress import Progress
 from pyzdb.client import client
-from pyzdb.errors import Error, MessageTooLarge, PathKeyError
+from pyzdb.errors import Error, MessageTooLarge, PathKeyError, RequestTooCostly
 
 READ_BATCH = 2000           # keys read per request (halved while a reply is too large)
+PAGE_KEYS = 50_000          # top-level keys listed per request when one keys() is over a budget
 WRITE_KEYS = 5000           # records set per request
 WRITE_BYTES = 4 << 20       # bytes of records set per request
 _MISSING = "\x00pyzdb-dump-missing\x00"
@@ -61,6 +62,30 @@ def read_values(db: Any, keys: list) -> Iterator[tuple[Any, Any]]:
             yield key, value
 
 
+def top_level_keys(db: Any) -> list:
+    """Every top-level key: one ``keys()`` (atomic), or for a tree over the work or reply budget, pages of ``iter``.
+
+    Pages follow the dict's order, so a key deleted while they are read can
+    shift a later one out of the listing; a small tree is listed at once.
+    """
+    try:
+        return db.keys()
+    except (RequestTooCostly, MessageTooLarge):
+        pass
+    keys, size = [], PAGE_KEYS
+    while True:
+        try:
+            page = db._conn.read({"op": "iter", "path": [], "start": len(keys), "limit": size}, "strong")
+        except (RequestTooCostly, MessageTooLarge):
+            if size == 1:
+                raise
+            size = max(1, size // 4)
+            continue
+        keys.extend(page)
+        if len(page) < size:
+            return keys
+
+
 @contextlib.contextmanager
 def _output(path: str) -> Iterator[BinaryIO]:
     """The file to write (replaced whole at the end, so a failed dump leaves the old file), or stdout for ``-``."""
@@ -87,7 +112,7 @@ def dump(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
     try:
         fmt = choose_format(path, fmt)
         db, _ = client(uri, timeout=30, **options)
-        keys = db.keys()
+        keys = top_level_keys(db)
         code = _write_dump(path, fmt, keys, lambda part: read_values(db, part))
         db.close()
         return code
