@@ -16,6 +16,7 @@ import pytest
 
 from pyzdb.broker.health import query_status
 from pyzdb.client.connection import Connection
+from pyzdb.errors import ServiceUnavailable
 from pyzdb.testing import Cluster
 
 WRITER = textwrap.dedent("""
@@ -127,6 +128,14 @@ def test_chaos_long_loses_nothing_and_applies_nothing_twice(tmp_path):
 
 
 # --- health ---------------------------------------------------------------------------------
+def _answered_by(conn, count: int) -> set:
+    """Which fake servers answer ``count`` pings; while none has joined, the queue refuses at once (NoAnswer)."""
+    try:
+        return {conn.write({"op": "ping"}) for _ in range(count)}
+    except ServiceUnavailable:
+        return set()
+
+
 def wait_for(predicate, seconds: float) -> float:
     """Poll until ``predicate()``; return the time it took (fails if it never holds within ``seconds``)."""
     started = time.monotonic()
@@ -180,7 +189,7 @@ def test_a_frozen_server_leaves_the_rotation_and_requests_keep_being_answered(tm
                               start_new_session=True) for n in range(2)]
     conn = Connection(cluster.ro_uri, timeout=10, attempt_timeout=0.3)
     try:
-        wait_for(lambda: {conn.write({"op": "ping"}) for _ in range(6)} == {"s0", "s1"}, 15)
+        wait_for(lambda: _answered_by(conn, 6) == {"s0", "s1"}, 15)   # both fakes joined the queue
         os.kill(fakes[0].pid, signal.SIGSTOP)
         frozen_at, slow, answered_by = time.monotonic(), [], []
         while time.monotonic() - frozen_at < 4:
