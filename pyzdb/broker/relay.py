@@ -61,6 +61,7 @@ def relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket, name: str, *
     for sock in (front, back, control):
         poller.register(sock, zmq.POLLIN)
     held: list | None = None        # HOLD: the request waiting for a server that can take it
+    holding = False                 # the poller is set up for a held request
     try:
         while True:
             ready = dict(poller.poll())
@@ -77,9 +78,10 @@ def relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket, name: str, *
                 raise
             except Exception:   # a bug costs a message, never the queue
                 log.exception("%s queue: unexpected failure relaying a message", name)
-            # while a request is held, read no more of the front and wait until the back can take one
-            poller.register(front, 0 if held is not None else zmq.POLLIN)
-            poller.register(back, zmq.POLLIN | (zmq.POLLOUT if held is not None else 0))
+            if (held is not None) != holding:     # while one is held, read no more of the front; wait for the back
+                holding = held is not None
+                poller.register(front, 0 if holding else zmq.POLLIN)
+                poller.register(back, zmq.POLLIN | (zmq.POLLOUT if holding else 0))
     except zmq.ContextTerminated:
         pass
     finally:
