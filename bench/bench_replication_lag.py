@@ -17,9 +17,11 @@ import argparse
 import os
 import threading
 import time
+from typing import Any
 
 import zmq
 
+from pyzdb.server import feed
 from pyzdb.server.replica import STATUS_TOPIC, bind_when_free
 from pyzdb.testing import Cluster
 from pyzdb.transport import wire
@@ -39,34 +41,37 @@ def write_steadily(cluster: Cluster, rate: float, seconds: float, round_trips: l
     db._conn.close()
 
 
-def listen(cluster: Cluster, until: threading.Event) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
-    """Receive feed notices and replica reports until ``until`` is set.
+def listen(cluster: Any, until: threading.Event) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
+    """Receive feed announcements and replica reports until ``until`` is set.
 
+    ``cluster`` has the addresses ``feed`` (the RW server's change feed) and ``status_feed`` (bound here: the
+    replicas connect to it), as ``pyzdb.testing.Cluster`` and bench_stream_lag's setup do.
     Returns (seq -> when the feed announced it, replica name -> seq -> when that replica reported it applied).
     """
     context = zmq.Context.instance()
-    feed, reports = context.socket(zmq.SUB), context.socket(zmq.SUB)
-    feed.setsockopt(zmq.SUBSCRIBE, b"seq")
-    feed.connect(cluster.feed)
+    announcements, reports = context.socket(zmq.SUB), context.socket(zmq.SUB)
+    announcements.setsockopt(zmq.SUBSCRIBE, feed.TOPIC)
+    announcements.connect(cluster.feed)
     reports.setsockopt(zmq.SUBSCRIBE, STATUS_TOPIC)
     bind_when_free(reports, cluster.status_feed)
     committed: dict[int, float] = {}
     applied: dict[str, dict[int, float]] = {}
     poller = zmq.Poller()
-    poller.register(feed, zmq.POLLIN)
+    poller.register(announcements, zmq.POLLIN)
     poller.register(reports, zmq.POLLIN)
     while not until.is_set():
         for sock, _ in poller.poll(100):
             frames, now = sock.recv_multipart(), time.monotonic()
-            if sock is feed:
-                committed.setdefault(int.from_bytes(frames[1], "big"), now)
+            if sock is announcements:
+                parsed = feed.parse(frames)
+                if parsed is not None:
+                    committed.setdefault(parsed[0], now)
                 continue
-            report = wire.unpack(frames[1])
+            report = wire.unpack(frames[-1])
             seen = applied.setdefault(report["name"], {})
-            last = max(seen, default=report["seq"] - 1)
-            for seq in range(last + 1, report["seq"] + 1):
+            for seq in range(max(seen, default=report["seq"] - 1) + 1, report["seq"] + 1):
                 seen[seq] = now
-    feed.close()
+    announcements.close()
     reports.close()
     return committed, applied
 

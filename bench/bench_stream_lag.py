@@ -23,21 +23,18 @@ import tempfile
 import threading
 import time
 
-import zmq
-
 from pyzdb.client import client
-from pyzdb.server import feed
-from pyzdb.server.replica import STATUS_TOPIC, bind_when_free, collect_status
+from pyzdb.server.replica import collect_status
 from pyzdb.testing import free_ports, start_process, stop_process, wait_answering
-from pyzdb.transport import wire
 
+from .bench_replication_lag import listen
 from .timing import percentile
 
 PROXY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "delay_proxy.py")
 
 
 class StreamSetup:
-    """The processes; attribute names as ``bench_replication_lag.listen`` expects (``feed``, ``status_feed``)."""
+    """The processes; attribute names as ``bench_replication_lag.listen`` takes them (``feed``, ``status_feed``)."""
 
     def __init__(self, replicas: int, delay_ms: float) -> None:
         self.root = tempfile.mkdtemp(prefix="pyzdb-bench-stream-")
@@ -76,36 +73,6 @@ class StreamSetup:
         for proc in reversed(self.procs):
             stop_process(proc, timeout=3)
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def listen(setup: StreamSetup, until: threading.Event) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
-    """(seq -> when the feed announced it, replica -> seq -> when that replica reported it applied), until ``until``."""
-    context = zmq.Context.instance()
-    announcements, reports = context.socket(zmq.SUB), context.socket(zmq.SUB)
-    announcements.setsockopt(zmq.SUBSCRIBE, feed.TOPIC)
-    announcements.connect(setup.feed)
-    reports.setsockopt(zmq.SUBSCRIBE, STATUS_TOPIC)
-    bind_when_free(reports, setup.status_feed)
-    committed: dict[int, float] = {}
-    applied: dict[str, dict[int, float]] = {}
-    poller = zmq.Poller()
-    poller.register(announcements, zmq.POLLIN)
-    poller.register(reports, zmq.POLLIN)
-    while not until.is_set():
-        for sock, _ in poller.poll(100):
-            frames, now = sock.recv_multipart(), time.monotonic()
-            if sock is announcements:
-                parsed = feed.parse(frames)
-                if parsed is not None:
-                    committed.setdefault(parsed[0], now)
-                continue
-            report = wire.unpack(frames[-1])
-            seen = applied.setdefault(report["name"], {})
-            for seq in range(max(seen, default=report["seq"] - 1) + 1, report["seq"] + 1):
-                seen[seq] = now
-    announcements.close()
-    reports.close()
-    return committed, applied
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -580,3 +580,11 @@ def test_a_log_record_is_stored_as_the_same_bytes_as_before_so_existing_stores_l
               "a3726573c0")
     assert encode_record(7, 123, [entry]).hex() == golden
     assert msgpack.unpackb(bytes.fromhex(golden), raw=False) == [7, 123, [entry]]
+
+
+def test_log_seq_is_the_inverse_of_log_key_and_refuses_every_other_key():
+    from pyzdb.storage.journal import log_seq
+    for seq in (0, 1, 12345, 10 ** 19):
+        assert log_seq(log_key(seq)) == seq
+    for key in (b"log/1", b"log/" + b"x" * 20, b"meta", b"ckpt/1/0", log_key(5) + b"0", b"log0" + b"0" * 20):
+        assert log_seq(key) is None, key

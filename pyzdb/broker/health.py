@@ -15,6 +15,7 @@ from typing import Any, Callable
 import zmq
 
 from pyzdb.transport import wire
+from pyzdb.transport.ask import ask
 from pyzdb.transport.heartbeat import BEAT, INTERVAL, LIVENESS, STATUS
 
 log = logging.getLogger("pyzdb.broker")
@@ -127,19 +128,7 @@ def query_status(address: str, timeout: float = 2.0, context: zmq.Context | None
 
     Under CURVE ``curve`` holds a server-role key's options (``curve.server_role_options``).
     """
-    sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    for option, value in (curve or {}).items():
-        sock.setsockopt(option, value)
-    try:
-        sock.connect(address)
-        sock.send(STATUS)
-        if not sock.poll(int(timeout * 1000)):
-            return None
-        reply = wire.unpack(sock.recv())
-        return reply if isinstance(reply, dict) else None
-    finally:
-        sock.close()
+    return ask(address, STATUS, timeout, lambda reply: reply if isinstance(reply, dict) else None, curve, context)
 
 
 def summary(status: dict[str, Any]) -> list[str]:

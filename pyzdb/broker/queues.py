@@ -14,7 +14,7 @@ from typing import Callable
 import zmq
 
 from pyzdb.broker.health import HealthMonitor
-from pyzdb.broker.relay import DEFAULT_HIGH_WATER, bounded_relay, bounded_sockets
+from pyzdb.broker.relay import DEFAULT_HIGH_WATER, HOLD, REFUSE, bounded_sockets, relay
 from pyzdb.transport import curve as auth
 from pyzdb.transport.heartbeat import set_heartbeats
 from pyzdb.transport.wire import DEFAULT_MAX_MESSAGE
@@ -43,14 +43,16 @@ class Queue:
 
     Sockets are bound in ``start()`` on the caller's thread, so a taken
     address raises there; ``stop()`` ends the proxy through its control socket.
-    With CURVE (``curve`` holds the front's server options) a small relay
-    loop replaces zmq's proxy: it puts the client's role and key, from the
-    ZAP User-Id, in a frame just before the payload, where the server reads
-    it. ``back_curve`` (server options in the servers' ZAP domain) makes the
-    back end admit only servers holding a server-role key.
-    With ``high_water`` (the read-only queue) ``relay.bounded_relay`` replaces
-    the proxy (and stamps like the relay under CURVE): what no server can take
-    now is answered NoAnswer (a ServiceUnavailable).
+    With CURVE (``curve`` holds the front's server options) ``relay.relay``
+    replaces zmq's proxy: it puts the client's role and key, from the ZAP
+    User-Id, in a frame just before the payload, where the server reads it,
+    and holds a request no server can take until one can (``HOLD``: the
+    read-write server is restarting). ``back_curve`` (server options in the
+    servers' ZAP domain) makes the back end admit only servers holding a
+    server-role key. With ``high_water`` (the read-only queue) the same relay
+    replaces the proxy (stamping under CURVE too) but refuses instead
+    (``REFUSE``): what no server can take now is answered NoAnswer (a
+    ServiceUnavailable).
     """
 
     def __init__(self, name: str, front: str, backs: list[str], max_message: int,
@@ -91,14 +93,14 @@ class Queue:
             raise
         control = self.context.socket(zmq.PAIR)
         control.bind(self.control_addr)
-        if self.high_water is not None:
-            target, args = bounded_relay, (front, back, control, self.name, self._stamped if self.curve else None,
-                                           self.alive)
-        elif self.curve:
-            target, args = self._relay, (front, back, control)
+        if self.high_water is not None or self.curve:
+            when_full = REFUSE if self.high_water is not None else HOLD
+            target, args = relay, (front, back, control, self.name)
+            kwargs = {"when_full": when_full, "stamp": self._stamped if self.curve else None, "alive": self.alive}
         else:
-            target, args = self._run, (front, back, control)
-        self.thread = threading.Thread(target=target, args=args, name=f"pyzdb-broker-{self.name}", daemon=True)
+            target, args, kwargs = self._run, (front, back, control), {}
+        self.thread = threading.Thread(target=target, args=args, kwargs=kwargs, name=f"pyzdb-broker-{self.name}",
+                                       daemon=True)
         self.thread.start()
 
     @staticmethod
@@ -115,35 +117,6 @@ class Queue:
     def _stamped(frames: list) -> list:
         """Only the peer id and the payload pass, with the role of the key that sent it: a client cannot forge one."""
         return [frames[0], b"", auth.role_frame(frames[-1].get("User-Id")), frames[-1]]
-
-    @staticmethod
-    def _relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket) -> None:
-        """Forward like the proxy, stamping each request with the role of the key that sent it."""
-        poller = zmq.Poller()
-        for sock in (front, back, control):
-            poller.register(sock, zmq.POLLIN)
-        try:
-            while True:
-                ready = dict(poller.poll())
-                if control in ready:
-                    return
-                try:
-                    if front in ready:
-                        frames = front.recv_multipart(copy=False)
-                        stamp = auth.role_frame(frames[-1].get("User-Id"))
-                        # only the peer id and the payload pass: a client cannot forge a role frame
-                        back.send_multipart([frames[0], b"", stamp, frames[-1]])
-                    if back in ready:
-                        front.send_multipart(back.recv_multipart(copy=False))
-                except zmq.ContextTerminated:
-                    raise
-                except Exception:   # a bug costs a message, never the queue
-                    log.exception("unexpected failure relaying a message")
-        except zmq.ContextTerminated:
-            pass
-        finally:
-            for sock in (front, back, control):
-                sock.close()
 
     def stop(self) -> None:
         """End the proxy and close its sockets."""

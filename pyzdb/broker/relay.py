@@ -1,12 +1,17 @@
-"""A bounded queue between a ROUTER front and a DEALER back: what no server can take now is answered, not held.
+"""The relay loop between a ROUTER front and a DEALER back, and what it does with a request no server can take.
 
 zmq's proxy blocks on a DEALER with no peer (or whose peers' pipes are
-full), and every request sent meanwhile waits in the front's buffers, held
-in memory without limit. ``bounded_relay`` sends each request without
-blocking; one that finds no server attached, or every server's pipe at its
-high-water mark, is answered at once with ``NoAnswer`` (a
-``ServiceUnavailable``: a client then asks the read-write server, and skips
-the replicas for a while, as when nothing answers).
+full), and while it blocks it reads nothing, not even its control socket.
+``relay`` never blocks on a send; a request that finds no server attached, or
+every server's pipe at its high-water mark, is either
+
+- held (``HOLD``, the read-write queue under CURVE): the relay stops reading
+  the front (requests wait in zmq's buffers, as behind the proxy) and sends
+  the held one as soon as a server can take it, so a client's request
+  survives a restart of the read-write server; or
+- refused (``REFUSE``, the read-only queue): answered at once with
+  ``NoAnswer`` (a ``ServiceUnavailable``: a client then asks the read-write
+  server, and skips the replicas for a while, as when nothing answers).
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ from pyzdb.transport import wire
 log = logging.getLogger("pyzdb.broker")
 DEFAULT_HIGH_WATER = 100      # requests waiting for each server of the queue
 FRONT_HIGH_WATER = 8          # requests of one client connection taken in before the relay reads them
+HOLD, REFUSE = "hold", "refuse"     # what ``relay`` does with a request no server can take now
+_BATCH = 1000                 # messages moved one way before the relay looks at the other sockets
 
 
 def bounded_sockets(front: zmq.Socket, back: zmq.Socket, high_water: int) -> None:
@@ -39,31 +46,42 @@ def refusal(frames: list, name: str) -> list:
     return [bytes(f) for f in frames[:-1]] + [wire.encode_reply(wire.error_reply(rid, error, 0))]
 
 
-def bounded_relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket, name: str,
-                  stamp: Callable[[list], list] | None = None, alive: Callable[[], bool] | None = None) -> None:
+def relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket, name: str, *, when_full: str,
+          stamp: Callable[[list], list] | None = None, alive: Callable[[], bool] | None = None) -> None:
     """Forward requests front to back and replies back to front until ``control`` speaks; never block on a send.
 
+    ``when_full`` (``HOLD`` or ``REFUSE``) says what happens to a request no server can take now.
     ``stamp`` (CURVE) turns a request's frames into those the server gets (the role frame before the payload).
-    ``alive`` (the broker's health table) False: no server beat lately (frozen, cut off), so a request is
-    refused at once like one no server is attached for, instead of waiting in a dead server's pipe.
+    ``alive`` (the broker's health table; with ``REFUSE``) False: no server beat lately (frozen, cut off), so a
+    request is refused at once like one no server is attached for, instead of waiting in a dead server's pipe.
     """
+    if when_full not in (HOLD, REFUSE):
+        raise ValueError(f"when_full must be {HOLD!r} or {REFUSE!r}, not {when_full!r}")
     poller = zmq.Poller()
     for sock in (front, back, control):
         poller.register(sock, zmq.POLLIN)
+    held: list | None = None        # HOLD: the request waiting for a server that can take it
+    holding = False                 # the poller is set up for a held request
     try:
         while True:
             ready = dict(poller.poll())
             if control in ready:
                 return
             try:
-                if front in ready:
-                    _forward(front, back, name, stamp, alive)
-                if back in ready:
+                if held is not None and ready.get(back, 0) & zmq.POLLOUT and _send(back, held, name):
+                    held = None
+                if held is None and front in ready:
+                    held = _forward(front, back, name, when_full, stamp, alive)
+                if ready.get(back, 0) & zmq.POLLIN:
                     _reply(front, back)
             except zmq.ContextTerminated:
                 raise
             except Exception:   # a bug costs a message, never the queue
                 log.exception("%s queue: unexpected failure relaying a message", name)
+            if (held is not None) != holding:     # while one is held, read no more of the front; wait for the back
+                holding = held is not None
+                poller.register(front, 0 if holding else zmq.POLLIN)
+                poller.register(back, zmq.POLLIN | (zmq.POLLOUT if holding else 0))
     except zmq.ContextTerminated:
         pass
     finally:
@@ -71,33 +89,45 @@ def bounded_relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket, name
             sock.close()
 
 
-def _forward(front: zmq.Socket, back: zmq.Socket, name: str, stamp: Callable[[list], list] | None,
-             alive: Callable[[], bool] | None = None) -> None:
-    for _ in range(1000):
+def _forward(front: zmq.Socket, back: zmq.Socket, name: str, when_full: str,
+             stamp: Callable[[list], list] | None, alive: Callable[[], bool] | None) -> list | None:
+    """Move what the front holds to the back; return the request to hold (``HOLD``) if no server can take it."""
+    for frames in _drain(front):
+        request = stamp(frames) if stamp else frames
+        if (alive is None or alive()) and _send(back, request, name):
+            continue
+        if when_full == HOLD:
+            return request
         try:
-            frames = front.recv_multipart(zmq.NOBLOCK, copy=False)
+            front.send_multipart(refusal(frames, name), zmq.NOBLOCK)
         except zmq.Again:
-            return
-        try:
-            if alive is not None and not alive():
-                raise zmq.Again()
-            back.send_multipart(stamp(frames) if stamp else frames, zmq.NOBLOCK)
-        except zmq.Again:
-            try:
-                front.send_multipart(refusal(frames, name), zmq.NOBLOCK)
-            except zmq.Again:
-                pass        # a client that does not read its replies loses this one
-        except zmq.ZMQError as exc:
-            log.warning("%s queue: cannot forward a request: %s", name, exc)
+            pass        # a client that does not read its replies loses this one
+    return None
 
 
 def _reply(front: zmq.Socket, back: zmq.Socket) -> None:
-    for _ in range(1000):
-        try:
-            frames = back.recv_multipart(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            return
+    for frames in _drain(back):
         try:
             front.send_multipart(frames, zmq.NOBLOCK)
         except zmq.ZMQError:
             pass            # the client is gone or not reading: a ROUTER drops what it cannot route
+
+
+def _send(back: zmq.Socket, request: list, name: str) -> bool:
+    """Send ``request`` without blocking; False if no server can take it now."""
+    try:
+        back.send_multipart(request, zmq.NOBLOCK)
+    except zmq.Again:
+        return False
+    except zmq.ZMQError as exc:
+        log.warning("%s queue: cannot forward a request: %s", name, exc)
+    return True
+
+
+def _drain(sock: zmq.Socket):
+    """Up to a batch of the messages ``sock`` holds now."""
+    for _ in range(_BATCH):
+        try:
+            yield sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return

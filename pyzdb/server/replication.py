@@ -26,6 +26,7 @@ import zmq
 from pyzdb.errors import Error
 from pyzdb.storage.journal import Journal, chunk_key, log_key
 from pyzdb.transport import wire
+from pyzdb.transport.ask import ask
 
 log = logging.getLogger("pyzdb.replication")
 WINDOW_BYTES = 4 << 20     # unacknowledged bytes in flight to one replica
@@ -270,18 +271,8 @@ def query_replication(address: str, timeout: float = 2.0, curve: dict | None = N
     Each has its name, host, network address, acknowledged seq, lag in records and in ms, and reads served.
     Under CURVE ``curve`` holds a server-role key's options (``curve.server_role_options``).
     """
-    sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    for option, value in (curve or {}).items():
-        sock.setsockopt(option, value)
-    try:
-        sock.connect(address)
-        sock.send(wire.pack({"op": "status"}))
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0 and sock.poll(int(left * 1000) + 1):
-            reply = wire.unpack(sock.recv())
-            if isinstance(reply, dict) and reply.get("t") == "status":
-                return list(reply["replicas"])
-        return None
-    finally:
-        sock.close()
+    return ask(address, wire.pack({"op": "status"}), timeout, _replicas, curve, context)
+
+
+def _replicas(reply: object) -> list[dict] | None:
+    return list(reply["replicas"]) if isinstance(reply, dict) and reply.get("t") == "status" else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from pyzdb.errors import QueryError, WatchGap
-from pyzdb.storage.journal import READ_BATCH, Journal, _decode, log_key
+from pyzdb.storage.journal import READ_BATCH, Journal, decode_record, log_key
 from pyzdb.tree import query as q
 
 MAX_CHANGES = 1000
@@ -81,7 +81,7 @@ def read_log(journal: Journal, since: int, upto: int) -> list[tuple[int, list]]:
         if raw is None:
             raise WatchGap(f"watch: the changes after seq {since} are no longer in the log (a checkpoint "
                              f"removed record {seq}); read the value again and watch from seq {upto}")
-        records.append((seq, _decode(raw, f"log record {key.decode()}")[2]))
+        records.append((seq, decode_record(raw, f"log record {key.decode()}")[2]))
     return records
 
 

@@ -42,6 +42,17 @@ def log_key(seq: int) -> bytes:
     return b"log/%020d" % seq
 
 
+LOG_PREFIX = b"log/"
+LOG_KEY_LENGTH = len(log_key(0))
+
+
+def log_seq(key: bytes) -> int | None:
+    """The seq of a log record's store key (``log_key``'s inverse: ``log/`` and exactly 20 digits), else None."""
+    if len(key) != LOG_KEY_LENGTH or not key.startswith(LOG_PREFIX) or not key[len(LOG_PREFIX):].isdigit():
+        return None
+    return int(key[len(LOG_PREFIX):])
+
+
 def chunk_key(gen: int, index: int) -> bytes:
     """The store key of checkpoint chunk ``index`` of generation ``gen``."""
     return b"ckpt/%d/%d" % (gen, index)
@@ -50,6 +61,11 @@ def chunk_key(gen: int, index: int) -> bytes:
 def encode_record(seq: int, prev_crc: int, entries: list) -> bytes:
     """The stored bytes of one log record."""
     return wire.pack([seq, prev_crc, entries])
+
+
+def decode_record(data: bytes, what: str) -> list:
+    """``[seq, crc32 of the previous record, entries]`` of a stored log record; CorruptStore naming ``what``."""
+    return _decode(data, what)
 
 
 def _decode(data: bytes, what: str) -> Any:

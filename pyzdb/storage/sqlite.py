@@ -9,6 +9,7 @@ from typing import Iterable, Mapping
 
 from pyzdb.errors import NoDatabase, NotDurable, StoreError
 from pyzdb.storage.base import Store
+from pyzdb.storage.journal import LOG_PREFIX, log_seq
 from pyzdb.storage.private import create_private_file, make_private_dir, warn_if_exposed
 
 # sqlite caps bound parameters per statement (32766 in 3.32+); stay well under it.
@@ -17,17 +18,6 @@ _SYNC = {"always": "FULL", "batch": "NORMAL", "none": "OFF"}
 FLUSH_SECONDS = 1.0
 WAL_SIZE_LIMIT = 64 << 20   # bytes the WAL is cut back to after a checkpoint
 log = logging.getLogger("pyzdb.store")
-
-
-LOG_PREFIX = b"log/"
-LOG_KEY_LENGTH = len(LOG_PREFIX) + 20     # journal.log_key: b"log/%020d"
-
-
-def log_seq(key: bytes) -> int | None:
-    """The seq of a journal log key (``log/`` and exactly 20 digits), else None."""
-    if len(key) != LOG_KEY_LENGTH or not key.startswith(LOG_PREFIX) or not key[4:].isdigit():
-        return None
-    return int(key[4:])
 
 
 def _split(keys: Iterable[bytes]) -> tuple[list[bytes], dict[int, bytes]]:

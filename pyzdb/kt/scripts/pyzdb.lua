@@ -34,29 +34,29 @@ function echo(inmap, outmap)
    return kt.RVSUCCESS
 end
 
-function touch_bulk(inmap, outmap)
+-- each existing key's expire time set from its argument (kt's xt: a positive one is relative to now, a negative
+-- one absolute); relative: the argument is seconds added to the key's current expire time. outmap: key -> the old
+-- expire time, or (relative) the new one
+local function touch_each(inmap, outmap, relative)
    local db = getdb(inmap)
-   for key, xt in pairs(others(inmap)) do
+   for key, arg in pairs(others(inmap)) do
       local value, old = db:get(key)
       if value then
-         db:set(key, value, tonumber(xt))
-         outmap[key] = tostring(old)
+         local xt = tonumber(arg)
+         if relative then xt = -(old + xt) end
+         db:set(key, value, xt)
+         outmap[key] = tostring(relative and -xt or old)
       end
    end
    return kt.RVSUCCESS
 end
 
+function touch_bulk(inmap, outmap)
+   return touch_each(inmap, outmap, false)
+end
+
 function touch_bulk_relative(inmap, outmap)
-   local db = getdb(inmap)
-   for key, n in pairs(others(inmap)) do
-      local value, old = db:get(key)
-      if value then
-         local xt = old + tonumber(n)
-         db:set(key, value, -xt)
-         outmap[key] = tostring(xt)
-      end
-   end
-   return kt.RVSUCCESS
+   return touch_each(inmap, outmap, true)
 end
 
 function expire_time(inmap, outmap)
