@@ -73,3 +73,21 @@ def test_iter_with_items_pages_the_roots_pairs_and_leaves_lists_alone():
         assert read({"op": "iter", "path": [], "start": 3, "items": True}) == [["l", [5, 6]]]
         assert read({"op": "iter", "path": ["l"], "items": True}) == [5, 6]
         assert read({"op": "iter", "path": [], "limit": 2}) == ["a", "b"]
+
+
+def test_a_dump_whose_pages_are_over_the_message_limit_asks_for_smaller_pages(tmp_path):
+    import subprocess
+    import sys
+    with EmbeddedService("--max-message", "300000") as service:
+        db = service.client()
+        for start in range(0, 40, 5):
+            db.update({f"k{i:02d}": "v" * 20_000 for i in range(start, start + 5)})   # 800 kB in all
+        path = str(tmp_path / "big.msgpack")
+        out = subprocess.run([sys.executable, "-m", "pyzdb", "dump", path, "--uri", service.rw_uri],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "40 top-level keys written" in out.stderr
+        with open(path, "rb") as handle:
+            total, pages = read_dump(handle, "msgpack", path, 100, 1 << 30)
+            assert total == 40 and [r for page, _ in pages for r in page] == [
+                [f"k{i:02d}", "v" * 20_000] for i in range(40)]
