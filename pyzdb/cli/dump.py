@@ -35,7 +35,7 @@ WRITE_BYTES = 8 << 20       # bytes of records set per request
 
 @contextlib.contextmanager
 def _no_cyclic_gc() -> Iterator[None]:
-    """The cyclic GC paused: records are plain data with no cycles, and its passes over them cost about a fifth."""
+    """The cyclic GC paused: records are plain data with no cycles, so its passes over them would find nothing."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -55,8 +55,8 @@ def read_pages_of_items(db: Any) -> Iterator[list]:
             page = db._conn.read(query, "strong")
         except (RequestTooCostly, MessageTooLarge):
             if size == 1:
-                raise MessageTooLarge(f"the top-level key at position {start} is over the message or work limit;"
-                                      " read it in parts") from None
+                raise MessageTooLarge(f"reading the top-level key at position {start} alone is over the message or "
+                                      "work limit (--max-message, --max-work)") from None
             size = max(1, size // 4)
             continue
         if page:
