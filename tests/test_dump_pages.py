@@ -91,3 +91,15 @@ def test_a_dump_whose_pages_are_over_the_message_limit_asks_for_smaller_pages(tm
             total, pages = read_dump(handle, "msgpack", path, 100, 1 << 30)
             assert total == 40 and [r for page, _ in pages for r in page] == [
                 [f"k{i:02d}", "v" * 20_000] for i in range(40)]
+
+
+def test_loading_an_int_over_64_bits_names_it_and_sets_nothing_of_its_page(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "big_int.jsonl"
+    path.write_text(json.dumps(header(2)) + "\n" + json.dumps(["ok", 1]) + "\n" + json.dumps(["big", 2 ** 70]) + "\n")
+    with EmbeddedService() as service:
+        out = subprocess.run([sys.executable, "-m", "pyzdb", "load", str(path), "--uri", service.rw_uri],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and f"int {2 ** 70} does not fit in 64 bits" in out.stderr, out.stderr
+        assert "ok" not in service.client()

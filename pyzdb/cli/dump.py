@@ -25,7 +25,7 @@ from pyzdb.cli.dumpfile import DumpFileError, choose_format, encode_page, encode
 from pyzdb.cli.prefetch import prefetched
 from pyzdb.cli.progress import Progress
 from pyzdb.client import client
-from pyzdb.errors import Error, MessageTooLarge, RequestTooCostly
+from pyzdb.errors import Error, MessageTooLarge, ProtocolError, RequestTooCostly
 from pyzdb.tree.values import to_storable
 
 READ_PAGE = 20_000          # pairs read per request (a quarter as many while a page is over a budget)
@@ -158,7 +158,11 @@ def load(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
             total, pages = read_dump(handle, fmt, path, WRITE_KEYS, WRITE_BYTES)
             progress = Progress("load", total, unit="keys")
             for group, taken in prefetched(_groups(pages, path)):
-                db._conn.write({"op": "call", "path": [], "method": "update", "args": [group], "kwargs": {}})
+                try:
+                    db._conn.write({"op": "call", "path": [], "method": "update", "args": [group], "kwargs": {}})
+                except ProtocolError:   # the page does not encode: name the value (an int over 64 bits)
+                    to_storable(group)
+                    raise
                 count += taken
                 progress.add(taken)
             progress.finish()
