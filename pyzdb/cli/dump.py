@@ -59,6 +59,8 @@ def read_pages_of_items(db: Any) -> Iterator[list]:
                                       "work limit (--max-message, --max-work)") from None
             size = max(1, size // 4)
             continue
+        if page and type(page[0]) is not list:      # keys, not pairs: a server from before iter's items
+            raise ProtocolError("this server answers iter without items (it is older than this pyzdb dump)")
         if page:
             yield page
         if len(page) < size:
