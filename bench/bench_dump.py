@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     with EmbeddedService("--durability", "batch", data_dir=os.path.join(work, "data-prepare")) as service:
         _timed("load", source, "--uri", service.rw_uri)
         _timed("dump", sources["msgpack"], "--uri", service.rw_uri)
+    started_load = os.getloadavg()[0]
     times: dict[str, list[float]] = {}
     for round_number in range(args.rounds):
         for fmt in ("jsonl", "msgpack"):     # alternate the formats inside each round
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
                 times.setdefault(f"load {fmt}", []).append(_timed("load", sources[fmt], "--uri", service.rw_uri))
                 out = os.path.join(work, f"out.{fmt}")
                 times.setdefault(f"dump {fmt}", []).append(_timed("dump", out, "--uri", service.rw_uri))
+    print(f"load average {started_load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     for name, runs in times.items():
         median = statistics.median(runs)
         print(f"{name:13} {args.keys} keys: median {median:6.2f} s = {args.keys / median:9,.0f} keys/s "

@@ -1,89 +1,72 @@
 """``pyzdb dump`` / ``pyzdb load``: the tree to and from a dump file (``dumpfile``), through a running service.
 
-``dump`` reads the top-level keys, then their values in batches of gets
-(each key read atomically; a key deleted meanwhile is left out; the dump as
-a whole is not a snapshot of one instant unless writers are paused with
-``db.lock()``). ``load`` sets top-level keys with one ``update`` of the root
-per group of records: each group is applied atomically as one write (one
-log record, one undo step); keys not in the file are left alone. ``-`` as
+``dump`` reads the root's ``[key, value]`` pairs in pages (``iter`` with
+``items``: each page is read atomically, one request; a page is read on a
+thread while the one before it is encoded). The dump as a whole is not a
+snapshot of one instant unless writers are paused (``db.lock()``): a key
+written meanwhile is dumped as it was when its page was read, and a key
+deleted meanwhile moves the later keys up, so one of them can be left out.
+``load`` sets top-level keys with one ``update`` of the root per page of
+records (decoded on a thread while the page before it is sent): each page
+is applied atomically as one write (one log record, one undo step) and
+exactly once under retries; keys not in the file are left alone. ``-`` as
 the file is standard output / standard input (give ``--format``).
 """
 from __future__ import annotations
 
 import contextlib
+import gc
+import itertools
 import os
 import sys
 from typing import Any, BinaryIO, Iterator
 
-from pyzdb.cli.dumpfile import DumpFileError, check_header, choose_format, encode_record, header, read_records
+from pyzdb.cli.dumpfile import DumpFileError, choose_format, encode_page, encode_record, header, read_dump
+from pyzdb.cli.prefetch import prefetched
 from pyzdb.cli.progress import Progress
 from pyzdb.client import client
-from pyzdb.errors import Error, MessageTooLarge, PathKeyError, RequestTooCostly
+from pyzdb.errors import Error, MessageTooLarge, ProtocolError, RequestTooCostly
+from pyzdb.tree.values import to_storable
 
-READ_BATCH = 2000           # keys read per request (halved while a reply is too large)
-PAGE_KEYS = 50_000          # top-level keys listed per request when one keys() is over a budget
-WRITE_KEYS = 5000           # records set per request
-WRITE_BYTES = 4 << 20       # bytes of records set per request
-_MISSING = "\x00pyzdb-dump-missing\x00"
+READ_PAGE = 20_000          # pairs read per request (a quarter as many while a page is over a budget)
+WRITE_KEYS = 20_000         # records set per request
+WRITE_BYTES = 8 << 20       # bytes of records set per request
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """The cyclic GC paused: records are plain data with no cycles, so its passes over them would find nothing."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # --- dump ----------------------------------------------------------------------------
-def _fetch(db: Any, keys: list, tolerate_missing: bool) -> list:
-    """The values of ``keys`` in one batch: plain gets (the server's fast path), or ``get(key, MISSING)``."""
-    batch = db.batch()
-    if tolerate_missing:
-        get = batch.root.get
-        for key in keys:
-            get(key, _MISSING)
-    else:
-        for key in keys:
-            batch[key]._run()
-    return batch.execute()
-
-
-def read_values(db: Any, keys: list) -> Iterator[tuple[Any, Any]]:
-    """(key, value) of each key still present, read in batches (halved when a reply is too large)."""
-    if not keys:
-        return
-    try:
-        try:
-            values = _fetch(db, keys, tolerate_missing=False)
-        except PathKeyError:    # a key was deleted since the listing: ask again, leaving it out
-            values = _fetch(db, keys, tolerate_missing=True)
-    except MessageTooLarge:
-        if len(keys) == 1:
-            raise MessageTooLarge(f"the value of top-level key {keys[0]!r} is over the message limit") from None
-        middle = len(keys) // 2
-        yield from read_values(db, keys[:middle])
-        yield from read_values(db, keys[middle:])
-        return
-    for key, value in zip(keys, values):
-        if not (type(value) is str and value == _MISSING):
-            yield key, value
-
-
-def top_level_keys(db: Any) -> list:
-    """Every top-level key: one ``keys()`` (atomic), or for a tree over the work or reply budget, pages of ``iter``.
-
-    Pages follow the dict's order, so a key deleted while they are read can
-    shift a later one out of the listing; a small tree is listed at once.
-    """
-    try:
-        return db.keys()
-    except (RequestTooCostly, MessageTooLarge):
-        pass
-    keys, size = [], PAGE_KEYS
+def read_pages_of_items(db: Any) -> Iterator[list]:
+    """The root's ``[key, value]`` pairs, a page per request (pages shrink while one is over a budget)."""
+    start, size = 0, READ_PAGE
     while True:
+        query = {"op": "iter", "path": [], "start": start, "limit": size, "items": True}
         try:
-            page = db._conn.read({"op": "iter", "path": [], "start": len(keys), "limit": size}, "strong")
+            page = db._conn.read(query, "strong")
         except (RequestTooCostly, MessageTooLarge):
             if size == 1:
-                raise
+                raise MessageTooLarge(f"reading the top-level key at position {start} alone is over the message or "
+                                      "work limit (--max-message, --max-work)") from None
             size = max(1, size // 4)
             continue
-        keys.extend(page)
+        if page and type(page[0]) is not list:      # keys, not pairs: a server from before iter's items
+            raise ProtocolError("this server answers iter without items (it is older than this pyzdb dump)")
+        if page:
+            yield page
         if len(page) < size:
-            return keys
+            return
+        start += len(page)
+        size = min(READ_PAGE, size * 2)
 
 
 @contextlib.contextmanager
@@ -112,8 +95,8 @@ def dump(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
     try:
         fmt = choose_format(path, fmt)
         db, _ = client(uri, timeout=30, **options)
-        keys = top_level_keys(db)
-        code = _write_dump(path, fmt, keys, lambda part: read_values(db, part))
+        total = db._conn.read({"op": "len", "path": []}, "strong")
+        code = _write_dump(path, fmt, total, prefetched(read_pages_of_items(db)))
         db.close()
         return code
     except (Error, DumpFileError, OSError, TypeError, ValueError) as exc:
@@ -125,48 +108,45 @@ def dump_tree(tree: dict, path: str, fmt: str | None = None) -> int:
     """Write a tree read offline from a store (``pyzdb dump --data/--store``) to ``path``; return an exit code."""
     try:
         fmt = choose_format(path, fmt)
-        return _write_dump(path, fmt, list(tree), lambda part: ((key, tree[key]) for key in part))
+        items = iter(tree.items())
+        pages = iter(lambda: list(map(list, itertools.islice(items, READ_PAGE))), [])
+        return _write_dump(path, fmt, len(tree), pages)
     except (Error, DumpFileError, OSError, TypeError, ValueError) as exc:
         print(f"pyzdb dump: {exc}", file=sys.stderr)
         return 1
 
 
-def _write_dump(path: str, fmt: str, keys: list, read: Any) -> int:
-    """The header and one record per key that ``read(keys)`` still yields, into ``path``; the exit code 0."""
-    progress = Progress("dump", len(keys), unit="keys")
+def _write_dump(path: str, fmt: str, total: int, pages: Iterator[list]) -> int:
+    """The header (announcing ``total`` keys) and one record per pair of ``pages``, into ``path``; exit code 0."""
+    progress = Progress("dump", total, unit="keys")
     count = 0
-    with _output(path) as out:
-        out.write(encode_record(header(len(keys)), fmt))
-        for start in range(0, len(keys), READ_BATCH):
-            part = keys[start:start + READ_BATCH]
-            chunk = [encode_record([key, value], fmt) for key, value in read(part)]
-            out.write(b"".join(chunk))
-            count += len(chunk)
-            progress.add(len(part))
+    with _no_cyclic_gc(), _output(path) as out:
+        out.write(encode_record(header(total), fmt))
+        for page in pages:
+            out.write(encode_page(page, fmt))
+            count += len(page)
+            progress.add(len(page))
     progress.finish()
     print(f"pyzdb dump: {count} top-level keys written to {path} ({fmt})", file=sys.stderr)
     return 0
 
 
 # --- load ----------------------------------------------------------------------------
-def _groups(records: Iterator[tuple[Any, int]], path: str) -> Iterator[tuple[dict, int]]:
-    """The records as maps of at most WRITE_KEYS records and about WRITE_BYTES bytes, with their record count.
-
-    A key that comes twice keeps its last value, as setting the keys one by one would.
-    """
-    group: dict = {}
-    size = taken = 0
-    for number, (record, length) in enumerate(records, 1):
-        if not (isinstance(record, list) and len(record) == 2):
-            raise DumpFileError(f"record {number} of {path} is not a [key, value] pair")
-        group[record[0]] = record[1]
-        size += length
-        taken += 1
-        if size >= WRITE_BYTES or taken >= WRITE_KEYS:
-            yield group, taken
-            group, size, taken = {}, 0, 0
-    if group:
-        yield group, taken
+def _groups(pages: Iterator[tuple[list, bool]], path: str) -> Iterator[tuple[dict, int]]:
+    """Each page of records as the map it sets, with its record count (a repeated key keeps its last value)."""
+    before = 0
+    for records, may_hold_files in pages:
+        try:
+            if all(type(record) is list and len(record) == 2 for record in records):
+                group = dict(records)
+                yield (to_storable(group) if may_hold_files else group), len(records)
+                before += len(records)
+                continue
+        except TypeError:       # an unhashable key
+            pass
+        number = next(i for i, r in enumerate(records, 1) if not (type(r) is list and len(r) == 2
+                                                                   and not isinstance(r[0], (list, dict))))
+        raise DumpFileError(f"record {before + number} of {path} is not a [key, value] pair of a str or int key")
 
 
 def load(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
@@ -176,11 +156,15 @@ def load(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
         fmt = choose_format(path, fmt)
         db, _ = client(uri, timeout=30, **options)
         db.ping()       # an empty file still says at once when nothing is there
-        with (open(path, "rb") if path != "-" else contextlib.nullcontext(sys.stdin.buffer)) as handle:
-            records = read_records(handle, fmt)
-            progress = Progress("load", check_header(next(records, (None, 0))[0], path), unit="keys")
-            for group, taken in _groups(records, path):
-                db.update(group)
+        with _no_cyclic_gc(), (open(path, "rb") if path != "-" else contextlib.nullcontext(sys.stdin.buffer)) as handle:
+            total, pages = read_dump(handle, fmt, path, WRITE_KEYS, WRITE_BYTES)
+            progress = Progress("load", total, unit="keys")
+            for group, taken in prefetched(_groups(pages, path)):
+                try:
+                    db._conn.write({"op": "call", "path": [], "method": "update", "args": [group], "kwargs": {}})
+                except ProtocolError:   # the page does not encode: name the value (an int over 64 bits)
+                    to_storable(group)
+                    raise
                 count += taken
                 progress.add(taken)
             progress.finish()

@@ -10,11 +10,14 @@ encoder as they are.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import math
 import operator
 import os
 from typing import Any, BinaryIO, Iterator
+
+import msgpack
 
 from pyzdb.errors import ProtocolError
 from pyzdb.transport import wire
@@ -26,6 +29,9 @@ EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".msgpack
 _STRICT_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)   # TypeError/ValueError on what JSON lacks
 _STARTS_WITH_DOLLAR = operator.methodcaller("startswith", "$")
 _FLOAT_NAMES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_SEPARATOR = "\x00pyzdb-dump-record\x00"            # the item between records when a JSON page is encoded at once
+_SEPARATOR_TEXT = ", " + _STRICT_JSON.encode(_SEPARATOR) + ", "
+_ARRAY_HEADER = {0xdc: 3, 0xdd: 5}                  # msgpack array 16 / array 32; a fixarray's header is 1 byte
 
 
 class DumpFileError(Exception):
@@ -146,6 +152,42 @@ def encode_record(record: Any, fmt: str) -> bytes:
     return wire.pack(record, default=_pack_default)
 
 
+def encode_page(records: list, fmt: str) -> bytes:
+    """Records (``[key, value]`` lists) as the bytes the file holds, with one encoder call for the page where it can.
+
+    msgpack: the page packed as one array, its header cut off (an array's
+    encoding is its header and then its items'). JSON lines: the page encoded
+    at once with a separator item between records, split there, when every
+    map key is a str (a strict msgpack decode says so) and no ``"$`` is in the
+    text; otherwise, and if the split does not give one line per record,
+    record by record.
+    """
+    if not records:
+        return b""
+    if fmt != "jsonl":
+        packed = wire.pack(records, default=_pack_default)
+        return packed[_ARRAY_HEADER.get(packed[0], 1):]
+    return _plain_json_page(records) or b"".join(encode_record(record, fmt) for record in records)
+
+
+def _plain_json_page(records: list) -> bytes | None:
+    """The JSON lines of records that need no tags, from one encoder call; None if any record may need one."""
+    try:
+        msgpack.unpackb(msgpack.packb(records, use_bin_type=True, default=_pack_default), strict_map_key=True)
+        mixed = [_SEPARATOR] * (2 * len(records) - 1)
+        mixed[::2] = records
+        text = _STRICT_JSON.encode(mixed)
+    except (TypeError, ValueError):     # a non-str key, bytes, a File, NaN or an infinity
+        return None
+    if '"$' in text:
+        return None
+    lines = text[1:-1].split(_SEPARATOR_TEXT)
+    if len(lines) != len(records):      # a value that is the separator itself
+        return None
+    lines.append("")
+    return "\n".join(lines).encode("utf-8")
+
+
 def read_records(handle: BinaryIO, fmt: str) -> Iterator[tuple[Any, int]]:
     """Each record of a dump file with its size in bytes."""
     if fmt == "jsonl":
@@ -161,3 +203,77 @@ def read_records(handle: BinaryIO, fmt: str) -> Iterator[tuple[Any, int]]:
         yield from wire.iter_unpack(handle, ext_hook=ext_hook)
     except ProtocolError as exc:
         raise DumpFileError(str(exc)) from None
+
+
+def read_dump(handle: BinaryIO, fmt: str, path: str, max_records: int,
+              max_bytes: int) -> tuple[int, Iterator[tuple[list, bool]]]:
+    """The key count a dump file's header announces (DumpFileError if it has none), and its records in pages.
+
+    Pages hold at most ``max_records`` records and about ``max_bytes`` bytes,
+    each with whether it may hold File references (which must be turned back
+    into the tree's File values before they are sent). JSON lines are decoded
+    a page at a time (the lines joined into one array), and only a page with
+    a ``"$`` in it goes through the tag decoder.
+    """
+    if fmt == "jsonl":
+        line = handle.readline()
+        while line and not line.strip():
+            line = handle.readline()
+        count = check_header(next(read_records(io.BytesIO(line), fmt), (None, 0))[0], path)
+        return count, _json_pages(handle, max_records, max_bytes)
+    records = read_records_raw(handle)
+    return check_header(next(records, (None, 0))[0], path), _msgpack_pages(records, max_records, max_bytes)
+
+
+def _msgpack_pages(records: Iterator[tuple[Any, int]], max_records: int, max_bytes: int) -> Iterator[tuple[list, bool]]:
+    page: list = []
+    size = 0
+    for record, length in records:
+        page.append(record)
+        size += length
+        if len(page) >= max_records or size >= max_bytes:
+            yield page, False
+            page, size = [], 0
+    if page:
+        yield page, False
+
+
+def _json_pages(handle: BinaryIO, max_records: int, max_bytes: int) -> Iterator[tuple[list, bool]]:
+    lines: list = []
+    size = number = 0
+    for line in handle:
+        lines.append(line)
+        size += len(line)
+        if len(lines) >= max_records or size >= max_bytes:
+            yield _decode_lines(lines, number)
+            number += len(lines)
+            lines, size = [], 0
+    if lines:
+        yield _decode_lines(lines, number)
+
+
+def read_records_raw(handle: BinaryIO) -> Iterator[tuple[Any, int]]:
+    """Each msgpack record with its size, File references left as the wire's extension values."""
+    try:
+        yield from wire.iter_unpack(handle)
+    except ProtocolError as exc:
+        raise DumpFileError(str(exc)) from None
+
+
+def _decode_lines(lines: list, before: int) -> tuple[list, bool]:
+    """JSON lines (after ``before`` other lines of the file) as records, decoded as one array where they can be."""
+    text = b"[" + b",".join(lines) + b"]"
+    tagged = b'"$' in text
+    try:
+        return json.loads(text, object_hook=_untag if tagged else None), tagged
+    except ValueError:      # a blank line or a line that is not JSON: line by line, to skip or to name it
+        pass
+    decode = json.JSONDecoder(object_hook=_untag).decode
+    records = []
+    for number, line in enumerate(lines, before + 2):   # the header is line 1
+        if line.strip():
+            try:
+                records.append(decode(line.decode("utf-8")))
+            except ValueError as exc:
+                raise DumpFileError(f"line {number} is not JSON: {exc}") from None
+    return records, tagged

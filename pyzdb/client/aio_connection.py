@@ -9,7 +9,10 @@ takes a free lane and gives it back when answered. While ``db.lock()`` is
 held every request of the client goes on the lock's lane, one at a time,
 because a lock belongs to one client id. Retries, consistency levels,
 read-your-writes and fail-fast first contact behave as in the sync
-``Connection``.
+``Connection``: the first ping fails within ``connect_timeout`` only when no
+peer completed the ZMTP handshake (a socket monitor says when one does; a
+broker whose server is frozen gets the full ``timeout``), and a read's try
+on the replicas counts against its one ``timeout``.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from pyzdb.client.connection import DEFAULT_RW, RO_RETRY_AFTER, check_consistency
 from pyzdb.errors import (
@@ -40,7 +44,10 @@ MAX_ATTEMPT = 5.0     # seconds: the longest wait before a request is sent again
 
 
 class _Queue:
-    """One DEALER socket to a queue and the reader task that matches replies to waiting requests by request id."""
+    """One DEALER socket to a queue and the reader task that matches replies to waiting requests by request id.
+
+    A monitor socket reports each completed ZMTP handshake (``handshake_seen``).
+    """
 
     def __init__(self, context: zmq.asyncio.Context, uris: list[str], curve: dict | None) -> None:
         self.uris = uris
@@ -48,6 +55,8 @@ class _Queue:
         self.socket.setsockopt(zmq.LINGER, 0)
         for option, value in (curve or {}).items():
             self.socket.setsockopt(option, value)
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.ever_open = False          # some peer completed a ZMTP handshake with this socket once
         for uri in uris:
             self.socket.connect(uri)
         self.waiting: dict[int, asyncio.Future] = {}
@@ -74,12 +83,24 @@ class _Queue:
                 future.set_result(reply)
             # otherwise: a late answer to an attempt that was already answered, or to a request given up on
 
+    async def handshake_seen(self) -> bool:
+        """True once a broker or server has completed the ZMTP handshake with this socket (it is there)."""
+        while not self.ever_open:
+            try:
+                event = parse_monitor_message(await self.monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+            self.ever_open = event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
+        return self.ever_open
+
     async def close(self) -> None:
-        """Stop the reader and close the socket."""
+        """Stop the reader and close the sockets."""
         if self.reader is not None:
             self.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.reader
+        self.socket.disable_monitor()
+        self.monitor.close()
         self.socket.close()
 
 
@@ -128,16 +149,17 @@ class AsyncConnection:
     async def read(self, query: dict, consistency: str | None = None) -> Any:
         """Run a read, on a replica when there is one, no lock is held and the level allows (as ``Connection.read``)."""
         level = check_consistency(consistency or self.consistency)
+        deadline = time.monotonic() + self.timeout   # the replicas' try counts against the read's one timeout
         if self.ro is not None and not self.locked and level != "strong" and time.monotonic() >= self.ro_skip_until:
             if level == "read-your-writes" and self.last_seq:
                 query = {**query, "min_seq": self.last_seq}
             try:
-                return await self._request(self.ro, query, self.attempt_timeout * 3)
+                return await self._request(self.ro, query, min(self.attempt_timeout * 3, self.timeout))
             except NoAnswer:
                 self.ro_skip_until = time.monotonic() + RO_RETRY_AFTER
             except ServiceUnavailable:
                 pass    # a replica too far behind: the read-write server can answer any read
-        return await self._request(self.rw, query, self.timeout)
+        return await self._request(self.rw, query, max(deadline - time.monotonic(), 0.001))
 
     async def write(self, query: dict) -> Any:
         """Run a write (or a lock/undo/control operation) on the read-write server."""
@@ -191,12 +213,21 @@ class AsyncConnection:
         return self.free_lanes.pop() if self.free_lanes else os.urandom(16)
 
     async def _reach(self) -> None:
-        """The first contact: one ping within ``connect_timeout`` (shared by every task that asks meanwhile)."""
+        """The first contact: one ping within ``connect_timeout`` (shared by every task that asks meanwhile).
+
+        No answer but a completed ZMTP handshake means a broker or server is
+        there, only slow (a broker whose server is frozen): the request goes
+        on with its full ``timeout``, as in the sync client.
+        """
         if self.reaching is None:
             self.reaching = asyncio.get_running_loop().create_future()
             lane = self._take_lane()
             try:
-                await self._send(self.rw, lane, {"op": "ping"}, self.connect_timeout)
+                try:
+                    await self._send(self.rw, lane, {"op": "ping"}, self.connect_timeout)
+                except NoAnswer:
+                    if not await self.rw.handshake_seen():
+                        raise
                 self.reached = True
                 self.reaching.set_result(None)
             except NoAnswer:

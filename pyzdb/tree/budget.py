@@ -102,8 +102,8 @@ def _iter_cost(node: Any, query: dict) -> int:
     start, limit, size = query.get("start", 0), query.get("limit"), _length(node)
     start = start if isinstance(start, int) and start >= 0 else 0
     taken = max(0, size - start) if not isinstance(limit, int) else max(0, min(limit, size - start))
-    if isinstance(node, dict):
-        return min(start, size) * SCAN + taken * MAP_ENTRY    # islice walks the keys it skips
+    if isinstance(node, dict):       # islice walks the keys it skips
+        return min(start, size) * SCAN + taken * (PAIR if query.get("items") is True else MAP_ENTRY)
     return taken * (COPY + ENCODE)                              # a list's items, or a str's characters as a list
 
 

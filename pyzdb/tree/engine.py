@@ -224,7 +224,8 @@ class Engine:
         raise ValueTypeError(f"{q.format_path(query['path'])} is a {type_name(node)}; 'in' needs a dict, list, str or bytes")
 
     def _op_iter(self, query: dict) -> Outcome:
-        """A page of a dict's keys or a list's items: ``start`` and ``limit`` bound it."""
+        """A page of a dict's keys (with ``"items": true``, its ``[key, value]`` pairs) or a list's items:
+        ``start`` and ``limit`` bound it."""
         node = self.resolve(query["path"])
         start, limit = query.get("start", 0), query.get("limit")
         if not isinstance(start, int) or start < 0 or not (limit is None or (isinstance(limit, int) and limit >= 0)):
@@ -233,6 +234,8 @@ class Engine:
             raise ValueTypeError(f"{q.format_path(query['path'])} is a {type_name(node)}; it is not iterable")
         stop = None if limit is None else start + limit
         if isinstance(node, dict):
+            if query.get("items") is True:
+                return Outcome(list(map(list, itertools.islice(node.items(), start, stop))))
             return Outcome(list(itertools.islice(node, start, stop)))
         return Outcome(node[start:stop] if isinstance(node, list) else list(node[start:stop]))
 

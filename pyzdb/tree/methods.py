@@ -155,6 +155,9 @@ def _list_clear(node: list, path: list, args: list, kwargs: dict, where: Where):
 
 
 # --- dicts ------------------------------------------------------------------------
+_KEY_TYPES = frozenset((str, int))
+
+
 def _check_key(key: Any, where: Where) -> None:
     if isinstance(key, bool) or not isinstance(key, (str, int)):
         raise ValueTypeError(f"{where}: dict key {key!r} must be str or int")
@@ -194,10 +197,17 @@ def _dict_update(node: dict, path: list, args: list, kwargs: dict, where: Where)
     changes = dict(args[0]) if args and isinstance(args[0], dict) else None
     if args and changes is None:
         raise ValueTypeError(f"{where} needs a dict, not {type_name(args[0])}")
-    changes = {**(changes or {}), **kwargs}
-    for key in changes:
-        _check_key(key, where)
-    inverse = [set_op(path + [k], node[k]) if k in node else del_op(path + [k]) for k in changes]
+    if kwargs:
+        changes = {**(changes or {}), **kwargs}
+    elif changes is None:
+        changes = {}
+    if not _KEY_TYPES.issuperset(map(type, changes)):     # bool is not of type int
+        for key in changes:
+            _check_key(key, where)
+    if node.keys().isdisjoint(changes):                   # only new keys (a load): each inverse is a delete
+        inverse = [{"op": "del", "path": [*path, k]} for k in changes]
+    else:
+        inverse = [set_op([*path, k], node[k]) if k in node else del_op([*path, k]) for k in changes]
     node.update(changes)
     return None, inverse
 

@@ -111,21 +111,44 @@ def check_path(path: Any) -> list:
     return path
 
 
+_SCALARS = frozenset((type(None), bool, int, float, str, bytes))   # exact types, as msgpack decodes them
+_KEY_TYPES = frozenset((str, int))
+
+
 def check_value(value: Any, depth: int = 0) -> Any:
     """Check that a decoded value is one the tree may hold; return it."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if depth < MAX_VALUE_DEPTH:     # the common shapes, one call per container: exact types, checked in C
+        if kind is dict and _KEY_TYPES.issuperset(map(type, value)):
+            for item in value.values():
+                if type(item) not in _SCALARS:
+                    check_value(item, depth + 1)
+            return value
+        if kind is list:
+            for item in value:
+                if type(item) not in _SCALARS:
+                    check_value(item, depth + 1)
+            return value
+    return _check_value_slowly(value, depth)
+
+
+def _check_value_slowly(value: Any, depth: int) -> Any:
+    """``check_value`` for the rest: subclasses, File references, bad keys, values too deep (named in the error)."""
     if depth > MAX_VALUE_DEPTH:
         raise ValueTypeError(f"value is nested deeper than {MAX_VALUE_DEPTH} levels")
     if value is None or isinstance(value, (bool, int, float, str, bytes)):
         return value
     if isinstance(value, list):
         for item in value:
-            check_value(item, depth + 1)
+            _check_value_slowly(item, depth + 1)
         return value
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(key, bool) or not isinstance(key, (str, int)):
                 raise ValueTypeError(f"dict key {key!r} is a {type(key).__name__}; keys must be str or int")
-            check_value(item, depth + 1)
+            _check_value_slowly(item, depth + 1)
         return value
     if isinstance(value, wire.ExtType) and value.code == FILE_EXT_CODE:
         return value
