@@ -18,6 +18,11 @@ TARGETS = [
     ("batch of 100 reads vs redis pipelined GET (per op)", "pyzdb", "batch", 1, "redis", 1.5),
     ("small committed writes vs ZEO", "pyzdb", "set", 1, "zeo", 10.0),
 ]
+# issue 14 point 1: writes vs redis, batch against appendfsync everysec, always against appendfsync always
+TARGETS += [(f"{op}, {clients} client(s), durability {mode} vs appendfsync {fsync}", system, op, clients, base, 1.0)
+            for mode, fsync, system, base in (("batch", "everysec", "pyzdb", "redis"),
+                                              ("always", "always", "pyzdb-always", "redis-always"))
+            for op in ("set", "append") for clients in (1, 4)]
 
 
 def _rate(results: dict, system: str, op: str, clients: int) -> float:
