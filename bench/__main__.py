@@ -3,7 +3,7 @@
 Starts each server in turn (pyzdb embedded sqlite with --durability batch,
 the same with --durability always and none for writes, pyzdb on Kyoto Tycoon /
 Tokyo Tyrant when PYZDB_KT / PYZDB_TT hold a kt:// / tt:// URL, redis-server
-with an everysec append-only file, runzeo), runs every operation with 1 and
+with an everysec append-only file (and one fsynced always, for writes), runzeo), runs every operation with 1 and
 4 client processes for a bounded time, and prints ops/s, p50/p99 and the
 ratio to redis-py measured in the same run. Run bench/setup.sh first.
 
@@ -36,7 +36,9 @@ def _plan(only: set[str] | None) -> list[tuple[str, object]]:
             url = os.environ[env]
             url += "" if "prefix=" in url else ("&" if "?" in url else "?") + f"prefix=bench-{os.getpid()}-{time.time():.0f}"
             plan.append((label, lambda url=url, label=label: servers.start_pyzdb(label, "batch", url)))
-    plan += [("redis", servers.start_redis), ("zeo", servers.start_zeo)]
+    plan += [("redis", servers.start_redis),
+             ("redis-always", lambda: servers.start_redis("redis-always", "always", writes_only=True)),
+             ("zeo", servers.start_zeo)]
     return [(label, start) for label, start in plan if only is None or label in only]
 
 
@@ -60,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=1.5, help="time per operation and client count")
     parser.add_argument("--repeat", type=int, default=3, help="rounds over every system; cells are medians")
     parser.add_argument("--clients", default="1,4", help="client process counts (default %(default)s)")
-    parser.add_argument("--only", help="comma-separated systems: pyzdb,pyzdb-always,pyzdb-none,pyzdb-kt,pyzdb-tt,redis,zeo")
+    parser.add_argument("--only", help="comma-separated systems: pyzdb,pyzdb-always,pyzdb-none,pyzdb-kt,pyzdb-tt,redis,redis-always,zeo")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"),
                         help="directory of summary.png and summary.json (default bench/results)")
     parser.add_argument("--extra", default="cache",

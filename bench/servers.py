@@ -15,7 +15,7 @@ from typing import Callable
 
 from pyzdb.testing import EmbeddedService, free_ports, stop_process
 
-REDIS_ARGS = ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
+REDIS_ARGS = ["--save", "", "--appendonly", "yes", "--appendfsync"]
 
 
 @dataclass
@@ -68,12 +68,16 @@ def _start_daemon(kind: str, program: str, args: Callable[[int, str], list], con
     return Running(kind, {"kind": kind, "address": ["127.0.0.1", port]}, config, stop)
 
 
-def start_redis() -> Running:
-    """A local ``redis-server`` with no snapshots and an append-only file fsynced every second."""
-    return _start_daemon(
-        "redis", "redis-server",
-        lambda port, data: ["--port", str(port), "--bind", "127.0.0.1", "--dir", data, "--daemonize", "no", *REDIS_ARGS],
-        "redis-server --save '' --appendonly yes --appendfsync everysec (redis-py, default parser)")
+def start_redis(label: str = "redis", fsync: str = "everysec", writes_only: bool = False) -> Running:
+    """A local ``redis-server`` with no snapshots and an append-only file fsynced per ``fsync`` (everysec, always)."""
+    running = _start_daemon(
+        label, "redis-server",
+        lambda port, data: ["--port", str(port), "--bind", "127.0.0.1", "--dir", data, "--daemonize", "no",
+                            *REDIS_ARGS, fsync],
+        f"redis-server --save '' --appendonly yes --appendfsync {fsync} (redis-py, default parser)")
+    running.spec["kind"] = "redis"
+    running.writes_only = writes_only
+    return running
 
 
 def start_zeo() -> Running:

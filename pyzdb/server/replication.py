@@ -96,8 +96,13 @@ class ReplicationServer:
         self.thread.start()
 
     def committed(self, seq: int) -> None:
-        """From the serving thread: records up to ``seq`` are stored; wake the stream (cheap when nothing moved)."""
-        if seq != self._notified:
+        """From the serving thread: records up to ``seq`` are stored; wake the stream (cheap when nothing moved).
+
+        With no replica streaming nothing is woken: the thread's wake-up cost
+        a write more CPU than the write itself. A replica that arrives later
+        is pumped to ``journal.seq`` (moved before this call) once registered.
+        """
+        if seq != self._notified and self.peers:
             self._notified = seq
             try:
                 self._wake_out.send(b"", zmq.NOBLOCK)

@@ -97,6 +97,8 @@ class Journal:
         self.on_append: Callable[[int, int, list[list]], None] | None = None   # (first seq, last seq, batch)
         self.retain: Callable[[], int] | None = None   # log records after this seq outlive checkpoints (replicas)
         self.meta_extra: dict = {}        # fields every checkpoint's meta carries (a replica copy's mark)
+        # (seq, bytes) records straight to the store's log, skipping the log/<seq> keys (sqlite: SqliteStore.append_log)
+        self._append_log: Callable[[list[tuple[int, bytes]]], None] | None = getattr(store, "append_log", None)
 
     @property
     def log_records(self) -> int:
@@ -243,14 +245,17 @@ class Journal:
         record, so a failed append can be retried or rolled back cleanly.
         """
         self._check_claim()
-        items, seq, crc, size = {}, self.seq, self.last_crc, 0
+        records, seq, crc, size = [], self.seq, self.last_crc, 0
         for entries in batch:
             seq += 1
             data = encode_record(seq, crc, entries)
             crc = zlib.crc32(data)
-            items[log_key(seq)] = data
+            records.append((seq, data))
             size += len(data)
-        self.store.set_bulk(items)
+        if self._append_log is not None:
+            self._append_log(records)
+        else:
+            self.store.set_bulk({log_key(number): data for number, data in records})
         first = self.seq + 1
         self.seq, self.last_crc = seq, crc
         self.appended_bytes += size

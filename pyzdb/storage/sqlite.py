@@ -196,6 +196,13 @@ class SqliteStore(Store):
         self._write([("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", plain),
                      ("INSERT OR REPLACE INTO log (seq, v) VALUES (?, ?)", logged)])
 
+    def append_log(self, records: list[tuple[int, bytes]]) -> None:
+        """Store journal log records as (seq, bytes): ``set_bulk`` of their ``log/<seq>`` keys, without parsing them.
+
+        The journal's commit path (``Journal.append``) writes through this.
+        """
+        self._write([("INSERT OR REPLACE INTO log (seq, v) VALUES (?, ?)", records)])
+
     def remove_bulk(self, keys: Iterable[bytes]) -> None:
         """Remove the keys in one transaction."""
         plain, logged = _split(keys)
