@@ -90,7 +90,7 @@ class ServerLoop:
         """The client id a request is answered under (``cid`` here; Error to refuse the request)."""
         return cid
 
-    def _answer(self, route: list, cid: bytes, rid: int, query: dict, replies: list, *held) -> None:
+    def _answer(self, route: list, cid: bytes, rid: int, query: dict, replies: list) -> None:
         """Append ``(route, reply)`` to ``replies``, or keep the request to answer later."""
         raise NotImplementedError
 
@@ -106,15 +106,18 @@ class ServerLoop:
         except Error as exc:
             replies.append((route, wire.error_reply(wire.peek_ids(payload)[1], exc, self._seq())))
             return
-        self._answer_safely(route, cid, rid, query, replies)
-
-    def _answer_safely(self, route: list, cid: bytes, rid: int, query: dict, replies: list, *held) -> None:
-        """``_answer``, where a bug costs this one request an error reply, never the server (the fuzz tests look)."""
         try:
-            self._answer(route, cid, rid, query, replies, *held)
+            self._answer(route, cid, rid, query, replies)
         except Exception as exc:
-            self.logger.exception("unexpected failure on a request")
-            replies.append((route, wire.error_reply(rid, exc, self._seq())))
+            self._failed(route, rid, exc, replies)
+
+    def _failed(self, route: list, rid: int, exc: Exception, replies: list) -> None:
+        """Call in ``except``: a bug met answering a request is logged and costs that request, never the server.
+
+        The request gets an error reply naming the fault (the fuzz tests look for these log lines).
+        """
+        self.logger.exception("unexpected failure on a request")
+        replies.append((route, wire.error_reply(rid, exc, self._seq())))
 
     def _encode(self, reply: dict) -> bytes:
         """The reply's bytes; a result that cannot be encoded is refused by name instead."""

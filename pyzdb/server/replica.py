@@ -260,7 +260,10 @@ class ReplicaServer(ServerLoop):
         self._held_seq = self.follower.seq
         held, self.held, replies = self.held, [], []
         for request in held:
-            self._answer_safely(request.route, b"", request.rid, request.query, replies, request.deadline)
+            try:
+                self._answer(request.route, b"", request.rid, request.query, replies, request.deadline)
+            except Exception as exc:
+                self._failed(request.route, request.rid, exc, replies)
         self._send(replies)
 
     def _send(self, replies: list) -> None:
