@@ -172,6 +172,8 @@ def test_shell_dump_and_load_take_curve_keys_and_say_when_they_are_needed(keys, 
                     ["shell", curve_service]):
         out = run_cli(*command)                     # no keys: the error says CURVE keys are needed
         assert out.returncode != 0 and "CURVE keys are needed" in out.stderr, (command, out.stderr)
-    out = run_cli("dump", path, "--uri", curve_service, "--curve-keypair", key_args[-1])
-    assert out.returncode == 2 and "CURVE keys needed" in out.stderr
+    for command in (["dump", path, "--uri", curve_service], ["load", path, "--uri", curve_service],
+                    ["shell", curve_service]):
+        out = run_cli(*command, "--curve-keypair", key_args[-1])   # half the keys: refused before connecting
+        assert out.returncode == 2 and f"pyzdb {command[0]}: CURVE keys needed" in out.stderr, (command, out.stderr)
     db._conn.close()

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any, Callable
 
 import zmq
 
@@ -213,6 +214,15 @@ def client_keys(args: argparse.Namespace) -> dict:
     return {"curve_server_key": args.curve_server_key, "curve_keypair": args.curve_keypair}
 
 
+def _as_client(name: str, args: argparse.Namespace, run: Callable[..., int], *run_args: Any) -> int:
+    """``run(*run_args, **client_keys(args))``; a pyzdb error it raises (bad key options) is exit code 2, said on stderr."""
+    try:
+        return run(*run_args, **client_keys(args))
+    except Error as exc:
+        print(f"pyzdb {name}: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     """Make a stopped replica's local copy a read-write server's store (see cli/promote.py)."""
     from pyzdb.cli.promote import promote_command
@@ -222,11 +232,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_shell(args: argparse.Namespace) -> int:
     """An interactive prompt with ``db`` bound."""
     from pyzdb.cli.shell import run_shell
-    try:
-        return run_shell(args.uris, **client_keys(args))
-    except Error as exc:
-        print(f"pyzdb shell: {exc}", file=sys.stderr)
-        return 2
+    return _as_client("shell", args, run_shell, args.uris)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -310,23 +316,13 @@ def cmd_dump(args: argparse.Namespace) -> int:
             return 1
         db.journal.store.close()
         return dump_tree(db.engine.tree, args.file, args.format)
-    try:
-        keys = client_keys(args)
-    except Error as exc:
-        print(f"pyzdb dump: {exc}", file=sys.stderr)
-        return 2
-    return dump(args.uri, args.file, args.format, **keys)
+    return _as_client("dump", args, dump, args.uri, args.file, args.format)
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     """Set top-level keys from a dump file."""
     from pyzdb.cli.dump import load
-    try:
-        keys = client_keys(args)
-    except Error as exc:
-        print(f"pyzdb load: {exc}", file=sys.stderr)
-        return 2
-    return load(args.uri, args.file, args.format, **keys)
+    return _as_client("load", args, load, args.uri, args.file, args.format)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

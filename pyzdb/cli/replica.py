@@ -7,7 +7,7 @@ import sys
 import time
 
 from pyzdb.cli.arguments import store_url
-from pyzdb.cli.signals import run_until_signal
+from pyzdb.cli.signals import serve_replica
 from pyzdb.errors import Error, NoDatabase, WrongDatabase
 from pyzdb.server.feed import wait_for_identity
 from pyzdb.server.follower import Follower
@@ -73,15 +73,7 @@ def run_replica(args: argparse.Namespace) -> int:
         return 3 if isinstance(exc, WrongDatabase) else 2
     print(f"pyzdb replica {config.name}: {store.url} at seq {follower.seq}, loaded in "
           f"{time.monotonic() - started:.2f} s; serving reads on {config.back}", file=sys.stderr, flush=True)
-    try:
-        server = ReplicaServer(follower, config)
-        run_until_signal(server.stop, server.serve_forever)
-    finally:
-        store.close()
-    if server.wrong_database:
-        print(f"pyzdb server --ro: stopped: {server.wrong_database}", file=sys.stderr)
-        return 3
-    return 0
+    return serve_replica(store, ReplicaServer, follower, config)
 
 
 def _check_identity(follower: Follower, feed: str | None, curve: dict | None = None) -> None:

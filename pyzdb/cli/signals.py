@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Callable
+from typing import Any, Callable
+
+from pyzdb.server.replica import ReplicaServer
+from pyzdb.storage.base import Store
 
 
 def run_until_signal(stop: Callable[[], None], run: Callable[[], None]) -> None:
@@ -17,3 +20,21 @@ def run_until_signal(stop: Callable[[], None], run: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     run()
+
+
+def serve_replica(store: Store, server_class: type[ReplicaServer], *args: Any) -> int:
+    """``server --ro``'s last part: make ``server_class(*args)`` and serve reads until a signal, then close ``store``.
+
+    Exit code 3 if the server stopped because the feed announced another database, else 0.
+
+    >>> return serve_replica(store, ReplicaServer, follower, config)     # doctest: +SKIP
+    """
+    try:
+        server = server_class(*args)
+        run_until_signal(server.stop, server.serve_forever)
+    finally:
+        store.close()
+    if server.wrong_database:
+        print(f"pyzdb server --ro: stopped: {server.wrong_database}", file=sys.stderr)
+        return 3
+    return 0

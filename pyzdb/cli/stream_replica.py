@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from pyzdb.cli.signals import run_until_signal
+from pyzdb.cli.signals import serve_replica
 from pyzdb.errors import Error, WrongDatabase
 from pyzdb.server.local_copy import CopyFollower, LocalCopy
 from pyzdb.server.replica import ReplicaConfig
@@ -32,9 +32,8 @@ def run_stream_replica(args: argparse.Namespace, config: ReplicaConfig) -> int:
     except Error as exc:
         print(f"pyzdb server --ro: {exc}", file=sys.stderr)
         return 2
-    server: StreamReplicaServer | None = None
     started = time.monotonic()
-    stream = StreamFollower(copy, args.follow, config.peer_curve, info=lambda: server.stream_info() if server else {"name": config.name})
+    stream = StreamFollower(copy, args.follow, config.peer_curve, info=lambda: {"name": config.name})
     try:
         synced = stream.sync(FIRST_SYNC_WAIT if copy.identity is None else 2.0)
         if stream.error is not None:
@@ -53,12 +52,4 @@ def run_stream_replica(args: argparse.Namespace, config: ReplicaConfig) -> int:
     print(f"pyzdb replica {config.name}: copy {store.url} of database {copy.identity} at seq {follower.seq} "
           f"({state}) in {time.monotonic() - started:.2f} s; streaming from {args.follow}; serving reads on "
           f"{config.back}", file=sys.stderr, flush=True)
-    try:
-        server = StreamReplicaServer(follower, config, stream)
-        run_until_signal(server.stop, server.serve_forever)
-    finally:
-        store.close()
-    if server.wrong_database:
-        print(f"pyzdb server --ro: stopped: {server.wrong_database}", file=sys.stderr)
-        return 3
-    return 0
+    return serve_replica(store, StreamReplicaServer, follower, config, stream)

@@ -14,18 +14,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 
 import zmq
 
-from pyzdb.errors import Error, ProtocolError, ReadOnlyError, ServiceUnavailable
+from pyzdb.errors import Error, ReadOnlyError, ServiceUnavailable
 from pyzdb.server import feed, watch
 from pyzdb.server.follower import Follower
-from pyzdb.server.rw import split_frames
+from pyzdb.server.loop import MAX_DRAIN, ServerLoop
 from pyzdb.transport import wire
-from pyzdb.transport.heartbeat import Beacon
 from pyzdb.tree import budget, files
 from pyzdb.tree import query as q
 
@@ -65,26 +63,27 @@ class Held:
     deadline: float
 
 
-class ReplicaServer:
+class ReplicaServer(ServerLoop):
     """Serves a ``Follower``'s tree on a DEALER socket connected to the broker's RO back end.
 
     >>> follower = Follower(journal); follower.load()                        # doctest: +SKIP
     >>> ReplicaServer(follower, ReplicaConfig(back='tcp://127.0.0.1:5562')).serve_forever()  # doctest: +SKIP
     """
 
+    logger, kind = log, "replica"
+
     def __init__(self, follower: Follower, config: ReplicaConfig, context: zmq.Context | None = None) -> None:
         self.follower, self.config = follower, config
-        self.context = context or zmq.Context.instance()
+        super().__init__(context, config.health, config.curve, config.max_message)
         self.socket = self._socket(zmq.DEALER, config.back, config.curve)
         self.sub = self._socket(zmq.SUB, config.feed, config.peer_curve)
         if self.sub is not None:
             self.sub.setsockopt(zmq.SUBSCRIBE, b"seq")
         self.status_pub = self._socket(zmq.PUB, config.status_feed, config.peer_curve)
-        self.beacon = Beacon(self.context, config.health, self._beat_info, config.curve) if config.health else None
         self.held: list[Held] = []
         self.known_seq = follower.seq     # the newest seq the feed announced
-        self.stopping = threading.Event()
         self.reads = 0
+        self.poller = zmq.Poller()
         self._next_poll = self._next_status = 0.0
         self._polled_for = 0              # the announced seq the log was last read for
         self._reported = self._held_seq = -1
@@ -102,25 +101,14 @@ class ReplicaServer:
         sock.connect(address)
         return sock
 
-    def serve_forever(self) -> None:
-        """Run until ``stop()``: requests, feed notifications, log polls, held requests, status reports."""
-        poller = zmq.Poller()
-        poller.register(self.socket, zmq.POLLIN)
-        if self.sub is not None:
-            poller.register(self.sub, zmq.POLLIN)
-        try:
-            while not self.stopping.is_set():
-                events = dict(poller.poll(self._timeout_ms()))
-                try:
-                    self._step(events)
-                except zmq.ContextTerminated:
-                    raise
-                except Exception:   # a bug costs what this step was doing, never the replica
-                    log.exception("unexpected failure in the replica's loop")
-        finally:
-            self.close()
+    def _start(self) -> None:
+        self.poller.register(self.socket, zmq.POLLIN)
+        if self.sub is not None:   # a StreamReplicaServer's stream socket takes the feed's place
+            self.poller.register(self.sub, zmq.POLLIN)
 
-    def _step(self, events: dict) -> None:
+    def _step(self) -> None:
+        """Requests, feed notifications, log polls, held requests, status reports."""
+        events = dict(self.poller.poll(self._timeout_ms()))
         if self.sub in events:
             self._read_feed()
         self._follow()
@@ -128,20 +116,16 @@ class ReplicaServer:
             self._serve_requests()
         self._release_held()
         self._report()
-        if self.beacon is not None:
-            self.beacon.tick()
-
-    def stop(self) -> None:
-        """Ask the loop to end after its current step."""
-        self.stopping.set()
 
     def close(self) -> None:
         """Close the sockets."""
         for sock in (self.socket, self.sub, self.status_pub):
             if sock is not None:
                 sock.close()
-        if self.beacon is not None:
-            self.beacon.close()
+        super().close()
+
+    def _seq(self) -> int:
+        return self.follower.seq
 
     def _beat_info(self) -> dict:
         return {"role": "ro", "name": self.config.name, "back": self.config.back, "seq": self.follower.seq}
@@ -196,25 +180,22 @@ class ReplicaServer:
     def _serve_requests(self) -> None:
         if self.wrong_database:   # never answer from another database's tree, not even in this last step
             return
-        for _ in range(1000):
+        replies: list = []
+        for _ in range(MAX_DRAIN):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            try:
-                route, payload = split_frames(frames)
-            except ProtocolError:
-                continue
-            try:
-                _, rid, query = wire.decode_request(payload, self.config.max_message)
-            except Error as exc:
-                self._send(route, wire.error_reply(wire.peek_ids(payload)[1], exc, self.follower.seq))
-                continue
-            self.reads += 1
-            self._answer(route, rid, query)
+            self._handle(frames, replies)
+            self._send(replies)   # each reply as soon as it is made
 
-    def _answer(self, route: list, rid: int, query: dict, deadline: float | None = None) -> None:
-        """Reply now, or hold the request until the log reaches what it needs or its deadline passes."""
+    def _answer(self, route: list, cid: bytes, rid: int, query: dict, replies: list, deadline: float | None = None) -> None:
+        """Reply now, or hold the request until the log reaches what it needs or its ``deadline`` passes.
+
+        A held request answered again carries its deadline, and is not counted in ``reads`` twice.
+        """
+        if deadline is None:
+            self.reads += 1
         try:
             reply = wire.ok_reply(rid, self._run(query), self.follower.seq)
         except _NotYet as not_yet:
@@ -227,10 +208,7 @@ class ReplicaServer:
             reply = self._too_late(rid, query, not_yet.args[0])
         except Error as exc:
             reply = wire.error_reply(rid, exc, self.follower.seq)
-        except Exception as exc:    # a bug must cost one request, never the replica (the fuzz tests look for these)
-            log.exception("unexpected failure on a request")
-            reply = wire.error_reply(rid, exc, self.follower.seq)
-        self._send(route, reply)
+        replies.append((route, reply))
 
     def _run(self, query: dict):
         op = query.get("op")
@@ -280,16 +258,19 @@ class ReplicaServer:
         if not self.held or (self.follower.seq == self._held_seq and all(h.deadline > now for h in self.held)):
             return
         self._held_seq = self.follower.seq
-        held, self.held = self.held, []
+        held, self.held, replies = self.held, [], []
         for request in held:
-            self._answer(request.route, request.rid, request.query, request.deadline)
+            try:
+                self._answer(request.route, b"", request.rid, request.query, replies, request.deadline)
+            except Exception as exc:
+                self._failed(request.route, request.rid, exc, replies)
+        self._send(replies)
 
-    def _send(self, route: list, reply: dict) -> None:
-        try:
-            data = wire.encode_reply(reply, self.config.max_message)
-        except Error as exc:    # a result that cannot be encoded is refused by name
-            data = wire.encode_reply(wire.error_reply(reply.get("rid"), exc, self.follower.seq))
-        self.socket.send_multipart(route + [data])
+    def _send(self, replies: list) -> None:
+        """Send the replies and empty the list."""
+        for route, reply in replies:
+            self.socket.send_multipart(route + [self._encode(reply)])
+        replies.clear()
 
     # --- status --------------------------------------------------------------------
     def status(self) -> dict:

@@ -6,27 +6,26 @@ runs it in one process with the broker.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import zmq
 
-from pyzdb.errors import Error, LockTimeout, ProtocolError
+from pyzdb.errors import Error, LockTimeout
 from pyzdb.server import feed, watch
 from pyzdb.server.checkpoint import Checkpointer
 from pyzdb.server.client_keys import ClientKeys
 from pyzdb.server.database import DEFER, Database
+from pyzdb.server.loop import MAX_DRAIN, ServerLoop
 from pyzdb.server.replication import ReplicationServer
 from pyzdb.transport import invalidation, wire
 from pyzdb.transport.curve import ROLE_FRAMES
-from pyzdb.transport.heartbeat import Beacon, set_heartbeats
+from pyzdb.transport.heartbeat import set_heartbeats
 from pyzdb.transport.queue_socket import QueueSocket
 from pyzdb.transport.router import FrontLimits, ZmtpRouter
 
 log = logging.getLogger("pyzdb.server")
-MAX_DRAIN = 1000
 WRITER_MEMORY = 10   # a client counts as an active writer for this many group-commit windows
 EXPIRY_INTERVAL = 0.05   # seconds between checks for keys whose deadline passed (they go within about 100 ms)
 
@@ -61,14 +60,6 @@ class Waiting:
     rid: int
     query: dict
     deadline: float
-    read_only: bool = False
-
-
-def split_frames(frames: list[bytes]) -> tuple[list[bytes], bytes]:
-    """(route frames up to and including the empty delimiter, payload)."""
-    if len(frames) < 2:
-        raise ProtocolError("message has no routing envelope")
-    return frames[:-1], frames[-1]
 
 
 def is_read_only(route: list[bytes]) -> bool:
@@ -76,7 +67,7 @@ def is_read_only(route: list[bytes]) -> bool:
     return route[-1].startswith(ROLE_FRAMES["ro"])
 
 
-class ReadWriteServer:
+class ReadWriteServer(ServerLoop):
     """Serves one ``Database``: on a DEALER connected to the broker's RW back end, or bound at ``front`` for clients.
 
     With ``config.front`` it binds a ``ZmtpRouter`` (tcp://, ipc://) or a zmq
@@ -86,12 +77,13 @@ class ReadWriteServer:
     >>> server.serve_forever()                                                   # doctest: +SKIP
     """
 
+    logger = log
+
     def __init__(self, db: Database, config: ServerConfig, context: zmq.Context | None = None) -> None:
         self.db = db
         self.config = config
-        self.context = context or zmq.Context.instance()
+        super().__init__(context, config.health, config.curve, config.max_message)
         self.front = self._open_front(config)
-        self.beacon = Beacon(self.context, config.health, self._beat_info, config.curve) if config.health else None
         self.feed = None
         if config.feed:
             self.feed = self.context.socket(zmq.PUB)
@@ -110,7 +102,6 @@ class ReadWriteServer:
         self.client_keys: ClientKeys | None = None   # from the loaded reply table, when serving starts
         self.waiting: list[Waiting] = []
         self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
-        self.stopping = threading.Event()
         self.published = 0
         self._next_announce = 0.0
         self._next_expiry = 0.0
@@ -137,26 +128,16 @@ class ReadWriteServer:
             sock.connect(config.back)
         return QueueSocket(sock)
 
-    def serve_forever(self) -> None:
-        """Run until ``stop()``; every fault in a request becomes an error reply, never a crash.
+    def _start(self) -> None:
+        """The database may be opened (loaded) after the sockets are bound and before ``serve_forever``.
 
-        The database may be opened (loaded) after the sockets are bound and
-        before this is called: clients that connect meanwhile wait.
+        Clients that connect meanwhile wait; the reply table and the
+        replication stream are taken from the loaded database here.
         """
         self.client_keys = ClientKeys(self.db.replies)
         self.published = self.db.journal.seq
         if self.replication is not None:   # streams only a loaded database
             self.replication.start()
-        try:
-            while not self.stopping.is_set():
-                try:
-                    self._step()
-                except zmq.ContextTerminated:
-                    raise
-                except Exception:   # a bug costs the replies of this step (clients resend), never the server
-                    log.exception("unexpected failure in the server's loop")
-        finally:
-            self.close()
 
     def _step(self) -> None:
         busy = self.front.wait(self._timeout_ms())
@@ -166,23 +147,19 @@ class ReadWriteServer:
             self._expire()
         if not busy or self.db.lock is not None or self.waiting:
             self._tick()   # timers; after a busy step _process already committed and sent
-        if self.beacon is not None:
-            self.beacon.tick()   # a clock read unless a beat is due
-
-    def stop(self) -> None:
-        """Ask the loop to end after its current step."""
-        self.stopping.set()
 
     def close(self) -> None:
         """Finish a running checkpoint and close the sockets."""
         self.checkpointer.wait()
         self.front.close()
-        if self.beacon is not None:
-            self.beacon.close()
+        super().close()
         if self.feed is not None:
             self.feed.close()
         if self.replication is not None:
             self.replication.stop()
+
+    def _seq(self) -> int:
+        return self.db.journal.seq
 
     def _beat_info(self) -> dict:
         return {"role": "rw", "back": self.config.front or self.config.back, "seq": self.db.journal.seq,
@@ -246,34 +223,20 @@ class ReadWriteServer:
             writers.popitem(last=False)
         return len(writers) > len(group)
 
-    def _handle(self, frames: list[bytes], replies: list) -> None:
-        try:
-            route, payload = split_frames(frames)
-        except ProtocolError:
-            return  # nothing to route a reply to
-        try:
-            cid, rid, query = wire.decode_request(payload, self.config.max_message)
-            cid = self.client_keys.scope(route, cid)
-        except Error as exc:
-            replies.append((route, wire.error_reply(wire.peek_ids(payload)[1], exc, self.db.journal.seq)))
-            return
-        try:
-            self._answer(route, cid, rid, query, replies, is_read_only(route))
-        except Exception as exc:    # a bug must cost one request, never the server (the fuzz tests look for these)
-            log.exception("unexpected failure on a request")
-            replies.append((route, wire.error_reply(rid, exc, self.db.journal.seq)))
+    def _scope(self, route: list[bytes], cid: bytes) -> bytes:
+        return self.client_keys.scope(route, cid)
 
-    def _answer(self, route: list, cid: bytes, rid: int, query: dict, replies: list, read_only: bool = False) -> None:
+    def _answer(self, route: list, cid: bytes, rid: int, query: dict, replies: list) -> None:
         for waiting in self.waiting:
             if waiting.cid == cid and waiting.rid == rid:
-                waiting.route = route   # a retry of a held request: answer the newest route
+                waiting.route = route   # a retry of a held request: answer the newest route (same key, same role)
                 return
         if query.get("op") == "watch":   # committed log records only: never held by a lock
             replies.append((route, self._watch(rid, query)))
             return
-        reply = self.db.handle(cid, rid, query, read_only=read_only)
+        reply = self.db.handle(cid, rid, query, read_only=is_read_only(route))
         if reply is DEFER:
-            self.waiting.append(Waiting(route, cid, rid, query, time.monotonic() + self.config.lock_wait, read_only))
+            self.waiting.append(Waiting(route, cid, rid, query, time.monotonic() + self.config.lock_wait))
         else:
             replies.append((route, reply))
 
@@ -289,7 +252,7 @@ class ReadWriteServer:
         """Hand held requests to the database again, in arrival order, until one is held again."""
         while self.waiting and self.db.lock is None:
             waiting = self.waiting.pop(0)
-            self._answer(waiting.route, waiting.cid, waiting.rid, waiting.query, replies, waiting.read_only)
+            self._answer(waiting.route, waiting.cid, waiting.rid, waiting.query, replies)
 
     def _commit_and_send(self, replies: list) -> None:
         try:
@@ -299,11 +262,7 @@ class ReadWriteServer:
         if self.replication is not None:   # pushed to replicas as the replies go out
             self.replication.committed(self.db.journal.seq)
         for route, reply in replies:
-            try:
-                data = wire.encode_reply(reply, self.config.max_message)
-            except Error as exc:    # a result that cannot be encoded is refused by name
-                data = wire.encode_reply(wire.error_reply(reply.get("rid"), exc, self.db.journal.seq))
-            self.front.send(route + [data])
+            self.front.send(route + [self._encode(reply)])
         if self.feed is not None:
             self._announce()
         if self.db.lock is None and not self.db.pending:

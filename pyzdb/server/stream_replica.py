@@ -26,6 +26,7 @@ class StreamReplicaServer(ReplicaServer):
         config.feed = None
         super().__init__(follower, config)
         self.stream = stream
+        stream.info = self.stream_info   # from now on each acknowledgement tells the RW server these facts
         self.sub = stream.socket   # polled by serve_forever; _read_feed below reads it
 
     def _read_feed(self) -> None:
