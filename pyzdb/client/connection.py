@@ -77,6 +77,11 @@ class Endpoint:
             return None
         return self.socket.recv_multipart()
 
+    def exchange(self, frames: list[bytes], timeout_ms: int) -> list[bytes] | None:
+        """``send`` then ``receive``: the first message back within ``timeout_ms``, or None."""
+        self.send(frames)
+        return self.receive(timeout_ms)
+
     def reopen(self) -> None:
         """Drop the socket and whatever it queued; connect a fresh one."""
         self.socket.close()
@@ -93,7 +98,7 @@ class DirectEndpoint:
     def __init__(self, uris: list[str], max_message: int) -> None:
         self.uris = uris
         self.socket = dealer.ZmtpDealer(uris, max_message + 65536)
-        self.send, self.receive = self.socket.send, self.socket.receive
+        self.send, self.receive, self.exchange = self.socket.send, self.socket.receive, self.socket.exchange
         self.reopen, self.close = self.socket.reopen, self.socket.close
 
 
@@ -245,8 +250,9 @@ class Connection:
         deadline = time.monotonic() + timeout
         attempt = self.attempt_timeout
         while True:
-            endpoint.send([b"", payload])
-            reply = self._wait(endpoint, rid, min(attempt, max(deadline - time.monotonic(), 0.001)))
+            seconds = min(attempt, max(deadline - time.monotonic(), 0.001))
+            until = time.monotonic() + seconds
+            reply = self._wait(endpoint, rid, until, endpoint.exchange([b"", payload], int(seconds * 1000) + 1))
             if reply is not None:
                 self.reply_seq = reply.get("seq") or 0
                 self.last_seq = max(self.last_seq, self.reply_seq)
@@ -280,13 +286,9 @@ class Connection:
             raise NoAnswer(f"cannot reach the pyzdb service at {self.rw_uri}: no answer within "
                            f"{self.connect_timeout:g} s (is `pyzdb serve` running there? {hint})") from None
 
-    def _wait(self, endpoint: Endpoint | DirectEndpoint, rid: int, seconds: float) -> dict | None:
-        deadline = time.monotonic() + seconds
-        while True:
-            left = deadline - time.monotonic()
-            frames = endpoint.receive(int(left * 1000) + 1) if left > 0 else None
-            if frames is None:
-                return None
+    def _wait(self, endpoint: Endpoint | DirectEndpoint, rid: int, until: float, frames: list[bytes] | None) -> dict | None:
+        """The reply to request ``rid``: ``frames`` (the first message back) or one arriving before ``until``; else None."""
+        while frames is not None:
             try:
                 reply = wire.unpack(frames[-1], max_size=None, ext_hook=ext_hook)   # the transport bounds frames
             except Exception as exc:
@@ -294,6 +296,9 @@ class Connection:
             if isinstance(reply, dict) and reply.get("rid") in (rid, None):
                 return reply
             # a late answer to an earlier attempt: skip it
+            left = until - time.monotonic()
+            frames = endpoint.receive(int(left * 1000) + 1) if left > 0 else None
+        return None
 
     def close(self) -> None:
         """Close the sockets (and stop renewing a lock); later requests raise ClientClosed. Idempotent."""

@@ -18,6 +18,7 @@ from pyzdb.server import feed, watch
 from pyzdb.server.checkpoint import Checkpointer
 from pyzdb.server.client_keys import ClientKeys
 from pyzdb.server.database import DEFER, Database
+from pyzdb.server.fast_get import FastGets
 from pyzdb.server.replication import ReplicationServer
 from pyzdb.transport import invalidation, wire
 from pyzdb.transport.curve import ROLE_FRAMES
@@ -108,6 +109,7 @@ class ReadWriteServer:
                 log.error("cannot bind the replication socket %s (%s): no replica can stream from this server",
                           config.replication, exc)
         self.client_keys: ClientKeys | None = None   # from the loaded reply table, when serving starts
+        self.fast_gets = FastGets(db, config.max_message)
         self.waiting: list[Waiting] = []
         self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
         self.stopping = threading.Event()
@@ -208,8 +210,12 @@ class ReadWriteServer:
     def _process(self, batch: list[list[bytes]]) -> None:
         replies: list[tuple[list, dict]] = []
         locked_before = self.db.lock is not None
+        fast_before = self.fast_gets.answered
         for frames in batch:
             self._handle(frames, replies)
+        if self.fast_gets.answered - fast_before == len(batch):
+            self._send_fast(replies)
+            return
         if self.config.durability == "batch" and self.db.pending and self.db.lock is None:
             self._gather(replies)
         if locked_before and self.db.lock is None:
@@ -258,7 +264,10 @@ class ReadWriteServer:
             replies.append((route, wire.error_reply(wire.peek_ids(payload)[1], exc, self.db.journal.seq)))
             return
         try:
-            self._answer(route, cid, rid, query, replies, is_read_only(route))
+            if not self.waiting and (data := self.fast_gets.answer(cid, rid, query)) is not None:
+                replies.append((route, data))
+            else:
+                self._answer(route, cid, rid, query, replies, is_read_only(route))
         except Exception as exc:    # a bug must cost one request, never the server (the fuzz tests look for these)
             log.exception("unexpected failure on a request")
             replies.append((route, wire.error_reply(rid, exc, self.db.journal.seq)))
@@ -299,6 +308,9 @@ class ReadWriteServer:
         if self.replication is not None:   # pushed to replicas as the replies go out
             self.replication.committed(self.db.journal.seq)
         for route, reply in replies:
+            if reply.__class__ is bytes:    # encoded already (fast_get)
+                self.front.send(route + [reply])
+                continue
             try:
                 data = wire.encode_reply(reply, self.config.max_message)
             except Error as exc:    # a result that cannot be encoded is refused by name
@@ -308,6 +320,14 @@ class ReadWriteServer:
             self._announce()
         if self.db.lock is None and not self.db.pending:
             self.checkpointer.maybe_start()
+
+    def _send_fast(self, replies: list) -> None:
+        """Send a step's replies when ``fast_gets`` answered all of its requests: they changed nothing, so no commit."""
+        for route, data in replies:
+            self.front.send(route + [data])
+        if self.feed is not None:
+            self._announce()
+        self.checkpointer.maybe_start()
 
     def _note_commit(self, first: int, last: int, batch: list[list]) -> None:
         """Journal hook: remember the path prefixes a commit touched, for the next invalidation message."""
