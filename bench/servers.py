@@ -95,4 +95,4 @@ def start_manager() -> Running:
     _wait_port(port, proc, "bench.manager_server")
     return Running("manager", {"kind": "manager", "address": ["127.0.0.1", port], "authkey": authkey},
                    "multiprocessing.managers.SyncManager serving a dict over TCP; clients call DictProxy.get / []=",
-                   lambda: stop_process(proc), ops=("get", "set"))
+                   lambda: stop_process(proc), extra={"pid": proc.pid}, ops=("get", "set"))

@@ -129,3 +129,18 @@ def test_a_plain_get_waits_for_another_clients_lock(served):
     assert seen == ["after"]
     holder._conn.close()
     reader._conn.close()
+
+
+def test_the_fronts_hook_answers_only_plain_gets_and_nothing_while_requests_are_held():
+    db, held = open_db(), []
+    fast = FastGets(db, MAX_MESSAGE, held)
+    get = wire.encode_request(b"c", 1, {"op": "get", "path": ["s"]})
+    assert fast.answer_payload(wire.encode_request(b"c", 1, {"op": "set", "path": ["s"], "value": 1})) is None
+    assert fast.answer_payload(get[:-3]) is None                      # cut short: the loop answers the error
+    assert fast.answer_payload(wire.encode_request(b"c", 1, {"op": "get", "path": ["l", 0]})) is None
+    held.append("a request held behind a lock")
+    assert fast.answer_payload(get) is None
+    held.clear()
+    assert wire.unpack(fast.answer_payload(get))["ok"] == "v" * 16
+    assert db.replies.get(b"c")[0] == 1
+    assert fast.answer_payload(get) is None                           # its retry: the exactly-once table answers

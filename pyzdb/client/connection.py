@@ -191,7 +191,7 @@ class Connection:
         read goes to the RW server), ``eventual`` (any replica state) or
         ``strong`` (always the RW server).
         """
-        level = check_consistency(consistency or self.consistency)
+        level = self.consistency if consistency is None else check_consistency(consistency)
         cache = self.cache
         if cache is not None and query.get("op") == "get" and level != "strong" and self._keeper is None:
             key = cache_key(query["path"])
@@ -204,6 +204,8 @@ class Connection:
         return self._read(query, level)
 
     def _read(self, query: dict, level: str) -> Any:
+        if self.ro is None:
+            return self._call(self.rw, query, self.timeout)
         deadline = time.monotonic() + self.timeout   # the replicas' try counts against the read's one timeout
         if self.ro is not None and not self.locked and level != "strong" and time.monotonic() >= self.ro_skip_until:
             if level == "read-your-writes" and self.last_seq:
@@ -247,17 +249,18 @@ class Connection:
         payload = wire.encode_request(self.client_id, rid, query)
         if len(payload) > self.max_message:
             raise MessageTooLarge(f"request of {len(payload)} bytes is over the limit of {self.max_message} bytes")
-        deadline = time.monotonic() + timeout
-        attempt = self.attempt_timeout
+        now = time.monotonic()
+        deadline, attempt = now + timeout, self.attempt_timeout
         while True:
-            seconds = min(attempt, max(deadline - time.monotonic(), 0.001))
-            until = time.monotonic() + seconds
+            seconds = min(attempt, max(deadline - now, 0.001))
+            until = now + seconds
             reply = self._wait(endpoint, rid, until, endpoint.exchange([b"", payload], int(seconds * 1000) + 1))
             if reply is not None:
                 self.reply_seq = reply.get("seq") or 0
                 self.last_seq = max(self.last_seq, self.reply_seq)
                 return wire.raise_for_reply(reply)
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise NoAnswer(f"no answer from {', '.join(endpoint.uris)} within {timeout:g} s "
                                f"(is `pyzdb serve` running?)")
             endpoint.reopen()

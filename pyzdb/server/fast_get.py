@@ -11,31 +11,58 @@ exactly-once table. ``FastGets.answer`` gives that reply's bytes directly
 miss, a container, a retry or a late copy, a lock, pending writes, extra
 fields) it returns None and the request takes the generic path, which also
 says what went wrong. A server step whose requests were all answered here
-changed nothing, so it sends their replies without a commit.
+changed nothing, so it sends their replies without a commit. On
+``pyzdb serve``'s own front (``ZmtpRouter``) a plain get is answered as
+soon as it is read, between the loop's steps, when no write waits for its
+commit: one recv, one lookup, one send.
 """
 from __future__ import annotations
 
+import logging
+
 import msgpack
 
+from pyzdb.errors import Error
 from pyzdb.server.database import Database
 from pyzdb.server.replies import RID
+from pyzdb.transport import wire
 from pyzdb.tree.query import MAX_KEY_LENGTH, MAX_PATH_DEPTH
 
 SMALL = 4096        # longest str/bytes answered here; beyond it the generic path checks the reply budget
 _SCALARS = frozenset({str, bytes, int, float, bool, type(None)})
 _MISSING = object()
 _packb = msgpack.packb
+GET_QUERY = wire.pack({"op": "get", "path": []})[:-1]   # how a plain get's query starts, in a request's bytes
+log = logging.getLogger("pyzdb.server")
 
 
 class FastGets:
     """Answers plain gets of ``db`` whose reply needs none of the generic path's work (see the module's text)."""
 
-    def __init__(self, db: Database, max_message: int) -> None:
-        self.db = db
+    def __init__(self, db: Database, max_message: int, held: list | None = None) -> None:
+        self.db, self.max_message = db, max_message
+        self.held = [] if held is None else held   # the server's requests held behind a lock: none may be overtaken
         limits = [SMALL, max_message - 64] + ([db.max_reply - 64] if db.max_reply is not None else [])
         self.small = min(limits)
         self.enabled = db.max_work is None or db.max_work >= 1   # a get costs one work unit
         self.answered = 0   # requests answered here since the start
+
+    def answer_payload(self, payload: bytes) -> bytes | None:
+        """``answer`` for a request's bytes: the ``ZmtpRouter``'s hook, run as it reads a request between steps.
+
+        None (the server's loop answers it) for what is not a plain get, or
+        while requests are held behind a lock.
+        """
+        if self.held or GET_QUERY not in payload:   # most other requests are told apart without decoding
+            return None
+        try:
+            cid, rid, query = wire.decode_request(payload, self.max_message)
+            return self.answer(cid, rid, query)
+        except Error:
+            return None       # the loop answers it, with the error
+        except Exception:     # a bug must cost one request, never the server: the loop answers it
+            log.exception("unexpected failure on a request's short way")
+            return None
 
     def answer(self, cid: bytes, rid: int, query: dict) -> bytes | None:
         """The encoded reply to ``query`` if it is a plain get this path can answer, else None (nothing changed)."""

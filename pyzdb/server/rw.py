@@ -109,8 +109,10 @@ class ReadWriteServer:
                 log.error("cannot bind the replication socket %s (%s): no replica can stream from this server",
                           config.replication, exc)
         self.client_keys: ClientKeys | None = None   # from the loaded reply table, when serving starts
-        self.fast_gets = FastGets(db, config.max_message)
         self.waiting: list[Waiting] = []
+        self.fast_gets = FastGets(db, config.max_message, self.waiting)
+        if isinstance(self.front, ZmtpRouter):    # plain gets answered as they are read, between steps
+            self.front.answer_now = self.fast_gets.answer_payload
         self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
         self.stopping = threading.Event()
         self.published = 0
