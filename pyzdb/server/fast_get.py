@@ -22,7 +22,6 @@ import logging
 
 import msgpack
 
-from pyzdb.errors import Error
 from pyzdb.server.database import Database
 from pyzdb.server.replies import RID
 from pyzdb.transport import wire
@@ -31,7 +30,8 @@ from pyzdb.tree.query import MAX_KEY_LENGTH, MAX_PATH_DEPTH
 SMALL = 4096        # longest str/bytes answered here; beyond it the generic path checks the reply budget
 _SCALARS = frozenset({str, bytes, int, float, bool, type(None)})
 _MISSING = object()
-_packb = msgpack.packb
+_packb, _unpackb = msgpack.packb, msgpack.unpackb
+MAX_REQUEST = 4096  # bytes: a plain get is far smaller; longer requests are decoded (and bounded) by the loop
 GET_QUERY = wire.pack({"op": "get", "path": []})[:-1]   # how a plain get's query starts, in a request's bytes
 log = logging.getLogger("pyzdb.server")
 
@@ -40,7 +40,7 @@ class FastGets:
     """Answers plain gets of ``db`` whose reply needs none of the generic path's work (see the module's text)."""
 
     def __init__(self, db: Database, max_message: int, held: list | None = None) -> None:
-        self.db, self.max_message = db, max_message
+        self.db = db
         self.held = [] if held is None else held   # the server's requests held behind a lock: none may be overtaken
         limits = [SMALL, max_message - 64] + ([db.max_reply - 64] if db.max_reply is not None else [])
         self.small = min(limits)
@@ -53,13 +53,20 @@ class FastGets:
         None (the server's loop answers it) for what is not a plain get, or
         while requests are held behind a lock.
         """
-        if self.held or GET_QUERY not in payload:   # most other requests are told apart without decoding
+        if self.held or len(payload) > MAX_REQUEST or GET_QUERY not in payload:   # told apart without decoding
             return None
         try:
-            cid, rid, query = wire.decode_request(payload, self.max_message)
+            msg = _unpackb(payload, raw=False, strict_map_key=False, timestamp=0, ext_hook=msgpack.ExtType)
+        except Exception:     # not msgpack: the loop answers it, with the error
+            return None
+        try:
+            if msg.__class__ is not dict or msg.get("v") != wire.VERSION:
+                return None
+            cid, rid, query = msg.get("cid"), msg.get("rid"), msg.get("q")
+            if (cid.__class__ is not bytes or not 0 < len(cid) <= 64 or rid.__class__ is not int or rid < 0
+                    or query.__class__ is not dict):
+                return None   # wire.decode_request names what is wrong, in the loop
             return self.answer(cid, rid, query)
-        except Error:
-            return None       # the loop answers it, with the error
         except Exception:     # a bug must cost one request, never the server: the loop answers it
             log.exception("unexpected failure on a request's short way")
             return None
