@@ -38,7 +38,7 @@ def _plan(only: set[str] | None) -> list[tuple[str, object]]:
             plan.append((label, lambda url=url, label=label: servers.start_pyzdb(label, "batch", url)))
     plan += [("redis", servers.start_redis),
              ("redis-always", lambda: servers.start_redis("redis-always", "always", writes_only=True)),
-             ("zeo", servers.start_zeo)]
+             ("zeo", servers.start_zeo), ("manager", servers.start_manager)]
     return [(label, start) for label, start in plan if only is None or label in only]
 
 
@@ -49,7 +49,7 @@ def measure_system(running: servers.Running, workers: Workers, clients_list: lis
     setup.prepare()
     setup.close()
     for op in OPS:
-        if running.writes_only and op not in WRITES:
+        if (running.writes_only and op not in WRITES) or (running.ops and op not in running.ops):
             continue
         for clients in clients_list:
             results[(running.label, op, clients)] = stats = workers.run(running.spec, op, clients, seconds)
@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=1.5, help="time per operation and client count")
     parser.add_argument("--repeat", type=int, default=3, help="rounds over every system; cells are medians")
     parser.add_argument("--clients", default="1,4", help="client process counts (default %(default)s)")
-    parser.add_argument("--only", help="comma-separated systems: pyzdb,pyzdb-always,pyzdb-none,pyzdb-kt,pyzdb-tt,redis,redis-always,zeo")
+    parser.add_argument("--only", help="comma-separated systems: pyzdb,pyzdb-always,pyzdb-none,pyzdb-kt,pyzdb-tt,redis,"
+                                       "redis-always,zeo,manager")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"),
                         help="directory of summary.png and summary.json (default bench/results)")
     parser.add_argument("--extra", default="cache",

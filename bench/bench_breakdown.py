@@ -20,6 +20,7 @@ import msgpack
 
 from pyzdb.client import Proxy
 from pyzdb.server.database import Database
+from pyzdb.server.fast_get import FastGets
 from pyzdb.storage import open_store
 from pyzdb.storage.journal import Journal
 from pyzdb.transport import wire
@@ -83,6 +84,11 @@ def stages(op: str, db: Database, durabilities: dict[str, Database]) -> dict[str
            "server: decode request": per_call_us(lambda: wire.decode_request(payload)),
            "server: Database.handle": per_call_us(lambda: db.handle(cid, next(rid), wire.decode_request(payload)[2]))
            - per_call_us(lambda: wire.decode_request(payload))}
+    if op == "get":   # the short way a plain get takes on pyzdb serve's front (server/fast_get.py)
+        fast, fast_rid = FastGets(db, wire.DEFAULT_MAX_MESSAGE), iter(range(10**9, 2 * 10**9))
+        assert fast.answer_payload(wire.encode_request(cid, next(fast_rid), query)) is not None, "not the short way"
+        out["server: fast_get answer_payload (decode, look up, record, encode)"] = per_call_us(
+            lambda: fast.answer_payload(wire.encode_request(cid, next(fast_rid), query))) - out["client: encode request"]
     db.rollback()
     if op != "get":
         for name, ddb in durabilities.items():

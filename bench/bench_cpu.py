@@ -1,4 +1,4 @@
-"""CPU time per request, per thread, in the client and in ``pyzdb serve`` (or the raw zmq echo broker).
+"""CPU time per request, per thread, in the client and in ``pyzdb serve`` (or the raw zmq echo broker, or a Manager dict).
 
 Reads each thread's user+system time from /proc before and after N
 requests, so the split (server loop, broker proxy threads, zmq I/O threads,
@@ -16,8 +16,9 @@ from typing import Callable
 
 from pyzdb.testing import EmbeddedService, free_ports, stop_process
 
-from . import echo_broker
+from . import echo_broker, servers
 from .bench_roundtrip import EchoClient
+from .manager_server import connect_dict
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -57,7 +58,7 @@ def per_request(server_pid: int, call: Callable[[], object], count: int) -> dict
 
 
 def measure(count: int, durability: str) -> dict[str, dict[str, float]]:
-    """Per-request CPU for the echo, pyzdb get and pyzdb set."""
+    """Per-request CPU for the echo, a SyncManager DictProxy get (bench/manager_server.py), pyzdb get and pyzdb set."""
     results = {}
     front = f"tcp://127.0.0.1:{free_ports(1)[0]}"
     echo_proc = echo_broker.start(front)
@@ -68,6 +69,13 @@ def measure(count: int, durability: str) -> dict[str, dict[str, float]]:
         echo.close()
     finally:
         stop_process(echo_proc)
+    manager = servers.start_manager()
+    try:
+        proxy = connect_dict(*manager.spec["address"], bytes.fromhex(manager.spec["authkey"]))
+        proxy["k"] = "v" * 16
+        results["manager get"] = per_request(manager.extra["pid"], lambda: proxy.get("k"), count)
+    finally:
+        manager.stop()
     with EmbeddedService("--durability", durability) as service:
         db = service.client()
         db["k"] = "v" * 16

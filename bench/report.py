@@ -1,4 +1,4 @@
-"""The suite's output: one table (ops/s, p50/p99, ratio to redis-py in the same run), target checks, one PNG.
+"""The suite's output: one table (ops/s, p50/p99, ratios to redis-py and to the Manager dict in the same run), targets, one PNG.
 
 ``results`` maps (system label, op, clients) to the stats of ``Workers.run``.
 """
@@ -11,9 +11,12 @@ from .timing import ratio
 
 BASELINE = "redis"
 BASELINES = {"pyzdb-always": "redis-always"}   # a system compared with another baseline than BASELINE, when measured
+MANAGER = "manager"
 # (description, system, op, clients, baseline system, minimum ratio)
 TARGETS = [
-    ("1-client small get vs redis GET", "pyzdb", "get", 1, "redis", 0.9),
+    ("1-client small get vs redis GET", "pyzdb", "get", 1, "redis", 1.5),
+    ("1-client small get vs Manager DictProxy get", "pyzdb", "get", 1, MANAGER, 1.0),
+    ("4-client small gets (aggregate) vs Manager", "pyzdb", "get", 4, MANAGER, 1.0),
     ("4-client small gets (aggregate) vs redis", "pyzdb", "get", 4, "redis", 1.1),
     ("nested-list append, durability batch, vs RPUSH everysec", "pyzdb", "append", 1, "redis", 0.8),
     ("batch of 100 reads vs redis pipelined GET (per op)", "pyzdb", "batch", 1, "redis", 1.5),
@@ -32,10 +35,11 @@ def _rate(results: dict, system: str, op: str, clients: int) -> float:
 
 
 def table(results: dict, systems: list[str], clients_list: list[int]) -> str:
-    """One row per (op, clients, system); the last column is the ratio to redis-py's ops/s."""
-    lines = [f"{'op':7} {'cl':>2} {'system':14} {'ops/s':>10} {'p50 µs':>9} {'p99 µs':>9} {'vs redis':>9}"]
+    """One row per (op, clients, system); the last columns are the ratios to redis-py's and the Manager's ops/s."""
+    lines = [f"{'op':7} {'cl':>2} {'system':14} {'ops/s':>10} {'p50 µs':>9} {'p99 µs':>9} {'vs redis':>9} {'vs mgr':>7}"]
     for op in OPS:
         for clients in clients_list:
+            manager = _rate(results, MANAGER, op, clients)
             for system in systems:
                 base = _rate(results, BASELINES.get(system, BASELINE), op, clients) or _rate(results, BASELINE, op, clients)
                 stats = results.get((system, op, clients))
@@ -45,7 +49,8 @@ def table(results: dict, systems: list[str], clients_list: list[int]) -> str:
                     lines.append(f"{op:7} {clients:2} {system:14} ERROR {stats['error'][:70]}")
                     continue
                 lines.append(f"{op:7} {clients:2} {system:14} {stats['ops_per_s']:10.0f} {stats['p50_us']:9.1f} "
-                             f"{stats['p99_us']:9.1f} {ratio(stats['ops_per_s'], base):8.2f}x")
+                             f"{stats['p99_us']:9.1f} {ratio(stats['ops_per_s'], base):8.2f}x"
+                             + (f" {ratio(stats['ops_per_s'], manager):6.2f}x" if manager else ""))
         lines.append("")
     lines.append("batch = 100 gets in one message; its ops/s counts gets, its latency is per batch.")
     lines.append("vs redis: pyzdb-always against redis-always (appendfsync always) when measured, others against redis.")

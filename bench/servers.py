@@ -1,13 +1,15 @@
 """The servers the suite compares, each started on a free loopback port and stopped by pid.
 
-``start_pyzdb``, ``start_redis`` and ``start_zeo`` return a ``Running``: the
+``start_pyzdb``, ``start_redis``, ``start_zeo`` and ``start_manager`` return a ``Running``: the
 spec a worker needs to connect, a label, the configuration used, and ``stop()``.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ class Running:
     stop: Callable[[], None]
     writes_only: bool = False
     extra: dict = field(default_factory=dict)
+    ops: tuple | None = None
 
 
 def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
@@ -84,3 +87,16 @@ def start_zeo() -> Running:
     """``runzeo`` with a FileStorage in a temporary directory."""
     return _start_daemon("zeo", "runzeo", lambda port, data: ["-a", f"127.0.0.1:{port}", "-f", f"{data}/Data.fs"],
                          "runzeo, FileStorage")
+
+
+def start_manager() -> Running:
+    """The standard library's shared dict: a ``SyncManager`` serving a dict over loopback TCP (bench/manager_server.py)."""
+    from .manager_server import AUTHKEY_ENV
+    port, authkey = free_ports(1)[0], os.urandom(16).hex()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.manager_server", str(port)],
+                            env={**os.environ, AUTHKEY_ENV: authkey}, cwd=os.path.dirname(os.path.dirname(__file__)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_port(port, proc, "bench.manager_server")
+    return Running("manager", {"kind": "manager", "address": ["127.0.0.1", port], "authkey": authkey},
+                   "multiprocessing.managers.SyncManager serving a dict over TCP; clients call DictProxy.get / []=",
+                   lambda: stop_process(proc), extra={"pid": proc.pid}, ops=("get", "set"))

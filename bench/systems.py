@@ -1,7 +1,7 @@
 """One client adapter per compared system, each offering the same five timed operations.
 
 An adapter is built in a worker process from a plain ``spec`` dict
-(``{"kind": "pyzdb"|"redis"|"zeo", "address": ...}``); ``prepare`` loads the
+(``{"kind": "pyzdb"|"redis"|"zeo"|"manager", "address": ...}``); ``prepare`` loads the
 data the operations touch (run once, by the parent, before any timing).
 
 Operations (``OPS``): ``get`` a 16-byte string, ``set`` one, ``append`` one
@@ -145,7 +145,29 @@ class ZeoAdapter:
         self.db.close()
 
 
-ADAPTERS = {"pyzdb": PyzdbAdapter, "redis": RedisAdapter, "zeo": ZeoAdapter}
+class ManagerAdapter:
+    """The standard library's shared dict: a ``DictProxy`` of a ``SyncManager`` over loopback TCP (get and set only)."""
+
+    def __init__(self, spec: dict, index: int) -> None:
+        from .manager_server import connect_dict
+        host, port = spec["address"]
+        self.d = connect_dict(host, port, bytes.fromhex(spec["authkey"]))
+        self.index = index
+
+    def prepare(self) -> None:
+        """Keys k0..k99."""
+        self.d.update({key: VALUE for key in KEYS})
+
+    def operations(self) -> dict[str, Callable[[], Any]]:
+        """``proxy.get(key)`` and ``proxy[key] = v``: one round trip each."""
+        d, own = self.d, f"s{self.index}"
+        return {"get": lambda: d.get("k0"), "set": lambda: d.__setitem__(own, VALUE)}
+
+    def close(self) -> None:
+        """Nothing to close: the proxy's connection ends with the process."""
+
+
+ADAPTERS = {"pyzdb": PyzdbAdapter, "redis": RedisAdapter, "zeo": ZeoAdapter, "manager": ManagerAdapter}
 
 
 def adapter(spec: dict, index: int = 0) -> Any:

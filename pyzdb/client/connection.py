@@ -77,6 +77,11 @@ class Endpoint:
             return None
         return self.socket.recv_multipart()
 
+    def exchange(self, frames: list[bytes], timeout_ms: int) -> list[bytes] | None:
+        """``send`` then ``receive``: the first message back within ``timeout_ms``, or None."""
+        self.send(frames)
+        return self.receive(timeout_ms)
+
     def reopen(self) -> None:
         """Drop the socket and whatever it queued; connect a fresh one."""
         self.socket.close()
@@ -93,7 +98,7 @@ class DirectEndpoint:
     def __init__(self, uris: list[str], max_message: int) -> None:
         self.uris = uris
         self.socket = dealer.ZmtpDealer(uris, max_message + 65536)
-        self.send, self.receive = self.socket.send, self.socket.receive
+        self.send, self.receive, self.exchange = self.socket.send, self.socket.receive, self.socket.exchange
         self.reopen, self.close = self.socket.reopen, self.socket.close
 
 
@@ -186,7 +191,7 @@ class Connection:
         read goes to the RW server), ``eventual`` (any replica state) or
         ``strong`` (always the RW server).
         """
-        level = check_consistency(consistency or self.consistency)
+        level = self.consistency if consistency is None else check_consistency(consistency)
         cache = self.cache
         if cache is not None and query.get("op") == "get" and level != "strong" and self._keeper is None:
             key = cache_key(query["path"])
@@ -199,6 +204,8 @@ class Connection:
         return self._read(query, level)
 
     def _read(self, query: dict, level: str) -> Any:
+        if self.ro is None:
+            return self._call(self.rw, query, self.timeout)
         deadline = time.monotonic() + self.timeout   # the replicas' try counts against the read's one timeout
         if self.ro is not None and not self.locked and level != "strong" and time.monotonic() >= self.ro_skip_until:
             if level == "read-your-writes" and self.last_seq:
@@ -242,16 +249,18 @@ class Connection:
         payload = wire.encode_request(self.client_id, rid, query)
         if len(payload) > self.max_message:
             raise MessageTooLarge(f"request of {len(payload)} bytes is over the limit of {self.max_message} bytes")
-        deadline = time.monotonic() + timeout
-        attempt = self.attempt_timeout
+        now = time.monotonic()
+        deadline, attempt = now + timeout, self.attempt_timeout
         while True:
-            endpoint.send([b"", payload])
-            reply = self._wait(endpoint, rid, min(attempt, max(deadline - time.monotonic(), 0.001)))
+            seconds = min(attempt, max(deadline - now, 0.001))
+            until = now + seconds
+            reply = self._wait(endpoint, rid, until, endpoint.exchange([b"", payload], int(seconds * 1000) + 1))
             if reply is not None:
                 self.reply_seq = reply.get("seq") or 0
                 self.last_seq = max(self.last_seq, self.reply_seq)
                 return wire.raise_for_reply(reply)
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise NoAnswer(f"no answer from {', '.join(endpoint.uris)} within {timeout:g} s "
                                f"(is `pyzdb serve` running?)")
             endpoint.reopen()
@@ -280,13 +289,9 @@ class Connection:
             raise NoAnswer(f"cannot reach the pyzdb service at {self.rw_uri}: no answer within "
                            f"{self.connect_timeout:g} s (is `pyzdb serve` running there? {hint})") from None
 
-    def _wait(self, endpoint: Endpoint | DirectEndpoint, rid: int, seconds: float) -> dict | None:
-        deadline = time.monotonic() + seconds
-        while True:
-            left = deadline - time.monotonic()
-            frames = endpoint.receive(int(left * 1000) + 1) if left > 0 else None
-            if frames is None:
-                return None
+    def _wait(self, endpoint: Endpoint | DirectEndpoint, rid: int, until: float, frames: list[bytes] | None) -> dict | None:
+        """The reply to request ``rid``: ``frames`` (the first message back) or one arriving before ``until``; else None."""
+        while frames is not None:
             try:
                 reply = wire.unpack(frames[-1], max_size=None, ext_hook=ext_hook)   # the transport bounds frames
             except Exception as exc:
@@ -294,6 +299,9 @@ class Connection:
             if isinstance(reply, dict) and reply.get("rid") in (rid, None):
                 return reply
             # a late answer to an earlier attempt: skip it
+            left = until - time.monotonic()
+            frames = endpoint.receive(int(left * 1000) + 1) if left > 0 else None
+        return None
 
     def close(self) -> None:
         """Close the sockets (and stop renewing a lock); later requests raise ClientClosed. Idempotent."""

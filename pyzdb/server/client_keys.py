@@ -51,7 +51,7 @@ class ClientKeys:
 
         Raises AuthError when ``cid`` was first seen under another key.
         """
-        key = key_of_role_frame(route[-1]) if route else None
+        key = key_of_role_frame(route[-1]) if route and route[-1] else None
         if key is None:
             return cid
         digest = key_digest(key)

@@ -17,6 +17,7 @@ from pyzdb.server import feed, watch
 from pyzdb.server.checkpoint import Checkpointer
 from pyzdb.server.client_keys import ClientKeys
 from pyzdb.server.database import DEFER, Database
+from pyzdb.server.fast_get import FastGets
 from pyzdb.server.loop import MAX_DRAIN, ServerLoop
 from pyzdb.server.replication import ReplicationServer
 from pyzdb.transport import invalidation, wire
@@ -101,6 +102,9 @@ class ReadWriteServer(ServerLoop):
                           config.replication, exc)
         self.client_keys: ClientKeys | None = None   # from the loaded reply table, when serving starts
         self.waiting: list[Waiting] = []
+        self.fast_gets = FastGets(db, config.max_message, self.waiting)
+        if isinstance(self.front, ZmtpRouter):    # plain gets answered as they are read, between steps
+            self.front.answer_now = self.fast_gets.answer_payload
         self.checkpointer = Checkpointer(db, config.checkpoint_records, config.checkpoint_bytes, config.checkpoint_seconds)
         self.published = 0
         self._next_announce = 0.0
@@ -185,8 +189,12 @@ class ReadWriteServer(ServerLoop):
     def _process(self, batch: list[list[bytes]]) -> None:
         replies: list[tuple[list, dict]] = []
         locked_before = self.db.lock is not None
+        fast_before = self.fast_gets.answered
         for frames in batch:
             self._handle(frames, replies)
+        if self.fast_gets.answered - fast_before == len(batch):
+            self._send_fast(replies)
+            return
         if self.config.durability == "batch" and self.db.pending and self.db.lock is None:
             self._gather(replies)
         if locked_before and self.db.lock is None:
@@ -227,6 +235,9 @@ class ReadWriteServer(ServerLoop):
         return self.client_keys.scope(route, cid)
 
     def _answer(self, route: list, cid: bytes, rid: int, query: dict, replies: list) -> None:
+        if not self.waiting and (data := self.fast_gets.answer(cid, rid, query)) is not None:
+            replies.append((route, data))
+            return
         for waiting in self.waiting:
             if waiting.cid == cid and waiting.rid == rid:
                 waiting.route = route   # a retry of a held request: answer the newest route (same key, same role)
@@ -262,11 +273,19 @@ class ReadWriteServer(ServerLoop):
         if self.replication is not None:   # pushed to replicas as the replies go out
             self.replication.committed(self.db.journal.seq)
         for route, reply in replies:
-            self.front.send(route + [self._encode(reply)])
+            self.front.send(route + [reply if reply.__class__ is bytes else self._encode(reply)])   # bytes: fast_get
         if self.feed is not None:
             self._announce()
         if self.db.lock is None and not self.db.pending:
             self.checkpointer.maybe_start()
+
+    def _send_fast(self, replies: list) -> None:
+        """Send a step's replies when ``fast_gets`` answered all of its requests: they changed nothing, so no commit."""
+        for route, data in replies:
+            self.front.send(route + [data])
+        if self.feed is not None:
+            self._announce()
+        self.checkpointer.maybe_start()
 
     def _note_commit(self, first: int, last: int, batch: list[list]) -> None:
         """Journal hook: remember the path prefixes a commit touched, for the next invalidation message."""

@@ -164,7 +164,41 @@ class ZmtpDealer:
             self._drop()
             self.unsent = data
 
-    def receive(self, timeout_ms: int) -> list[bytes] | None:
+    def exchange(self, frames: list[bytes], timeout_ms: int) -> list[bytes] | None:
+        """``send(frames)`` then ``receive(timeout_ms)``, in fewer steps while the connection is open and lately heard.
+
+        Then it is one ``sendall`` and one ``recv`` bounded by the receive
+        timeout already set (never longer than ``timeout_ms`` rounded up);
+        anything else (no connection, a quiet one, a reply cut in pieces, a
+        timeout, a hang-up) goes on as ``send`` and ``receive`` would.
+        """
+        sock, started = self.sock, time.monotonic()
+        if (sock is None or started - self.heard > IDLE_CHECK or self.codec.buffer or self.codec.frames
+                or not 0 < self.rcvtimeo <= timeout_ms + RCVTIMEO_STEP_MS):
+            self.send(frames)
+            return self.receive(timeout_ms)
+        data = self.last = encode_frames(frames)
+        try:
+            sock.sendall(data)
+        except OSError:
+            self._drop()
+            self.unsent = data
+            return self.receive(timeout_ms)
+        self.unsent = None
+        try:
+            chunk = sock.recv(65536)
+        except OSError:       # a timeout (the peer is slow) or a broken connection: receive carries on from here
+            chunk = b""
+        if chunk:
+            self.heard = time.monotonic()
+            message = self.codec.whole(chunk)
+            if message is not None:
+                self.last, self.answered = None, True
+                return message
+            self.codec.feed(chunk)
+        return self.receive(timeout_ms, since=started)
+
+    def receive(self, timeout_ms: int, since: float | None = None) -> list[bytes] | None:
         """The next message's frames, or None if none came within ``timeout_ms``.
 
         Meanwhile a peer that hung up before answering is reconnected and the
@@ -172,8 +206,9 @@ class ZmtpDealer:
         answered once); a peer that is down is tried every RECONNECT_PAUSE; a
         peer silent for ``heartbeat_ivl`` gets a PING, and one silent for
         ``heartbeat_timeout`` is taken for dead (connected again, sent again).
+        ``since`` (a ``time.monotonic()``, default now) is when the wait began.
         """
-        started = time.monotonic()
+        started = time.monotonic() if since is None else since
         deadline = started + timeout_ms / 1000
         while True:
             if self.sock is None:

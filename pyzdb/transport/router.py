@@ -27,6 +27,7 @@ import socket
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
+from typing import Callable
 
 from pyzdb.errors import ProtocolError
 from pyzdb.transport.codec import (
@@ -114,6 +115,8 @@ class ZmtpRouter:
         self.dropped: Counter[str] = Counter()   # reasons of drops not yet logged
         self.drop_detail: dict[str, str] = {}    # the last drop's detail for a reason
         self.next_log = 0.0
+        # the server's hook: the reply to a request's payload, answered as it is read, or None to queue it
+        self.answer_now: Callable[[bytes], bytes | None] | None = None
 
     # -- the server's calls ---------------------------------------------------
     def drain(self, limit: int) -> list[list[bytes]]:
@@ -224,6 +227,12 @@ class ZmtpRouter:
         codec = peer.codec
         message = codec.whole(data)      # the common case: one whole [b"", payload]
         if message is not None:
+            reply = self.answer_now(message[1]) if self.answer_now is not None else None
+            if reply is not None:
+                self._write(peer, encode_frames([b"", reply]))
+                if peer.outbox or peer.broken:
+                    self._count(peer)
+                return
             self._arrive(peer, message, len(data))
         else:
             codec.feed(data)
