@@ -32,9 +32,12 @@ FORMAT_VERSION = 1
 META_KEY = b"meta"
 PENDING_KEY = b"ckpt/pending"
 META_FIELDS = {"gen": int, "seq": int, "crc": int, "chunks": int, "crcs": list}
-DEFAULT_CHUNK_SIZE = 1 << 20
+DEFAULT_CHUNK_SIZE = 1 << 18   # a 1 MiB chunk held the sqlite store's lock (and appends) for 4-10 ms
 READ_BATCH = 512
-WRITE_GROUP_BYTES = 1 << 20
+WRITE_GROUP_BYTES = 1 << 18   # checkpoint bytes per store write: each holds the store's lock, appends wait
+LET_APPENDS_IN_SECONDS = 0.0005
+LONG_WRITE_SECONDS = 0.0005   # a checkpoint store write this long may have kept an append waiting
+SMALL_RECORD_BYTES = 2048   # log records this small on average are removed 64 to a store write
 
 
 def log_key(seq: int) -> bytes:
@@ -296,9 +299,11 @@ class Journal:
         self._check_claim()
         self.store.set_bulk({META_KEY: wire.pack(meta)})
         self.meta = meta
+        removed_bytes = -1   # unknown: removed one by one
         if covered_bytes is not None:
+            removed_bytes = covered_bytes - self.covered_bytes
             self.covered_bytes = covered_bytes
-        self._remove_leftovers()
+        self._remove_leftovers(removed_bytes)
         self.store.remove_bulk([PENDING_KEY])
         return meta
 
@@ -312,7 +317,7 @@ class Journal:
             size += len(chunk)
             total += len(chunk)
             if size >= WRITE_GROUP_BYTES:
-                self.store.set_bulk(group)
+                _paced(self.store.set_bulk, group)
                 group, size = {}, 0
         if group or not crcs:
             if not crcs:
@@ -332,8 +337,15 @@ class Journal:
             pass
 
     # --- removing what is no longer needed ------------------------------------------
-    def _remove_leftovers(self) -> None:
-        """Remove the previous generation's chunks and the log records the checkpoint covers."""
+    def _remove_leftovers(self, removed_bytes: int | None = None) -> None:
+        """Remove the previous generation's chunks and the log records the checkpoint covers.
+
+        ``removed_bytes`` is given on the checkpoint thread (-1: unknown),
+        beside the serving loop: covered log records then go 64 to a store
+        write only when they are small on average, else one by one (an average
+        cannot tell a bulk load's few big records among them), with a pause
+        after each write. Without it (at start-up) nothing waits, and 64 go at once.
+        """
         meta = self.meta
         if not meta or meta.get("removed_to") == meta["seq"]:
             return
@@ -341,11 +353,15 @@ class Journal:
         chunks = [chunk_key(meta["prev_gen"], i) for i in range(meta["prev_chunks"])]
         step = max(1, WRITE_GROUP_BYTES // max(self.chunk_size, 1))
         for start in range(0, len(chunks), step):
-            self.store.remove_bulk(chunks[start:start + step])
-        # 64 records a write: a bulk load's records are large, and 1024 of them held appends back for 0.5 s
+            (_paced if removed_bytes is not None else _at_once)(self.store.remove_bulk, chunks[start:start + step])
         upto = meta["seq"] if self.retain is None else max(meta["prev_seq"], min(meta["seq"], self.retain()))
-        for start in range(meta["prev_seq"] + 1, upto + 1, 64):
-            self.store.remove_bulk([log_key(s) for s in range(start, min(start + 64, upto + 1))])
+        # a bulk load's records are large: 64 of 600 KB held the serving loop's appends back for 220 ms
+        beside_loop = removed_bytes is not None
+        average = removed_bytes // max(1, meta["seq"] - meta["prev_seq"]) if beside_loop else 0
+        group = 64 if 0 <= average <= SMALL_RECORD_BYTES else 1
+        for start in range(meta["prev_seq"] + 1, upto + 1, group):
+            (_paced if beside_loop else _at_once)(self.store.remove_bulk,
+                                                  [log_key(s) for s in range(start, min(start + group, upto + 1))])
         meta["removed_to"] = upto
         try:
             self.store.set_bulk({META_KEY: wire.pack(meta)})
@@ -374,3 +390,20 @@ class Journal:
                 return
             self.store.remove_bulk(found)
             first += READ_BATCH
+
+
+def _paced(write: Callable[[Any], None], argument: Any) -> None:
+    """One store write of the checkpoint thread; after a long one, a moment for the append waiting behind it.
+
+    The store's lock is not fair: without the pause the thread took the lock
+    again before the waiting serving loop woke, and an append waited 150 ms
+    behind two writes. A quick write (a memory store's) is not followed by one.
+    """
+    started = time.perf_counter()
+    write(argument)
+    if time.perf_counter() - started >= LONG_WRITE_SECONDS:
+        time.sleep(LET_APPENDS_IN_SECONDS)
+
+
+def _at_once(write: Callable[[Any], None], argument: Any) -> None:
+    write(argument)

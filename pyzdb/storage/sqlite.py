@@ -17,6 +17,7 @@ _CHUNK = 900
 _SYNC = {"always": "FULL", "batch": "NORMAL", "none": "OFF"}
 FLUSH_SECONDS = 1.0
 WAL_SIZE_LIMIT = 64 << 20   # bytes the WAL is cut back to after a checkpoint
+LOCKED_CHECKPOINT_FRAMES = 2048   # WAL frames left for the pass under the writers' lock to copy (~2 MiB: a few ms)
 log = logging.getLogger("pyzdb.store")
 
 
@@ -78,6 +79,9 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA page_size=1024")
             self._db.execute(f"PRAGMA synchronous={_SYNC[durability]}")
             self._db.execute("PRAGMA journal_mode=WAL")
+            # Debian builds sqlite with secure_delete on: zeroing every freed page made removing a checkpoint's
+            # old chunks and a bulk load's log records 10x dearer (9.6 -> 0.96 ms per 600 KB record), appends waiting
+            self._db.execute("PRAGMA secure_delete=FAST")
             if durability == "batch":
                 self._db.execute("PRAGMA wal_autocheckpoint=0")   # the flush thread checkpoints
                 self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
@@ -126,18 +130,31 @@ class SqliteStore(Store):
         The bulk of it runs on a connection of its own, outside the writers'
         lock: a PASSIVE checkpoint waits for no writer and no writer waits for
         it, so copying the pages of a big pyzdb checkpoint (tens of MB) does not
-        hold the serving loop's appends back. Then, holding the lock, a second
-        pass copies the few pages written meanwhile, so it ends with the whole
-        WAL copied and the next write starts the WAL over.
+        hold the serving loop's appends back. Once the WAL has grown past
+        ``WAL_SIZE_LIMIT``, a second pass holding the lock copies the pages
+        written meanwhile (when at most ``LOCKED_CHECKPOINT_FRAMES``, or the WAL
+        is twice the limit), so it ends with the whole WAL copied and the next
+        write starts the WAL over. Below the limit no pass takes the lock: the
+        locked pass and its fsync of the database file were the serving loop's
+        longest wait during a big pyzdb checkpoint (38 ms at 10^6 keys).
         """
         try:
             if self._checkpoint_db is None:
                 self._checkpoint_db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            _, frames, copied = self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            wal = self._wal_size()
+            if wal < WAL_SIZE_LIMIT or (frames - copied > LOCKED_CHECKPOINT_FRAMES and wal < 2 * WAL_SIZE_LIMIT):
+                return   # the next interval copies more: no stall for appends now
             with self._lock:
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
             pass   # a follower's read may hold it back; the next interval tries again
+
+    def _wal_size(self) -> int:
+        try:
+            return os.path.getsize(self.path + "-wal")
+        except OSError:
+            return 0
 
     def flush(self) -> None:
         """fsync the database's WAL (and file) now."""
