@@ -202,3 +202,4 @@ def test_a_big_undo_entry_is_kept_compressed_and_undoes_exactly():
     for _ in range(5):                       # five such entries fit a 1 MiB budget only compressed
         history.record(forward, inverse)
     assert len(history.undo_stack) == 5 and history.undo_bytes == 5 * len(entry)
+
