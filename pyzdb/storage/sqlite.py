@@ -5,6 +5,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from typing import Iterable, Mapping
 
 from pyzdb.errors import NoDatabase, NotDurable, StoreError
@@ -17,6 +18,8 @@ _CHUNK = 900
 _SYNC = {"always": "FULL", "batch": "NORMAL", "none": "OFF"}
 FLUSH_SECONDS = 1.0
 WAL_SIZE_LIMIT = 64 << 20   # bytes the WAL is cut back to after a checkpoint
+BULK_VALUE_BYTES = 64 << 10
+BULK_QUIET_SECONDS = 2.0
 LOCKED_CHECKPOINT_FRAMES = 2048   # WAL frames left for the pass under the writers' lock to copy (~2 MiB: a few ms)
 log = logging.getLogger("pyzdb.store")
 
@@ -93,6 +96,7 @@ class SqliteStore(Store):
             raise StoreError(f"cannot open sqlite store {path!r}: {exc}") from exc
         self.flushes = 0
         self._checkpoint_db: sqlite3.Connection | None = None   # the flush thread's, for WAL checkpoints
+        self._bulk_at = 0.0   # when a value of BULK_VALUE_BYTES or more was last written
         self._dirty = threading.Event()
         self._closed = threading.Event()
         self._flusher = None
@@ -132,19 +136,24 @@ class SqliteStore(Store):
         it, so copying the pages of a big pyzdb checkpoint (tens of MB) does not
         hold the serving loop's appends back. Once the WAL has grown past
         ``WAL_SIZE_LIMIT``, a second pass holding the lock copies the pages
-        written meanwhile (when at most ``LOCKED_CHECKPOINT_FRAMES``, or the WAL
-        is twice the limit), so it ends with the whole WAL copied and the next
-        write starts the WAL over. Below the limit no pass takes the lock: the
-        locked pass and its fsync of the database file were the serving loop's
-        longest wait during a big pyzdb checkpoint (38 ms at 10^6 keys).
+        written meanwhile, so it ends with the whole WAL copied and the next
+        write starts the WAL over: when at most ``LOCKED_CHECKPOINT_FRAMES``
+        are left and no value of ``BULK_VALUE_BYTES`` or more (a pyzdb
+        checkpoint's chunk) was written in the last ``BULK_QUIET_SECONDS``, or
+        the WAL is 8 times the limit (a 10^7-key checkpoint is 320 MB, and the
+        locked pass's fsync during it held appends back for 200-330 ms).
+        Below the limit no pass takes the lock: at 10^6 keys the locked pass
+        and its fsync were the serving loop's longest wait (38 ms).
         """
         try:
             if self._checkpoint_db is None:
                 self._checkpoint_db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             _, frames, copied = self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             wal = self._wal_size()
-            if wal < WAL_SIZE_LIMIT or (frames - copied > LOCKED_CHECKPOINT_FRAMES and wal < 2 * WAL_SIZE_LIMIT):
-                return   # the next interval copies more: no stall for appends now
+            waiting = (frames - copied > LOCKED_CHECKPOINT_FRAMES
+                       or time.monotonic() - self._bulk_at < BULK_QUIET_SECONDS)
+            if wal < WAL_SIZE_LIMIT or (waiting and wal < 8 * WAL_SIZE_LIMIT):
+                return   # the next interval copies more, or a pyzdb checkpoint is being written: no stall now
             with self._lock:
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
@@ -207,6 +216,8 @@ class SqliteStore(Store):
         for key, value in items.items():
             seq = log_seq(key)
             if seq is None:
+                if len(value) >= BULK_VALUE_BYTES:
+                    self._bulk_at = time.monotonic()
                 plain.append((key, value))
             else:
                 logged.append((seq, value))
