@@ -340,11 +340,9 @@ class Journal:
     def _remove_leftovers(self, removed_bytes: int | None = None) -> None:
         """Remove the previous generation's chunks and the log records the checkpoint covers.
 
-        ``removed_bytes`` is given on the checkpoint thread (-1: unknown),
-        beside the serving loop: covered log records then go 64 to a store
-        write only when they are small on average, else one by one (an average
-        cannot tell a bulk load's few big records among them), with a pause
-        after each write. Without it (at start-up) nothing waits, and 64 go at once.
+        ``removed_bytes`` is given on the checkpoint thread (-1: unknown): covered
+        records then go 64 to a store write only when small on average, else one
+        by one (64 of a bulk load's 600 KB held appends back 220 ms), paced. At start-up: 64 at once.
         """
         meta = self.meta
         if not meta or meta.get("removed_to") == meta["seq"]:
@@ -353,15 +351,13 @@ class Journal:
         chunks = [chunk_key(meta["prev_gen"], i) for i in range(meta["prev_chunks"])]
         step = max(1, WRITE_GROUP_BYTES // max(self.chunk_size, 1))
         for start in range(0, len(chunks), step):
-            (_paced if removed_bytes is not None else _at_once)(self.store.remove_bulk, chunks[start:start + step])
+            _paced(self.store.remove_bulk, chunks[start:start + step], removed_bytes is not None)
         upto = meta["seq"] if self.retain is None else max(meta["prev_seq"], min(meta["seq"], self.retain()))
-        # a bulk load's records are large: 64 of 600 KB held the serving loop's appends back for 220 ms
         beside_loop = removed_bytes is not None
         average = removed_bytes // max(1, meta["seq"] - meta["prev_seq"]) if beside_loop else 0
         group = 64 if 0 <= average <= SMALL_RECORD_BYTES else 1
         for start in range(meta["prev_seq"] + 1, upto + 1, group):
-            (_paced if beside_loop else _at_once)(self.store.remove_bulk,
-                                                  [log_key(s) for s in range(start, min(start + group, upto + 1))])
+            _paced(self.store.remove_bulk, [log_key(s) for s in range(start, min(start + group, upto + 1))], beside_loop)
         meta["removed_to"] = upto
         try:
             self.store.set_bulk({META_KEY: wire.pack(meta)})
@@ -392,18 +388,13 @@ class Journal:
             first += READ_BATCH
 
 
-def _paced(write: Callable[[Any], None], argument: Any) -> None:
-    """One store write of the checkpoint thread; after a long one, a moment for the append waiting behind it.
+def _paced(write: Callable[[Any], None], argument: Any, pace: bool = True) -> None:
+    """A checkpoint-thread store write; after a long one (``pace``), a pause for the append waiting behind it.
 
-    The store's lock is not fair: without the pause the thread took the lock
-    again before the waiting serving loop woke, and an append waited 150 ms
-    behind two writes. A quick write (a memory store's) is not followed by one.
+    The store's lock is not fair: without the pause the thread took it again
+    before the waiting serving loop woke (an append waited 150 ms behind two writes).
     """
     started = time.perf_counter()
     write(argument)
-    if time.perf_counter() - started >= LONG_WRITE_SECONDS:
+    if pace and time.perf_counter() - started >= LONG_WRITE_SECONDS:
         time.sleep(LET_APPENDS_IN_SECONDS)
-
-
-def _at_once(write: Callable[[Any], None], argument: Any) -> None:
-    write(argument)
