@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--extra", default="cache",
                         help="lines run after the table, each its own module: cache (cached gets vs redis GET), "
                              "memory (RSS vs redis at 10^6 keys, restart), stall (get p99.9/max during checkpoints "
-                             "at 10^6 keys); '' for none (default %(default)s)")
+                             "at 10^6 keys), memory-10m and stall-10m (the same at 10^7 keys: about 10 minutes and "
+                             "4 GB each); '' for none (default %(default)s)")
     parser.add_argument("--replot", action="store_true", help="print and plot the saved summary.json again, measure nothing")
     return parser
 
@@ -149,7 +150,9 @@ def run(argv: list[str] | None = None) -> int:
 
 EXTRA = {"cache": ["bench.bench_client_cache", "--seconds", "1", "--rounds", "3"],
          "memory": ["bench.bench_memory", "--keys", "1000000"],
-         "stall": ["bench.bench_checkpoint_stall", "--keys", "1000000", "--seconds", "10"]}
+         "stall": ["bench.bench_checkpoint_stall", "--keys", "1000000", "--seconds", "10"],
+         "memory-10m": ["bench.bench_memory", "--keys", "10000000"],
+         "stall-10m": ["bench.bench_checkpoint_stall", "--keys", "10000000", "--seconds", "30"]}
 
 
 def run_extra(names: list[str]) -> None:

@@ -307,3 +307,15 @@ def test_a_batch_of_gets_returns_every_value_or_names_the_failing_one():
     batch["ops"].append({"op": "get", "path": ["d", "zz"]})
     with pytest.raises(PathKeyError, match="batch operation 2: .*'zz' not found"):
         run(engine, batch)
+
+
+def test_update_stores_keys_that_are_not_the_interned_decoded_ones():
+    import sys
+
+    from pyzdb.transport.wire import pack, unpack
+    decoded = unpack(pack({"a-key-loaded-by-update": 1, "\u00e9t\u00e9": 2}))
+    engine = Engine()
+    engine.execute({"op": "call", "path": [], "method": "update", "args": [decoded]})
+    assert engine.tree == decoded
+    for key in engine.tree:   # the decoded keys are interned; the tree's are copies, so they can be freed
+        assert sys.intern(key) is not key

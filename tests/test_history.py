@@ -186,3 +186,20 @@ def test_a_checkpoint_of_an_earlier_version_with_plain_entries_is_restored():
     engine = Engine({"a": 1})
     assert history.undo(engine) == ([{"op": "del", "path": ["a"]}], [set_q("a", 1)]) and engine.tree == {}
     assert history.used_bytes == len(history.redo_stack[0])
+
+
+def test_a_big_undo_entry_is_kept_compressed_and_undoes_exactly():
+    from pyzdb.tree.history import COMPRESS_FROM, encode_entry
+    keys = {f"k{i:08}": "v" * 16 for i in range(20_000)}   # a bulk load's update: 1 MB as msgpack
+    forward = [{"op": "call", "path": [], "method": "update", "args": [keys]}]
+    inverse = [{"op": "del", "path": [key]} for key in keys]
+    entry = encode_entry(forward, inverse)
+    assert COMPRESS_FROM < len(entry) < 200_000
+    assert decode_entry(entry) == (forward, inverse)
+    small = encode_entry([{"op": "del", "path": ["x"]}], [])
+    assert decode_entry(small) == ([{"op": "del", "path": ["x"]}], [])
+    history = History(depth=10, max_bytes=1 << 20)
+    for _ in range(5):                       # five such entries fit a 1 MiB budget only compressed
+        history.record(forward, inverse)
+    assert len(history.undo_stack) == 5 and history.undo_bytes == 5 * len(entry)
+

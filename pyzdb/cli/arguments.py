@@ -8,6 +8,7 @@ from pyzdb import __version__
 from pyzdb.broker.relay import DEFAULT_HIGH_WATER
 from pyzdb.storage import DURABILITIES
 from pyzdb.storage.claim import DEFAULT_LEASE
+from pyzdb.storage.journal import DEFAULT_CHUNK_SIZE
 from pyzdb.transport import wire
 from pyzdb.transport.router import FrontLimits
 from pyzdb.tree import budget
@@ -64,7 +65,9 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
                        help="undo steps kept; 0 turns undo off (default %(default)s)")
     group.add_argument("--history-bytes", type=_count, default=DEFAULT_BYTES,
                        help="bytes of undo/redo history kept, oldest dropped first (default %(default)s = 64 MiB)")
-    group.add_argument("--chunk-size", type=int, default=1 << 20, help="checkpoint chunk size in bytes")
+    group.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
+                       help="checkpoint chunk size in bytes; each is one store write that appends wait behind "
+                            "(default %(default)s)")
     group.add_argument("--checkpoint-records", type=int, default=20_000, help="checkpoint after this many log records")
     group.add_argument("--checkpoint-bytes", type=int, default=64 << 20, help="checkpoint after this many log bytes")
     group.add_argument("--checkpoint-seconds", type=float, default=300.0, help="checkpoint after this long with writes")

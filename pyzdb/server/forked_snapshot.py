@@ -28,6 +28,7 @@ PIPE_WRITE = 1 << 20
 PAUSE_AFTER = 1 << 16     # with PAUSE_ENV: the bytes written before the pause
 MAX_FD = 1 << 20
 PR_SET_PDEATHSIG = 1
+CHILD_NICENESS = 10   # the encode yields the cores to the serving loop and its clients, yet moves on a busy machine
 
 
 class ForkedSnapshot:
@@ -47,6 +48,7 @@ class ForkedSnapshot:
             code = 1
             try:
                 gc.disable()
+                os.nice(CHILD_NICENESS)
                 _leave_parent_resources(write_end)
                 _write_all(write_end, encode())
                 code = 0
