@@ -189,14 +189,19 @@ class ZmtpDealer:
             chunk = sock.recv(65536)
         except OSError:       # a timeout (the peer is slow) or a broken connection: receive carries on from here
             chunk = b""
-        if chunk:
-            self.heard = time.monotonic()
-            message = self.codec.whole(chunk)
-            if message is not None:
-                self.last, self.answered = None, True
-                return message
-            self.codec.feed(chunk)
+        if chunk and (message := self._take(chunk)) is not None:
+            return message
         return self.receive(timeout_ms, since=started)
+
+    def _take(self, chunk: bytes) -> list[bytes] | None:
+        """The message ``chunk`` completes (the request is answered), or None with ``chunk`` kept for the next."""
+        self.heard = time.monotonic()
+        message = self.codec.whole(chunk)
+        if message is not None:
+            self.last, self.answered = None, True
+            return message
+        self.codec.feed(chunk)
+        return None
 
     def receive(self, timeout_ms: int, since: float | None = None) -> list[bytes] | None:
         """The next message's frames, or None if none came within ``timeout_ms``.
@@ -226,12 +231,9 @@ class ZmtpDealer:
                     if chunk is not None:
                         if not chunk:
                             raise ConnectionResetError("the peer closed the connection")
-                        self.heard = time.monotonic()
-                        message = self.codec.whole(chunk)
+                        message = self._take(chunk)
                         if message is not None:
-                            self.last, self.answered = None, True
                             return message
-                        self.codec.feed(chunk)
                         continue
                 except OSError:
                     # a connection that had answered was dropped while idle or by a restart: reconnect now;
