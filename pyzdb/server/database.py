@@ -16,7 +16,7 @@ from pyzdb.server.group import CommitGroup, journal_error, rewrite
 from pyzdb.server.replies import ReplyTable
 from pyzdb.storage.checkpoint_state import encode_state
 from pyzdb.storage.journal import Journal, log_key
-from pyzdb.transport.wire import error_reply, ok_reply
+from pyzdb.transport.wire import Packed, error_reply, ok_reply
 from pyzdb.tree import files
 from pyzdb.tree import query as q
 from pyzdb.tree.engine import Engine
@@ -189,13 +189,15 @@ class Database:
         if cid in self.lost_locks and self.engine.is_write(query):   # refused before it runs, as it always was
             del self.lost_locks[cid]
             raise LockLost("the lock's lease ended before this request; the writes made under it were rolled back")
-        outcome = self.engine.run(query, self.max_work, self.max_reply)
+        outcome = self.engine.run(query, self.max_work, self.max_reply, packed=True)
         if not outcome.is_write:
             return ok_reply(rid, outcome.result, self.journal.seq)
         self._begin()
-        self.history.record(outcome.forward, outcome.inverse)
+        # the tree may share a call's arguments: the journal and the history take its bytes from before it ran
+        forward = outcome.forward if outcome.packed is None else Packed(outcome.forward, outcome.packed)
+        self.history.record(forward, outcome.inverse)
         # no inverse in the record (replay computes it again): a write's record costs O(its forward ops)
-        return self._add_entry({"k": "w", "ops": outcome.forward, "cid": cid, "rid": rid,
+        return self._add_entry({"k": "w", "ops": forward, "cid": cid, "rid": rid,
                                 "res": outcome.result}, outcome.inverse)
 
     def expire_due(self, now: float | None = None) -> int:

@@ -62,8 +62,8 @@ def chunk_key(gen: int, index: int) -> bytes:
 
 
 def encode_record(seq: int, prev_crc: int, entries: list) -> bytes:
-    """The stored bytes of one log record."""
-    return wire.pack([seq, prev_crc, entries])
+    """The stored bytes of one log record (an entry's ``wire.Packed`` ops are written from their bytes)."""
+    return wire.pack_record(seq, prev_crc, entries)
 
 
 def decode_record(data: bytes, what: str) -> list:

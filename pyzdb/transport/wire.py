@@ -69,6 +69,55 @@ def iter_unpack(handle: BinaryIO, ext_hook: ExtHook | None = None,
         raise ProtocolError(f"the msgpack data after byte {offset} does not decode: {exc}") from None
 
 
+class Packed(list):
+    """A list of operations that carries its msgpack bytes (``data``), taken when the list was made.
+
+    ``pack_spliced`` writes ``data`` in its place: the bytes stay those of the
+    operations as they were then, even if a value they hold (now in the tree)
+    is changed in place later.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, items: list, parts: list) -> None:
+        super().__init__(items)
+        self.data = array_header(len(items)) + b"".join(
+            pack(item) if part is None else part for item, part in zip(items, parts))
+
+
+def array_header(size: int) -> bytes:
+    """The msgpack header of an array of ``size`` items (its items' bytes follow it)."""
+    if size < 16:
+        return bytes((0x90 | size,))
+    return (b"\xdc" + size.to_bytes(2, "big")) if size < 1 << 16 else (b"\xdd" + size.to_bytes(4, "big"))
+
+
+def _map_header(size: int) -> bytes:
+    if size < 16:
+        return bytes((0x80 | size,))
+    return (b"\xde" + size.to_bytes(2, "big")) if size < 1 << 16 else (b"\xdf" + size.to_bytes(4, "big"))
+
+
+def pack_spliced(obj: list | dict) -> bytes:
+    """``pack(obj)`` of a list or map whose members may be ``Packed`` (their ``data`` is written as it is).
+
+    >>> ops = Packed([{'op': 'del', 'path': ['x']}], [None])
+    >>> pack_spliced([ops, []]) == pack([[{'op': 'del', 'path': ['x']}], []])
+    True
+    """
+    if type(obj) is dict:
+        return _map_header(len(obj)) + b"".join(
+            pack(key) + (value.data if type(value) is Packed else pack(value)) for key, value in obj.items())
+    return array_header(len(obj)) + b"".join(value.data if type(value) is Packed else pack(value) for value in obj)
+
+
+def pack_record(seq: int, prev_crc: int, entries: list[dict]) -> bytes:
+    """``pack([seq, prev_crc, entries])`` of a journal log record, each entry's ``Packed`` ops written from their bytes."""
+    if not any(type(entry.get("ops")) is Packed for entry in entries):
+        return pack([seq, prev_crc, entries])
+    return b"\x93" + pack(seq) + pack(prev_crc) + array_header(len(entries)) + b"".join(map(pack_spliced, entries))
+
+
 def encode_request(client_id: bytes, request_id: int, query: dict) -> bytes:
     """Build the bytes of one request."""
     return pack({"v": VERSION, "cid": client_id, "rid": request_id, "q": query})

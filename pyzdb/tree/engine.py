@@ -33,6 +33,7 @@ class Outcome:
     result: Any
     forward: list = field(default_factory=list)
     inverse: list = field(default_factory=list)
+    packed: list | None = None   # per forward query: its msgpack bytes taken before it ran, or None (Engine.run)
 
     @property
     def is_write(self) -> bool:
@@ -56,6 +57,7 @@ class Engine:
     def __init__(self, tree: dict | None = None) -> None:
         self.tree: dict = {} if tree is None else tree
         self.expiries = expiry.Expiries()
+        self._packing = False   # inside run(..., packed=True)
 
     # --- entry points ----------------------------------------------------------
     def execute(self, query: dict) -> Outcome:
@@ -70,9 +72,16 @@ class Engine:
             expiry.after_write(self.resolve, self.expiries, query, outcome.result, outcome.inverse)
         return outcome
 
-    def run(self, query: dict, max_work: int | None = None, max_reply: int | None = None) -> Outcome:
+    def run(self, query: dict, max_work: int | None = None, max_reply: int | None = None, *,
+            packed: bool = False) -> Outcome:
         """``execute`` a client's query within budgets: refused before it runs if its estimated work is over
-        ``max_work``, and undone if its result surely encodes to more than ``max_reply`` bytes."""
+        ``max_work``, and undone if its result surely encodes to more than ``max_reply`` bytes.
+
+        With ``packed`` a method call's list and dict arguments go into the tree
+        uncopied, and ``outcome.packed`` holds the bytes of such calls, taken
+        before they ran: the caller must encode the forward queries from those
+        bytes (``wire.Packed``) before any later query runs, as a later write
+        may change those values in place."""
         if max_work is not None:
             units = budget.cost(self.resolve, query, max_work)
             if units > max_work:
@@ -80,7 +89,11 @@ class Engine:
                 raise RequestTooCostly(f"{what} needs over {max_work:,} work units (--max-work; estimated {units:,} "
                                        "from the sizes of the values it touches); ask for smaller parts "
                                        "(a slice, a page, len())")
-        outcome = self.execute(query)
+        self._packing = packed
+        try:
+            outcome = self.execute(query)
+        finally:
+            self._packing = False
         if max_reply is not None and type(outcome.result) in (list, dict, str, bytes):   # others: a few bytes
             floor = budget.size_floor(outcome.result, max_reply)
             if floor > max_reply:
@@ -126,7 +139,8 @@ class Engine:
             results.append(result)
         inverse = list(itertools.chain.from_iterable(o.inverse for o in reversed(done)))
         forward = [sub for sub, o in zip(ops, done) if o.is_write]
-        return Outcome(results, forward, inverse)
+        parts = [o.packed[0] if o.packed else None for o in done if o.is_write]
+        return Outcome(results, forward, inverse, parts if any(part is not None for part in parts) else None)
 
     def _get_many(self, ops: list) -> Outcome:
         """A batch of plain reads: no inverses to track, no Outcome per read."""
@@ -377,5 +391,8 @@ class Engine:
         return Outcome(True, [query], outcome.inverse)
 
     def _op_call(self, query: dict) -> Outcome:
-        result, inverse = call_method(self.resolve(query["path"]), query)
-        return Outcome(result, [query], inverse) if inverse is not None else Outcome(result)
+        parts: list | None = [] if self._packing else None
+        result, inverse = call_method(self.resolve(query["path"]), query, parts)
+        if inverse is None:
+            return Outcome(result)
+        return Outcome(result, [query], inverse, parts if parts and parts[0] is not None else None)

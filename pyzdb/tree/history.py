@@ -6,7 +6,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from pyzdb.errors import UndoError
-from pyzdb.transport.wire import pack, unpack
+from pyzdb.transport.wire import Packed, pack, pack_spliced, unpack
 
 if TYPE_CHECKING:
     from pyzdb.tree.engine import Engine
@@ -29,7 +29,7 @@ def encode_entry(forward: list, inverse: list) -> bytes:
     >>> len(encode_entry([{'op': 'del', 'path': ['x']}], []))
     19
     """
-    entry = pack([forward, inverse])
+    entry = pack_spliced([forward, inverse]) if type(forward) is Packed else pack([forward, inverse])
     if len(entry) >= COMPRESS_FROM:
         return zlib.compress(entry, 1)
     return entry

@@ -14,16 +14,21 @@ from pyzdb.errors import (
     QueryError,
     ValueTypeError,
 )
+from pyzdb.transport.wire import pack
 from pyzdb.tree import query as q
-from pyzdb.tree.values import call_op, clone_items, del_op, insert_op, set_op, type_name
+from pyzdb.tree.values import call_op, clone_items, del_op, holds_containers, insert_op, set_op, type_name
 
 _MISSING = object()
 
 
-def call_method(node: Any, query: dict) -> tuple[Any, list | None]:
+def call_method(node: Any, query: dict, packed: list | None = None) -> tuple[Any, list | None]:
     """Run the allow-listed method ``query['method']`` on ``node``, the value at ``query['path']``.
 
     Returns the method's result and, for a write, its inverse (None for a read).
+    A write's arguments that hold lists or dicts go into the tree as copies;
+    given ``packed``, they go in as they are, and the query's msgpack bytes,
+    taken before it runs, are appended to ``packed`` (the journal and the undo
+    history then use those bytes, never the query's values, which the tree now shares).
     """
     path, method = query["path"], query["method"]
     kind = q.method_kind(node, method, path)
@@ -36,7 +41,10 @@ def call_method(node: Any, query: dict) -> tuple[Any, list | None]:
     if q.has_slice(path):
         raise QueryError(f"cannot write through a slice in {q.format_path(path)}")
     table = _LIST if isinstance(node, list) else _DICT
-    return table[method](node, path, clone_items(args), clone_items(kwargs), where)
+    if packed is None:
+        return table[method](node, path, clone_items(args), clone_items(kwargs), where)
+    packed.append(pack(query) if holds_containers(args) or holds_containers(kwargs) else None)
+    return table[method](node, path, args, kwargs, where)
 
 
 class Where:

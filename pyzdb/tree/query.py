@@ -122,8 +122,13 @@ def check_value(value: Any, depth: int = 0) -> Any:
         return value
     if depth < MAX_VALUE_DEPTH:     # the common shapes, one call per container: exact types, checked in C
         if kind is dict and _KEY_TYPES.issuperset(map(type, value)):
+            flat = depth + 1 < MAX_VALUE_DEPTH
             for item in value.values():
-                if type(item) not in _SCALARS:
+                if type(item) in _SCALARS:
+                    continue
+                # a dict of scalars (a loaded page's values): checked here, without a call per value
+                if not (flat and type(item) is dict and _KEY_TYPES.issuperset(map(type, item))
+                        and _SCALARS.issuperset(map(type, item.values()))):
                     check_value(item, depth + 1)
             return value
         if kind is list:

@@ -6,6 +6,7 @@ from typing import Any
 from pyzdb.transport.wire import pack, unpack
 
 _SCALARS = (type(None), bool, int, float, str, bytes)
+_SCALAR_SET = frozenset(_SCALARS)
 
 
 def clone(value: Any) -> Any:
@@ -20,10 +21,12 @@ def clone_items(items: list | dict) -> list | dict:
 
     Scalars are immutable, so then nothing can be shared between the tree and a log record.
     """
-    for item in (items.values() if isinstance(items, dict) else items):
-        if type(item) not in _SCALARS:
-            return clone(items)
-    return items
+    return clone(items) if holds_containers(items) else items
+
+
+def holds_containers(items: list | dict) -> bool:
+    """True when a method's args or kwargs hold a value that is not a scalar (one that could be changed in place)."""
+    return not _SCALAR_SET.issuperset(map(type, items.values() if isinstance(items, dict) else items))
 
 
 def type_name(value: Any) -> str:
