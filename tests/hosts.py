@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 
+from pyzdb.testing import stop_process
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 SUBNET = "10.77.0"
@@ -149,15 +151,7 @@ class Hosts:
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         """Stop process ``name`` by its pid (SIGKILL if it does not end in time)."""
-        proc = self.procs.get(name)
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process(self.procs.get(name), sig, timeout)
 
     def close(self) -> None:
         """Stop every process, delete every namespace made, remove the data directories."""

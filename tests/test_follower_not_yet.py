@@ -20,13 +20,18 @@ def copy(master, slave, keys):
     slave.set_bulk(master.get_bulk(keys))
 
 
-def test_an_announced_record_the_slave_does_not_hold_yet_is_waited_for_not_reloaded():
+def writer_and_follower():
+    """A writer's store holding x = 1, a slave that has copied it, and a follower on the slave (not loaded yet)."""
     master, slave = MemoryStore(), MemoryStore()
     db = Database(Journal(master))
     db.open()
     write(db, "x", 1, 1)
     copy(master, slave, [META_KEY, log_key(1)])
-    follower = Follower(Journal(slave))
+    return master, slave, db, Follower(Journal(slave))
+
+
+def test_an_announced_record_the_slave_does_not_hold_yet_is_waited_for_not_reloaded():
+    master, slave, db, follower = writer_and_follower()
     assert follower.load() == 1
     write(db, "x", 2, 2)                          # the feed announces seq 2; the slave has not copied it
     follower._last_reload = 0.0                    # past the reload interval: a gap would reload now
@@ -39,12 +44,7 @@ def test_an_announced_record_the_slave_does_not_hold_yet_is_waited_for_not_reloa
 
 
 def test_a_record_a_checkpoint_removed_is_gone_and_the_checkpoint_is_loaded():
-    master, slave = MemoryStore(), MemoryStore()
-    db = Database(Journal(master))
-    db.open()
-    write(db, "x", 1, 1)
-    copy(master, slave, [META_KEY, log_key(1)])
-    follower = Follower(Journal(slave))
+    master, slave, db, follower = writer_and_follower()
     follower.load()
     for rid in range(2, 5):
         write(db, "x", rid, rid)
@@ -59,12 +59,7 @@ def test_a_record_a_checkpoint_removed_is_gone_and_the_checkpoint_is_loaded():
 
 def test_a_record_still_missing_after_the_grace_time_counts_as_gone(monkeypatch):
     monkeypatch.setattr(follower_module, "GONE_AFTER", 0.05)
-    master, slave = MemoryStore(), MemoryStore()
-    db = Database(Journal(master))
-    db.open()
-    write(db, "x", 1, 1)
-    copy(master, slave, [META_KEY, log_key(1)])
-    follower = Follower(Journal(slave))
+    master, slave, db, follower = writer_and_follower()
     follower.load()
     write(db, "x", 2, 2)
     follower.catch_up(known_seq=2)
