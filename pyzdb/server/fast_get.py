@@ -50,10 +50,9 @@ class FastGets:
     def answer_payload(self, payload: bytes) -> bytes | None:
         """``answer`` for a request's bytes: the ``ZmtpRouter``'s hook, run as it reads a request between steps.
 
-        None (the server's loop answers it) for what is not a plain get, or
-        while requests are held behind a lock.
+        None (the server's loop answers it) for what ``answer`` leaves to the loop.
         """
-        if self.held or len(payload) > MAX_REQUEST or GET_QUERY not in payload:   # told apart without decoding
+        if len(payload) > MAX_REQUEST or GET_QUERY not in payload:   # told apart without decoding
             return None
         try:
             msg = _unpackb(payload, raw=False, strict_map_key=False, timestamp=0, ext_hook=msgpack.ExtType)
@@ -72,9 +71,13 @@ class FastGets:
             return None
 
     def answer(self, cid: bytes, rid: int, query: dict) -> bytes | None:
-        """The encoded reply to ``query`` if it is a plain get this path can answer, else None (nothing changed)."""
+        """The encoded reply to ``query`` if it is a plain get this path can answer, else None (nothing changed).
+
+        Nothing is answered here while requests are held behind a lock: none may be overtaken.
+        """
         db = self.db
-        if len(query) != 2 or query.get("op") != "get" or db.lock is not None or db.pending or not self.enabled:
+        if (self.held or len(query) != 2 or query.get("op") != "get" or db.lock is not None or db.pending
+                or not self.enabled):
             return None
         path = query.get("path")
         if path.__class__ is not list or len(path) > MAX_PATH_DEPTH:

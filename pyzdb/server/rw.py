@@ -235,7 +235,7 @@ class ReadWriteServer(ServerLoop):
         return self.client_keys.scope(route, cid)
 
     def _answer(self, route: list, cid: bytes, rid: int, query: dict, replies: list) -> None:
-        if not self.waiting and (data := self.fast_gets.answer(cid, rid, query)) is not None:
+        if (data := self.fast_gets.answer(cid, rid, query)) is not None:
             replies.append((route, data))
             return
         for waiting in self.waiting:
