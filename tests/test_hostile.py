@@ -117,6 +117,25 @@ def test_a_batch_of_iter_over_a_long_string_is_too_costly(target):
     assert ask(uri, {"op": "iter", "path": ["text"], "start": 0, "limit": 10})["ok"] == ["t"] * 10
 
 
+def test_iter_with_items_of_the_root_over_the_reply_limit_is_refused_before_encoding(target):
+    uri, pid = target
+    before = reset_peak(pid)
+    reply = ask(uri, {"op": "iter", "path": [], "items": True})     # every pair: the 1.5 MB "huge" among them
+    assert error_name(reply) == "MessageTooLarge", reply
+    assert peak_growth_mib(pid, before) < 4
+    page = ask(uri, {"op": "iter", "path": [], "start": 0, "limit": 1, "items": True})["ok"]
+    assert page == [["value", VALUE]]                             # a page within the limit is answered
+
+
+def test_a_batch_of_iter_with_items_over_the_reply_limit_is_refused_before_it_is_built(target):
+    uri, pid = target
+    before = reset_peak(pid)
+    pair = {"op": "iter", "path": [], "start": 0, "limit": 1, "items": True}    # [["value", 64 KiB]]
+    reply = ask(uri, {"op": "batch", "ops": [pair] * 2000})                     # a 128 MiB reply
+    assert error_name(reply) == "MessageTooLarge", reply
+    assert peak_growth_mib(pid, before) < 16
+
+
 def test_a_batch_of_list_count_over_a_long_list_is_too_costly(target):
     uri, _ = target
     count = {"op": "call", "path": ["big"], "method": "count", "args": [7], "kwargs": {}}

@@ -162,10 +162,7 @@ class Database:
         """True for a request that cannot change anything in any state (so a retry of it may run again)."""
         if op in q.CONTROL_OPS:
             return op in READ_CONTROL_OPS
-        try:
-            return not self.engine.is_write(query)
-        except Error:
-            return False
+        return not self.engine.may_write(query)
 
     def _dispatch(self, cid: bytes, rid: int, query: dict, op: str, in_session: bool, now: float,
                   read_only: bool) -> Any:

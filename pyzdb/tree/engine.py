@@ -41,12 +41,6 @@ class Outcome:
         return bool(self.forward)
 
 
-def describe(query: dict) -> str:
-    """A query as users wrote it, for error messages: ``list.count() on db['l']`` style."""
-    where = q.format_path(query.get("path", []))
-    return f"{query.get('method')}() on {where}" if query["op"] == "call" else f"{query['op']} of {where}"
-
-
 class Engine:
     """The tree and the fixed set of operations allowed on it.
 
@@ -85,7 +79,7 @@ class Engine:
         if max_work is not None:
             units = budget.cost(self.resolve, query, max_work)
             if units > max_work:
-                what = f"a batch of {len(query['ops'])} operations" if query["op"] == "batch" else describe(query)
+                what = f"a batch of {len(query['ops'])} operations" if query["op"] == "batch" else q.describe(query)
                 raise RequestTooCostly(f"{what} needs over {max_work:,} work units (--max-work; estimated {units:,} "
                                        "from the sizes of the values it touches); ask for smaller parts "
                                        "(a slice, a page, len())")
@@ -120,11 +114,18 @@ class Engine:
             return q.method_kind(container, query["method"], query["path"]) == "write"
         return bool(q.OPS[op][0])
 
+    def may_write(self, query: dict) -> bool:
+        """``is_write``, or True for a query that will fail on its path or method (it raises when it runs)."""
+        try:
+            return self.is_write(query)
+        except Error:
+            return True
+
     def _batch(self, ops: list) -> Outcome:
         done: list[Outcome] = []
         results: list = []
-        # a read answers the value as it was when it ran: copied if a later op may change it in place
-        last_change = max((i for i, sub in enumerate(ops) if sub.get("op") != "get"), default=-1)
+        # a read answers the value as it was when it ran: copied if a later write may change it in place
+        last_change = max((i for i, sub in enumerate(ops) if sub.get("op") != "get" and self.may_write(sub)), default=-1)
         for index, sub in enumerate(ops):
             try:
                 outcome = self.execute(sub)

@@ -74,6 +74,12 @@ def format_path(path: list) -> str:
     return "".join(parts)
 
 
+def describe(query: dict) -> str:
+    """A query as users wrote it, for error messages: ``list.count() on db['l']`` style."""
+    where = format_path(query.get("path", []))
+    return f"{query.get('method')}() on {where}" if query["op"] == "call" else f"{query['op']} of {where}"
+
+
 def is_slice(step: Any) -> bool:
     """True for a slice step ``[start, stop, step]``."""
     return isinstance(step, list)
