@@ -56,11 +56,11 @@ class LiveResults:
         if type(result) is not list and type(result) is not dict:
             return
         if query["op"] != "batch":
-            self._hold(_Held(reply, "ok", entry, query["path"], result))
+            self._hold(_Held(reply, "ok", entry, query.get("path", []), result))
             return
         for index, (sub, item) in enumerate(zip(query["ops"], result)):
             if type(item) is list or type(item) is dict:
-                self._hold(_Held(result, index, entry, sub["path"], item))
+                self._hold(_Held(result, index, entry, sub.get("path", []), item))
 
     def before(self, query: dict) -> None:
         """A query is about to run: copy the results it may change in place (any container at or below their path)."""
@@ -70,9 +70,9 @@ class LiveResults:
             op = sub["op"]
             if op == "call":
                 if sub["method"] in q.LIST_WRITE or sub["method"] in q.DICT_WRITE:
-                    self._freeze_under(sub["path"])
+                    self._freeze_under(sub.get("path", []))
             elif q.OPS[op][0]:
-                path = sub["path"]
+                path = sub.get("path", [])
                 self._freeze_under(path[:-1] if op in ("set", "del", "cas") else path)   # these assign into the parent
 
     def freeze_all(self) -> None:
