@@ -129,14 +129,14 @@ def _copy_cost(node: Any, query: dict, limit: float) -> int:
     start, limit_items = query.get("start", 0), query.get("limit")
     start = start if isinstance(start, int) and start >= 0 else 0
     stop = start + limit_items if isinstance(limit_items, int) and limit_items >= 0 else None
+    taken = len(range(*slice(start, stop).indices(len(node))))
     if isinstance(node, dict) and query.get("items") is not True:
-        return COPY * len(range(*slice(start, stop).indices(len(node))))      # its keys: scalars
-    total = 0
-    for item in itertools.islice(node.values() if isinstance(node, dict) else node, start, stop):
-        total += COPY + _size_walk(item, limit - total, COPY, 16)
-        if total > limit:
-            break
-    return total
+        return COPY * taken                                     # its keys: scalars
+    # the page's first items stand for all of it: the walk and the copy are bounded, not O(page)
+    sample = list(itertools.islice(node.values() if isinstance(node, dict) else node, start, start + min(taken, 256)))
+    if not sample:
+        return 0
+    return COPY * taken + math.ceil(_size_walk(sample, limit, COPY, 16) * taken / len(sample))
 
 
 def size_floor(value: Any, limit: int, visits: int = 4096) -> int:
