@@ -8,12 +8,14 @@ from hypothesis import strategies as st
 from pyzdb.errors import (
     Error,
     InvalidValue,
+    MessageTooLarge,
     PathIndexError,
     PathKeyError,
     QueryError,
     ValueTypeError,
 )
 from pyzdb.transport import wire
+from pyzdb.tree import budget
 from pyzdb.tree import query as q
 from pyzdb.tree.engine import Engine
 
@@ -205,6 +207,32 @@ def test_a_read_in_a_batch_answers_the_value_as_it_was_before_later_writes():
                                     {"op": "get", "path": ["m"]}, {"op": "set", "path": ["m", "b"], "value": 2},
                                     {"op": "get", "path": ["x"]}]}
     assert run(engine, batch).result == [[1], None, {"a": 1}, None, [1, 2]]
+
+
+def test_setdefault_in_a_batch_answers_the_stored_value_as_it_was_before_later_writes():
+    engine = Engine({"m": {"k": [1]}})
+    batch = {"op": "batch", "ops": [call(["m"], "setdefault", "k", []), call(["m", "k"], "append", 2),
+                                    call(["m"], "setdefault", "n", {}), {"op": "set", "path": ["m", "n", "a"], "value": 1}]}
+    assert engine.run(batch, packed=True).result == [[1], None, {}, None]
+    assert engine.tree == {"m": {"k": [1, 2], "n": {"a": 1}}}
+
+
+def test_a_batch_whose_copies_of_reads_pass_the_reply_limit_is_refused_and_undone():
+    engine = Engine({"v": [b"x" * 1000], "n": 0})
+    ops = [{"op": "set", "path": ["n"], "value": 1}] + [{"op": "get", "path": ["v"]}] * 50 + [
+        {"op": "set", "path": ["w"], "value": 1}]
+    with pytest.raises(MessageTooLarge, match="batch operation 10: .* over the limit of 10,000 bytes"):
+        engine.run({"op": "batch", "ops": ops}, max_reply=10_000)
+    assert engine.tree == {"v": [b"x" * 1000], "n": 0}
+    assert len(engine.run({"op": "batch", "ops": ops}, max_reply=60_000).result) == 52
+
+
+def test_a_batch_counts_the_copy_of_a_read_before_a_write_by_its_size():
+    tree = {"small": [b"x"], "big": [b"x" * (1 << 20)]}
+    units = [budget.cost(Engine(tree).resolve, {"op": "batch", "ops": [{"op": "get", "path": [name]},
+                                                                       {"op": "set", "path": ["w"], "value": 1}]})
+             for name in ("small", "big")]
+    assert units[1] - units[0] >= (1 << 20) // 16
 
 
 def test_iadd_on_a_slice_is_a_slice_assignment_and_undoes():

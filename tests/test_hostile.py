@@ -220,3 +220,21 @@ def test_a_write_batched_with_reads_over_the_reply_limit_is_undone(service):
     assert ask(service.rw_uri, {"op": "redo"}).get("ok") is None
     assert ask(service.rw_uri, {"op": "get", "path": ["keep"]})["ok"] == {"n": 1, "l": [1, 2, 3]}
     assert ask(service.rw_uri, {"op": "status"})["ok"]["seq"] == status["seq"] + 2
+
+
+@pytest.mark.parametrize("read, count, refusal", [
+    ({"op": "iter", "path": [], "start": 0, "limit": 1, "items": True}, 2000, "MessageTooLarge"),   # [["value", 64 KiB]]
+    ({"op": "get", "path": []}, 10, "RequestTooCostly")])      # the root: its copy's cost counts the 10^6-item list
+def test_reads_before_a_write_in_a_batch_are_refused_before_their_copies_outgrow_the_reply_limit(target, read, count,
+                                                                                                  refusal):
+    """A read before a write is copied (the write may change it in place): the copies stop at the reply limit,
+    or the batch's estimated work, which counts a copy by its size, refuses it before it runs."""
+    uri, pid = target
+    before = reset_peak(pid)
+    ops = [read] * count + [{"op": "set", "path": ["planted"], "value": 1}]
+    reply = ask(uri, {"op": "batch", "ops": ops})
+    assert error_name(reply) in (refusal, "ReadOnlyError"), reply            # a replica refuses any write at once
+    if error_name(reply) == "MessageTooLarge":
+        assert f"over the limit of {MAX_MESSAGE:,} bytes" in reply["err"][1]
+    assert peak_growth_mib(pid, before) < 16
+    assert error_name(ask(uri, {"op": "get", "path": ["planted"]})) == "PathKeyError"     # the batch is atomic

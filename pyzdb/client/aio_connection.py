@@ -25,7 +25,6 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from zmq.utils.monitor import parse_monitor_message
 
 from pyzdb.client.connection import DEFAULT_RW, RO_RETRY_AFTER, check_consistency
 from pyzdb.errors import (
@@ -38,6 +37,7 @@ from pyzdb.errors import (
 )
 from pyzdb.transport import wire
 from pyzdb.transport.curve import client_options
+from pyzdb.transport.handshake import HandshakeWatch
 from pyzdb.tree.files import ext_hook
 
 MAX_ATTEMPT = 5.0     # seconds: the longest wait before a request is sent again
@@ -46,7 +46,7 @@ MAX_ATTEMPT = 5.0     # seconds: the longest wait before a request is sent again
 class _Queue:
     """One DEALER socket to a queue and the reader task that matches replies to waiting requests by request id.
 
-    A monitor socket reports each completed ZMTP handshake (``handshake_seen``).
+    Its ``transport/handshake.py`` watch reports a completed ZMTP handshake (``handshake_seen``).
     """
 
     def __init__(self, context: zmq.asyncio.Context, uris: list[str], curve: dict | None) -> None:
@@ -55,8 +55,8 @@ class _Queue:
         self.socket.setsockopt(zmq.LINGER, 0)
         for option, value in (curve or {}).items():
             self.socket.setsockopt(option, value)
-        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        self.ever_open = False          # some peer completed a ZMTP handshake with this socket once
+        self.handshakes = HandshakeWatch()
+        self.handshakes.watch(self.socket)
         for uri in uris:
             self.socket.connect(uri)
         self.waiting: dict[int, asyncio.Future] = {}
@@ -83,15 +83,9 @@ class _Queue:
                 future.set_result(reply)
             # otherwise: a late answer to an attempt that was already answered, or to a request given up on
 
-    async def handshake_seen(self) -> bool:
+    def handshake_seen(self) -> bool:
         """True once a broker or server has completed the ZMTP handshake with this socket (it is there)."""
-        while not self.ever_open:
-            try:
-                event = parse_monitor_message(await self.monitor.recv_multipart(zmq.NOBLOCK))
-            except zmq.Again:
-                break
-            self.ever_open = event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
-        return self.ever_open
+        return self.handshakes.seen()
 
     async def close(self) -> None:
         """Stop the reader and close the sockets."""
@@ -99,8 +93,7 @@ class _Queue:
             self.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.reader
-        self.socket.disable_monitor()
-        self.monitor.close()
+        self.handshakes.stop()
         self.socket.close()
 
 
@@ -226,7 +219,7 @@ class AsyncConnection:
                 try:
                     await self._send(self.rw, lane, {"op": "ping"}, self.connect_timeout)
                 except NoAnswer:
-                    if not await self.rw.handshake_seen():
+                    if not self.rw.handshake_seen():
                         raise
                 self.reached = True
                 self.reaching.set_result(None)

@@ -21,6 +21,7 @@ from pyzdb.errors import (
 )
 from pyzdb.transport import dealer, wire
 from pyzdb.transport.curve import client_options
+from pyzdb.transport.handshake import HandshakeWatch
 from pyzdb.tree.files import ext_hook
 
 DEFAULT_RW = "tcp://127.0.0.1:5559"
@@ -44,6 +45,7 @@ class Endpoint:
 
     def __init__(self, context: zmq.Context, uris: list[str], curve: dict | None = None) -> None:
         self.context, self.uris, self.curve = context, uris, curve or {}
+        self.handshakes = HandshakeWatch()
         self.socket: zmq.Socket = self._open()
 
     def _open(self) -> zmq.Socket:
@@ -55,6 +57,7 @@ class Endpoint:
             # queue only to brokers that are connected, or zmq parks a message for a dead address for good
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.SNDTIMEO, SEND_WAIT_MS)
+        self.handshakes.watch(sock)
         for uri in self.uris:
             sock.connect(uri)
         self.poller = zmq.Poller()   # kept: socket.poll() would build a new Poller on every wait
@@ -84,11 +87,17 @@ class Endpoint:
 
     def reopen(self) -> None:
         """Drop the socket and whatever it queued; connect a fresh one."""
+        self.handshakes.stop()
         self.socket.close()
         self.socket = self._open()
 
+    def handshake_seen(self) -> bool:
+        """True once a broker or server completed the ZMTP handshake with this endpoint (it is there)."""
+        return self.handshakes.seen()
+
     def close(self) -> None:
         """Close the socket."""
+        self.handshakes.stop()
         self.socket.close()
 
 
@@ -100,6 +109,10 @@ class DirectEndpoint:
         self.socket = dealer.ZmtpDealer(uris, max_message + 65536)
         self.send, self.receive, self.exchange = self.socket.send, self.socket.receive, self.socket.exchange
         self.reopen, self.close = self.socket.reopen, self.socket.close
+
+    def handshake_seen(self) -> bool:
+        """True once a broker or server completed the ZMTP handshake with this endpoint (it is there)."""
+        return self.socket.ever_open
 
 
 def open_endpoint(context: zmq.Context, uris: list[str], curve: dict | None, transport: str,
@@ -274,14 +287,15 @@ class Connection:
         A ping is never held behind another client's lock, so a slow answer
         here means nothing is listening (or it refused this client's keys) --
         unless a broker or server completed the ZMTP handshake (a zmtp
-        endpoint knows): then it is there but slow (a broker whose server is
-        frozen), and the request goes on with the full ``timeout``.
+        endpoint knows; a pyzmq one, as under CURVE, asks its socket monitor):
+        then it is there but slow (a broker whose server is frozen), and the
+        request goes on with the full ``timeout``.
         """
         self.reached = True         # the ping below goes through _call like any request
         try:
             self._call(self.rw, {"op": "ping"}, self.connect_timeout)
         except NoAnswer:
-            if getattr(self.rw.socket, "ever_open", False):
+            if self.rw.handshake_seen():
                 return              # a broker or server completed the ZMTP handshake: it is there, only slow
             self.reached = False
             hint = ("or it does not accept this client's CURVE keys" if self.curve else

@@ -13,6 +13,7 @@ from typing import Any
 
 from pyzdb.errors import CorruptStore, Error, LockError, LockLost, ReadOnlyError
 from pyzdb.server.group import CommitGroup, journal_error, rewrite
+from pyzdb.server.live_results import LiveResults
 from pyzdb.server.replies import ReplyTable
 from pyzdb.storage.checkpoint_state import encode_state
 from pyzdb.storage.journal import Journal, log_key
@@ -70,6 +71,7 @@ class Database:
         self.checkpoint_failures = 0       # counted by the checkpointer's thread, shown in status
         self.checkpoint_error: str | None = None
         self.group = CommitGroup()
+        self.live = LiveResults()   # replies whose result may share a container with the tree, until sent
 
     # --- start-up ------------------------------------------------------------------
     def open(self, progress=None, *, clean: bool = True) -> int:
@@ -186,16 +188,26 @@ class Database:
         if cid in self.lost_locks and self.engine.is_write(query):   # refused before it runs, as it always was
             del self.lost_locks[cid]
             raise LockLost("the lock's lease ended before this request; the writes made under it were rolled back")
+        live = self.live
+        if live.buckets:            # earlier replies' results it would change in place are copied first
+            live.before(query)
         outcome = self.engine.run(query, self.max_work, self.max_reply, packed=True)
+        container = outcome.result.__class__ is list or outcome.result.__class__ is dict   # it may be the tree's own
         if not outcome.is_write:
-            return ok_reply(rid, outcome.result, self.journal.seq)
+            reply = ok_reply(rid, outcome.result, self.journal.seq)
+            if container:
+                live.note(reply, None, query)
+            return reply
         self._begin()
         # the tree may share a call's arguments: the journal and the history take its bytes from before it ran
         forward = outcome.forward if outcome.packed is None else Packed(outcome.forward, outcome.packed)
         self.history.record(forward, outcome.inverse)
         # no inverse in the record (replay computes it again): a write's record costs O(its forward ops)
-        return self._add_entry({"k": "w", "ops": forward, "cid": cid, "rid": rid,
-                                "res": outcome.result}, outcome.inverse)
+        entry = {"k": "w", "ops": forward, "cid": cid, "rid": rid, "res": outcome.result}
+        reply = self._add_entry(entry, outcome.inverse)
+        if container:               # setdefault answers the stored value itself
+            live.note(reply, entry, query)
+        return reply
 
     def expire_due(self, now: float | None = None) -> int:
         """Delete the keys whose deadline has passed, each as one write of no client (journaled, undoable,
@@ -205,6 +217,7 @@ class Database:
         deleted = 0
         for path in self.engine.expiries.due(now):
             try:
+                self.live.before({"op": "del", "path": list(path)})
                 outcome = self.engine.execute({"op": "del", "path": list(path)})
             except Error:
                 self.engine.expiries.put(path, None)     # the key is gone already: nothing to delete
@@ -217,6 +230,7 @@ class Database:
         return deleted
 
     def _undo_redo(self, cid: bytes, rid: int, kind: str) -> Any:
+        self.live.freeze_all()
         self._begin()
         applied, revert = self.history.undo(self.engine) if kind == "u" else self.history.redo(self.engine)
         self._add_entry({"k": kind, "ops": applied, "cid": cid, "rid": rid, "res": None}, revert)
@@ -349,6 +363,7 @@ class Database:
         With ``reason``, the replies kept for those writes become that error, so
         a retry learns that its write was rolled back.
         """
+        self.live.freeze_all()
         point = self.savepoint
         if point is None:
             return

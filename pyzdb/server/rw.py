@@ -274,6 +274,7 @@ class ReadWriteServer(ServerLoop):
             self.replication.committed(self.db.journal.seq)
         for route, reply in replies:
             self.front.send(route + [reply if reply.__class__ is bytes else self._encode(reply)])   # bytes: fast_get
+        self.db.live.sent()
         if self.feed is not None:
             self._announce()
         if self.db.lock is None and not self.db.pending:

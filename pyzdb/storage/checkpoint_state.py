@@ -9,6 +9,13 @@ about 50 bytes a key for as long as the server runs; a flat list is decoded
 without it and turned into the dict in one ``dict(zip(...))``.
 ``restore_tree`` reads either form (checkpoints written before it hold
 ``"tree"``).
+
+``FORMAT_VERSION`` is the journal ``meta`` record's ``version``, which
+every pyzdb checks before it reads a checkpoint: 1 held ``"tree"`` (and,
+from builds between the flat form and this number, possibly
+``"tree_pairs"``); 2 may hold ``"tree_pairs"``. A pyzdb that reads only 1
+refuses a version-2 store clearly; this one reads every version in
+``READABLE_VERSIONS``.
 """
 from __future__ import annotations
 
@@ -16,6 +23,16 @@ from typing import Any
 
 from pyzdb.errors import CorruptStore
 from pyzdb.transport.wire import pack
+
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+
+def check_version(version: Any) -> None:
+    """Raise CorruptStore unless a ``meta`` record's ``version`` is one this pyzdb reads."""
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise CorruptStore(f"meta record has journal format version {version!r}; this pyzdb reads versions "
+                           f"{', '.join(map(str, READABLE_VERSIONS))} (a newer pyzdb wrote it?)")
 
 
 def encode_state(state: dict) -> bytes:

@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from pyzdb.errors import CorruptStore, StoreError
 from pyzdb.storage.base import Store
-from pyzdb.storage.checkpoint_state import restore_tree
+from pyzdb.storage.checkpoint_state import FORMAT_VERSION, check_version, restore_tree
 from pyzdb.transport import wire
 
 if TYPE_CHECKING:
     from pyzdb.storage.claim import Claim
 
 FORMAT = "pyzdb-journal"
-FORMAT_VERSION = 1
 META_KEY = b"meta"
 PENDING_KEY = b"ckpt/pending"
 META_FIELDS = {"gen": int, "seq": int, "crc": int, "chunks": int, "crcs": list}
@@ -131,8 +130,7 @@ class Journal:
         meta = _decode(raw, "meta record")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise CorruptStore("meta record is not a pyzdb journal meta record (foreign data in the store?)")
-        if meta.get("version") != FORMAT_VERSION:
-            raise CorruptStore(f"meta record has journal format version {meta.get('version')!r}; this pyzdb reads {FORMAT_VERSION}")
+        check_version(meta.get("version"))
         for name, kind in META_FIELDS.items():
             if not isinstance(meta.get(name), kind):
                 raise CorruptStore(f"meta record has no valid {name!r} field")

@@ -41,8 +41,7 @@ def cost(resolve: Callable[[list], Any], query: dict, limit: float = math.inf) -
         for index, sub in enumerate(ops):
             total += _one(resolve, sub)
             if index < last_change and sub.get("op") in ("get", "iter"):   # read before a write: its result is cloned
-                node = _value(resolve, sub.get("path", []))
-                total += COPY * _length(node) if isinstance(node, (list, dict)) else 0
+                total += _copy_cost(_value(resolve, sub.get("path", [])), sub, limit - total)
             if total > limit:
                 break
         return total
@@ -121,6 +120,25 @@ def _method_cost(node: Any, query: dict) -> int:
     return 0
 
 
+def _copy_cost(node: Any, query: dict, limit: float) -> int:
+    """Units to deep-copy what a get or iter of ``node`` answers: by its size (``_size_walk``), not its length."""
+    if not isinstance(node, (list, dict)):
+        return 0        # a scalar, or a str's characters (``_iter_cost`` counts the list of them)
+    if query["op"] == "get":
+        return _size_walk(node, limit, COPY, 16)
+    start, limit_items = query.get("start", 0), query.get("limit")
+    start = start if isinstance(start, int) and start >= 0 else 0
+    stop = start + limit_items if isinstance(limit_items, int) and limit_items >= 0 else None
+    taken = len(range(*slice(start, stop).indices(len(node))))
+    if isinstance(node, dict) and query.get("items") is not True:
+        return COPY * taken                                     # its keys: scalars
+    # the page's first items stand for all of it: the walk and the copy are bounded, not O(page)
+    sample = list(itertools.islice(node.values() if isinstance(node, dict) else node, start, start + min(taken, 256)))
+    if not sample:
+        return 0
+    return COPY * taken + math.ceil(_size_walk(sample, limit, COPY, 16) * taken / len(sample))
+
+
 def size_floor(value: Any, limit: int, visits: int = 4096) -> int:
     """A lower bound of ``len(msgpack.packb(value))``, from a walk of at most ``visits`` values.
 
@@ -130,19 +148,25 @@ def size_floor(value: Any, limit: int, visits: int = 4096) -> int:
     >>> size_floor([b'x' * 100, 'abc'], 10 ** 6) >= 104
     True
     """
-    total, stack = 1, [value]
+    return _size_walk(value, limit, 1, 1, visits)
+
+
+def _size_walk(value: Any, limit: float, element: int, per_byte: int, visits: int = 4096) -> int:
+    """``element`` for each value of a walk of at most ``visits`` values and ``1 / per_byte`` for each character or
+    byte of a str or bytes among them (a map's entry: two values); stops once the sum is over ``limit``."""
+    total, stack = element, [value]
     while stack and total <= limit and visits > 0:
         item = stack.pop()
         visits -= 1
         kind = type(item)
         if kind is str or kind is bytes:
-            total += len(item)
+            total += len(item) // per_byte
         elif kind is list:
-            total += len(item)
+            total += element * len(item)
             room = visits - len(stack)      # the stack never holds more than ``visits``
             stack.extend(item if len(item) <= room else item[:max(0, room)])
         elif kind is dict:
-            total += 2 * len(item)
+            total += 2 * element * len(item)
             room = (visits - len(stack)) // 2
             if len(item) <= room:
                 stack.extend(item.keys())

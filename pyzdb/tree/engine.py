@@ -13,7 +13,6 @@ from typing import Any
 from pyzdb.errors import (
     Error,
     InvalidValue,
-    MessageTooLarge,
     PathIndexError,
     PathKeyError,
     QueryError,
@@ -22,6 +21,7 @@ from pyzdb.errors import (
 )
 from pyzdb.tree import budget, expiry
 from pyzdb.tree import query as q
+from pyzdb.tree.copies import ReadCopies, too_large
 from pyzdb.tree.methods import call_method
 from pyzdb.tree.values import clone, del_op, fits_int64, insert_op, is_number, set_op, truncate_op, type_name
 
@@ -52,6 +52,7 @@ class Engine:
         self.tree: dict = {} if tree is None else tree
         self.expiries = expiry.Expiries()
         self._packing = False   # inside run(..., packed=True)
+        self._max_reply: int | None = None   # inside run(): a batch's copies of its results stop at this many bytes
 
     # --- entry points ----------------------------------------------------------
     def execute(self, query: dict) -> Outcome:
@@ -83,18 +84,17 @@ class Engine:
                 raise RequestTooCostly(f"{what} needs over {max_work:,} work units (--max-work; estimated {units:,} "
                                        "from the sizes of the values it touches); ask for smaller parts "
                                        "(a slice, a page, len())")
-        self._packing = packed
+        self._packing, self._max_reply = packed, max_reply
         try:
             outcome = self.execute(query)
         finally:
-            self._packing = False
+            self._packing, self._max_reply = False, None
         if max_reply is not None and type(outcome.result) in (list, dict, str, bytes):   # others: a few bytes
             floor = budget.size_floor(outcome.result, max_reply)
             if floor > max_reply:
                 if outcome.is_write:
                     self.apply(outcome.inverse)
-                raise MessageTooLarge(f"reply of at least {floor:,} bytes is over the limit of {max_reply:,} bytes;"
-                                      " read a smaller part (a slice, keys(), or len())")
+                raise too_large(floor, max_reply)
         return outcome
 
     def apply(self, ops: list) -> list:
@@ -123,21 +123,18 @@ class Engine:
 
     def _batch(self, ops: list) -> Outcome:
         done: list[Outcome] = []
-        results: list = []
-        # a read answers the value as it was when it ran: copied if a later write may change it in place
+        results, copies = [], ReadCopies(self._max_reply)
+        # a result is the value as it was when its operation ran: copied if a later write may change it in place
         last_change = max((i for i, sub in enumerate(ops) if sub.get("op") != "get" and self.may_write(sub)), default=-1)
         for index, sub in enumerate(ops):
             try:
-                outcome = self.execute(sub)
+                done.append(self.execute(sub))
+                result = done[-1].result    # a read's, or setdefault's stored value: both may be live containers
+                results.append(copies.copy(result) if index < last_change and isinstance(result, (list, dict)) else result)
             except Error as exc:
                 for outcome in reversed(done):
                     self._batch_silent(outcome.inverse)
                 raise type(exc)(f"batch operation {index}: {exc}") from None
-            done.append(outcome)
-            result = outcome.result
-            if index < last_change and not outcome.is_write and isinstance(result, (list, dict)):
-                result = clone(result)
-            results.append(result)
         inverse = list(itertools.chain.from_iterable(o.inverse for o in reversed(done)))
         forward = [sub for sub, o in zip(ops, done) if o.is_write]
         parts = [o.packed[0] if o.packed else None for o in done if o.is_write]
