@@ -275,7 +275,7 @@ class Connection:
                 self.reply_seq = seq = reply.get("seq") or 0
                 if seq > self.last_seq:
                     self.last_seq = seq
-                return wire.raise_for_reply(reply)
+                return wire.raise_for_reply(reply) if "err" in reply else reply.get("ok")
             now = time.monotonic()
             if now >= deadline:
                 raise NoAnswer(f"no answer from {', '.join(endpoint.uris)} within {timeout:g} s "
