@@ -56,8 +56,8 @@ class FastGets:
         if len(payload) > MAX_REQUEST or GET_QUERY not in payload:   # told apart without decoding
             return None
         try:
-            msg = _unpackb(payload)   # the defaults: str as str, ExtType kept; a map key of another type raises
-        except Exception:     # not msgpack (or not a plain get): the loop answers it, with the error
+            msg = _unpackb(payload, raw=False, strict_map_key=False, timestamp=0, ext_hook=msgpack.ExtType)
+        except Exception:     # not msgpack: the loop answers it, with the error
             return None
         try:
             if msg.__class__ is not dict or msg.get("v") != wire.VERSION:
