@@ -9,7 +9,10 @@ import time
 
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pyzdb.errors import ProtocolError
 from pyzdb.server.database import Database
 from pyzdb.server.fast_get import SMALL, FastGets
 from pyzdb.storage.journal import Journal
@@ -144,3 +147,33 @@ def test_the_fronts_hook_answers_only_plain_gets_and_nothing_while_requests_are_
     assert wire.unpack(fast.answer_payload(get))["ok"] == "v" * 16
     assert db.replies.get(b"c")[0] == 1
     assert fast.answer_payload(get) is None                           # its retry: the exactly-once table answers
+
+
+@pytest.mark.parametrize("path", ANSWERED, ids=repr)
+def test_the_short_ways_reply_is_byte_for_byte_the_generic_paths(path):
+    db = open_db()
+    fast = FastGets(db, MAX_MESSAGE).answer(b"fast", 1, {"op": "get", "path": path})
+    assert fast == wire.encode_reply(db.handle(b"generic", 1, {"op": "get", "path": path}))
+
+
+QUERIES = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False)
+                       | st.text(max_size=300) | st.binary(max_size=300),
+                       lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                       max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cid=st.binary(min_size=1, max_size=64), rid=st.integers(0, 2**64 - 1),
+       query=st.dictionaries(st.text(max_size=8), QUERIES, max_size=4))
+def test_a_clients_request_encoder_writes_the_bytes_encode_request_writes(cid, rid, query):
+    assert wire.RequestEncoder(cid).encode(rid, query) == wire.encode_request(cid, rid, query)
+
+
+def test_the_request_encoder_refuses_what_encode_request_refuses_and_stays_usable():
+    encoder, query = wire.RequestEncoder(b"c"), {"op": "get", "path": ["s"]}
+    for bad in ({"value": object()}, {"value": [1, 2**70]}):
+        with pytest.raises(ProtocolError):
+            wire.encode_request(b"c", 1, bad)
+        with pytest.raises(ProtocolError):
+            encoder.encode(1, bad)
+    assert encoder.encode(2, query) == wire.encode_request(b"c", 2, query)   # nothing of the refused one is left

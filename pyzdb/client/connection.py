@@ -160,6 +160,7 @@ class Connection:
         self.reached = False       # set by the first answer of the read-write server: then `timeout` rides out restarts
         self.consistency = check_consistency(consistency)
         self.client_id = os.urandom(16)     # never reused: a new connection is a new client
+        self.encoder = wire.RequestEncoder(self.client_id)
         self.closed = False
         self.request_id = 0
         self._ids = threading.Lock()       # the lease keeper takes ids from the same sequence
@@ -204,6 +205,8 @@ class Connection:
         read goes to the RW server), ``eventual`` (any replica state) or
         ``strong`` (always the RW server).
         """
+        if consistency is None and self.ro is None and self.cache is None:   # the commonest read: straight there
+            return self._call(self.rw, query, self.timeout)
         level = self.consistency if consistency is None else check_consistency(consistency)
         cache = self.cache
         if cache is not None and query.get("op") == "get" and level != "strong" and self._keeper is None:
@@ -259,7 +262,7 @@ class Connection:
         rid = self.next_request_id()
         if self._keeper is not None and query.get("op") != "lock":
             query = {**query, "locked": True}   # the server answers LockLost if the lock is gone
-        payload = wire.encode_request(self.client_id, rid, query)
+        payload = self.encoder.encode(rid, query)
         if len(payload) > self.max_message:
             raise MessageTooLarge(f"request of {len(payload)} bytes is over the limit of {self.max_message} bytes")
         now = time.monotonic()
@@ -269,9 +272,10 @@ class Connection:
             until = now + seconds
             reply = self._wait(endpoint, rid, until, endpoint.exchange([b"", payload], int(seconds * 1000) + 1))
             if reply is not None:
-                self.reply_seq = reply.get("seq") or 0
-                self.last_seq = max(self.last_seq, self.reply_seq)
-                return wire.raise_for_reply(reply)
+                self.reply_seq = seq = reply.get("seq") or 0
+                if seq > self.last_seq:
+                    self.last_seq = seq
+                return wire.raise_for_reply(reply) if "err" in reply else reply.get("ok")
             now = time.monotonic()
             if now >= deadline:
                 raise NoAnswer(f"no answer from {', '.join(endpoint.uris)} within {timeout:g} s "

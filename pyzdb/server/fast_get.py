@@ -30,7 +30,7 @@ from pyzdb.tree.query import MAX_KEY_LENGTH, MAX_PATH_DEPTH
 SMALL = 4096        # longest str/bytes answered here; beyond it the generic path checks the reply budget
 _SCALARS = frozenset({str, bytes, int, float, bool, type(None)})
 _MISSING = object()
-_packb, _unpackb = msgpack.packb, msgpack.unpackb
+_unpackb = msgpack.unpackb
 MAX_REQUEST = 4096  # bytes: a plain get is far smaller; longer requests are decoded (and bounded) by the loop
 GET_QUERY = wire.pack({"op": "get", "path": []})[:-1]   # how a plain get's query starts, in a request's bytes
 log = logging.getLogger("pyzdb.server")
@@ -46,6 +46,7 @@ class FastGets:
         self.small = min(limits)
         self.enabled = db.max_work is None or db.max_work >= 1   # a get costs one work unit
         self.answered = 0   # requests answered here since the start
+        self.pack = msgpack.Packer(use_bin_type=True, datetime=False).pack   # wire.pack's options; this thread only
 
     def answer_payload(self, payload: bytes) -> bytes | None:
         """``answer`` for a request's bytes: the ``ZmtpRouter``'s hook, run as it reads a request between steps.
@@ -97,4 +98,4 @@ class FastGets:
             return None          # a retry or a late copy: the generic path answers it from the table
         replies.record(cid, rid, None)   # the newest request could change nothing: a retry of it runs again
         self.answered += 1
-        return _packb({"rid": rid, "ok": node, "seq": db.journal.seq}, use_bin_type=True)
+        return self.pack({"rid": rid, "ok": node, "seq": db.journal.seq})

@@ -27,6 +27,7 @@ from pyzdb.transport.codec import (
     parse_address,
     ping_command,
     pong_command,
+    whole_message,
 )
 
 PEER_TYPES = (b"ROUTER", b"DEALER", b"REP")     # the peers a DEALER may talk to
@@ -189,8 +190,13 @@ class ZmtpDealer:
             chunk = sock.recv(65536)
         except OSError:       # a timeout (the peer is slow) or a broken connection: receive carries on from here
             chunk = b""
-        if chunk and (message := self._take(chunk)) is not None:
-            return message
+        if chunk:
+            self.heard = time.monotonic()
+            message = whole_message(chunk, self.limits.max_message)   # as codec.whole: it holds nothing (checked above)
+            if message is not None:
+                self.last, self.answered = None, True
+                return message
+            self.codec.feed(chunk)
         return self.receive(timeout_ms, since=started)
 
     def _take(self, chunk: bytes) -> list[bytes] | None:

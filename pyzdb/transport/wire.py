@@ -123,6 +123,29 @@ def encode_request(client_id: bytes, request_id: int, query: dict) -> bytes:
     return pack({"v": VERSION, "cid": client_id, "rid": request_id, "q": query})
 
 
+class RequestEncoder:
+    """``encode_request`` for one client id, with the envelope's fixed part encoded once: the same bytes, less work.
+
+    One per connection: it keeps a msgpack ``Packer`` (each ``pack`` of a
+    plain query runs in C under the GIL, without calling back into Python).
+
+    >>> RequestEncoder(b'c').encode(1, {'op': 'ping'}) == encode_request(b'c', 1, {'op': 'ping'})
+    True
+    """
+
+    def __init__(self, client_id: bytes) -> None:
+        self.head = b"\x84" + pack("v") + pack(VERSION) + pack("cid") + pack(client_id) + pack("rid")
+        self.packer = msgpack.Packer(use_bin_type=True, datetime=False)
+
+    def encode(self, request_id: int, query: dict) -> bytes:
+        """The bytes of request ``request_id`` carrying ``query``, equal to ``encode_request``'s."""
+        packed = self.packer.pack
+        try:
+            return self.head + packed(request_id) + b"\xa1q" + packed(query)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ProtocolError(f"cannot encode value: {exc}") from exc
+
+
 def decode_request(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE) -> tuple[bytes, int, dict]:
     """Check a request's envelope and return (client id, request id, query)."""
     msg = unpack(data, max_size)
