@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from itertools import islice
 from typing import Callable
 
@@ -30,7 +29,7 @@ HASHED_FROM = 1 << 22   # top-level keys from which the dict's table keeps their
 
 def _trim_function() -> Callable[[int], int] | None:
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or None).malloc_trim
+        return ctypes.CDLL(None).malloc_trim   # the process's own symbols (ctypes.util.find_library would spawn ldconfig)
     except (AttributeError, OSError):   # not glibc: nothing to trim this way
         return None
 
