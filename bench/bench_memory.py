@@ -49,7 +49,7 @@ def pyzdb_memory(keys: int, flags: list[str]) -> dict:
         restart = time.monotonic() - started
         db = service.client(timeout=900)
         assert len(db) == keys
-        progress = [line for line in service.log().splitlines() if "loading checkpoint" in line][-1:]
+        progress = [line for line in service.log().splitlines() if line.startswith("restart: ")][-1:]
         return {"rss": loaded_rss, "rss_clean": rss_mib(service.proc.pid), "loaded_s": loaded, "restart_s": restart,
                 "progress": progress[0].strip() if progress else "(none)"}
 

@@ -1,15 +1,18 @@
-"""The checkpoint state's flat tree form: written for dict trees, read with the older map form too."""
+"""The checkpoint state's flat tree form: written for dict trees, read with the older map form too; a restart's progress."""
 from __future__ import annotations
 
+import time
 import zlib
 
 import pytest
 
 from pyzdb.errors import CorruptStore
 from pyzdb.server.database import Database
-from pyzdb.storage.checkpoint_state import FORMAT_VERSION, encode_state, restore_tree
+from pyzdb.storage import big_tree
+from pyzdb.storage.checkpoint_state import FORMAT_VERSION, decode_state, encode_state, restore_tree
 from pyzdb.storage.journal import META_KEY, Journal, chunk_key, encode_record, log_key
 from pyzdb.storage.memory import MemoryStore
+from pyzdb.testing import EmbeddedService
 from pyzdb.transport.wire import pack, unpack
 
 
@@ -108,3 +111,56 @@ def test_a_store_written_in_format_version_1_opens_and_its_next_checkpoint_is_ve
     assert unpack(store.get_bulk([META_KEY])[META_KEY])["version"] == FORMAT_VERSION
     again = Database(Journal(store, chunk_size=64))
     assert again.open() == 6 and again.engine.tree == {**tree, "new": 1}
+
+
+@pytest.mark.parametrize("hashed_from", [1 << 22, 1])
+def test_the_flat_form_builds_the_same_dict_in_the_same_order_with_either_table(monkeypatch, hashed_from):
+    monkeypatch.setattr(big_tree, "HASHED_FROM", hashed_from)
+    monkeypatch.setattr(big_tree, "PIECE_PAIRS", 7)
+    tree = {f"k{i}": [i] for i in range(50)}
+    tree.update({3: "an int key", b"raw": None})
+    reported: list[tuple[int, int]] = []
+    built = big_tree.dict_from_flat([item for pair in tree.items() for item in pair],
+                                    lambda done, total: reported.append((done, total)))
+    assert built == tree and list(built) == list(tree)
+    assert reported[-1] == (52, 52) and len(reported) == 8
+    built["new"] = 1
+    del built["k0"]
+    assert list(built)[-1] == "new" and "k0" not in built
+
+
+def test_an_unhashable_key_in_a_hashed_table_is_a_corrupt_store(monkeypatch):
+    monkeypatch.setattr(big_tree, "HASHED_FROM", 1)
+    with pytest.raises(CorruptStore):
+        restore_tree({"tree_pairs": ["a", 1, ["x"], 2]})
+
+
+def test_decoding_a_checkpoint_reports_each_stage_and_empties_the_buffer():
+    tree = {f"k{i}": i for i in range(100)}
+    buffer = bytearray(encode_state({"tree": tree, "history": {}, "replies": []}))
+    stages: list[tuple[int, int, str]] = []
+    state = decode_state(buffer, "test checkpoint", lambda done, total, stage: stages.append((done, total, stage)))
+    assert state["tree"] == tree and len(buffer) == 0
+    assert [stage for stage in stages if stage[0] == stage[1]] == [
+        (1, 1, "decoding the checkpoint (0 MiB)"), (100, 100, "building the tree (keys)")]
+    with pytest.raises(CorruptStore, match="test checkpoint does not decode"):
+        decode_state(bytearray(b"\xc1"), "test checkpoint")
+
+
+def test_a_restart_shows_one_progress_line_through_reading_decoding_building_and_replaying(tmp_path):
+    with EmbeddedService("--durability", "always", "--checkpoint-records", "2", data_dir=str(tmp_path)) as service:
+        db = service.client()
+        db.update({f"k{i}": i for i in range(2000)})
+        db["k0"] = 0
+        while (status := db.status())["checkpoint_seq"] != 2:
+            time.sleep(0.05)
+        db["after"] = 1
+        assert status["seq"] == 2
+        service.kill()
+        service.start()
+        assert len(service.client()) == 2001
+        lines = [line for line in service.log().splitlines() if line.startswith("restart: ")]
+    ends = [line for line in lines if "(100%)" in line]
+    assert [line.split(":")[1].strip().split(" (")[0] for line in ends] == [
+        "reading checkpoint chunks", "decoding the checkpoint", "building the tree", "replaying log records"], lines
+    assert ends[2].endswith("2000/2000 (100%)") and ends[3].endswith("1/1 (100%)")

@@ -55,7 +55,7 @@ def load_database(db: Database) -> None:
     """Recover a claimed database's tree from its journal, with progress lines; on a failure give the claim up."""
     journal, started = db.journal, time.monotonic()
     try:
-        seq = db.open(Progress("loading checkpoint chunks", 0, minimum=0, lines=True).update)
+        seq = db.open(Progress("restart", 0, minimum=0, lines=True).update)
     except BaseException:
         journal.claim.release()
         journal.store.close()

@@ -98,6 +98,8 @@ class Database:
                     self.replay(entry)
             except (Error, KeyError, TypeError) as exc:
                 raise CorruptStore(f"log record {log_key(first + offset).decode()} does not replay: {exc}") from None
+            if progress:
+                progress(offset + 1, len(records), "replaying log records")
         if clean:
             self.journal.clean_up()
             self.journal.ensure_identity()

@@ -6,7 +6,7 @@ When the tree is a dict, ``encode_state`` writes its top level as
 msgpack interns every str key of a map it decodes, and for a tree of
 10^7 top-level keys that intern table costs about 40% of the decode time and
 about 50 bytes a key for as long as the server runs; a flat list is decoded
-without it and turned into the dict in one ``dict(zip(...))``.
+without it and turned into the dict in pieces (``big_tree.dict_from_flat``).
 ``restore_tree`` reads either form (checkpoints written before it hold
 ``"tree"``).
 
@@ -19,10 +19,13 @@ refuses a version-2 store clearly; this one reads every version in
 """
 from __future__ import annotations
 
-from typing import Any
+import gc
+from functools import partial
+from typing import Any, Callable
 
 from pyzdb.errors import CorruptStore
-from pyzdb.transport.wire import pack
+from pyzdb.storage.big_tree import dict_from_flat, release_free_memory
+from pyzdb.transport.wire import pack, unpack
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -44,16 +47,45 @@ def encode_state(state: dict) -> bytes:
     return pack(state)
 
 
-def restore_tree(state: dict) -> Any:
-    """The tree of a decoded checkpoint state, in either form; the flat list is freed as the dict is built."""
+def decode_state(buffer: bytearray, what: str, progress: Callable[[int, int, str], None] | None = None) -> Any:
+    """The decoded state of a checkpoint's bytes, its tree restored; ``buffer`` is emptied once decoded.
+
+    The cyclic GC is paused meanwhile (millions of new objects, none of them
+    garbage) and the heap's free pages are given back afterwards (the load's
+    temporaries, ``big_tree.release_free_memory``). ``progress(done, total,
+    stage)`` is told of the decode and of the keys of the tree built.
+    """
+    decoding = f"decoding the checkpoint ({len(buffer) >> 20} MiB)"
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        if progress:
+            progress(0, 1, decoding)
+        try:
+            state = unpack(buffer, max_size=None)
+        except Exception as exc:
+            raise CorruptStore(f"{what} does not decode as msgpack: {exc}") from None
+        buffer.clear()
+        if progress:
+            progress(1, 1, decoding)
+        if isinstance(state, dict):
+            state["tree"] = restore_tree(state, progress and partial(progress, stage="building the tree (keys)"))
+    finally:
+        if was_enabled:
+            gc.enable()
+    release_free_memory()
+    return state
+
+
+def restore_tree(state: dict, progress: Callable[[int, int], None] | None = None) -> Any:
+    """The tree of a decoded checkpoint state, in either form; ``progress(keys_done, keys)`` as the dict is built."""
     if "tree_pairs" not in state:
         return state["tree"]
     flat = state.pop("tree_pairs")
     if not isinstance(flat, list) or len(flat) % 2:
         raise CorruptStore("checkpoint's tree_pairs is not a list of key, value pairs")
-    items = iter(flat)
     try:
-        tree = dict(zip(items, items))
+        tree = dict_from_flat(flat, progress)
     except TypeError as exc:   # a key that is not hashable: not a tree pyzdb wrote
         raise CorruptStore(f"checkpoint's tree_pairs holds a key that cannot be one: {exc}") from None
     if len(tree) * 2 != len(flat):

@@ -13,7 +13,6 @@ database never checkpointed has a ``meta`` of generation 0 (no chunks).
 """
 from __future__ import annotations
 
-import gc
 import time
 import uuid
 import zlib
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from pyzdb.errors import CorruptStore, StoreError
 from pyzdb.storage.base import Store
-from pyzdb.storage.checkpoint_state import FORMAT_VERSION, check_version, restore_tree
+from pyzdb.storage.checkpoint_state import FORMAT_VERSION, check_version, decode_state
 from pyzdb.transport import wire
 
 if TYPE_CHECKING:
@@ -138,13 +137,13 @@ class Journal:
             raise CorruptStore(f"meta record names {meta['chunks']} chunks but holds {len(meta['crcs'])} crc32s")
         return meta
 
-    def load_checkpoint(self, meta: dict, progress: Callable[[int, int], None] | None = None) -> Any:
+    def load_checkpoint(self, meta: dict, progress: Callable[[int, int, str], None] | None = None) -> Any:
         """Read and check every chunk of the checkpoint ``meta`` names; return the decoded state.
 
         The chunks are copied into one buffer of the checkpoint's size as they
-        are read (no list of chunks joined into a second copy); the cyclic GC
-        is paused while the state is decoded (millions of new objects, none
-        of them garbage), and a flat ``tree_pairs`` is turned into the tree.
+        are read (no list of chunks joined into a second copy), then decoded
+        by ``checkpoint_state.decode_state``; ``progress(done, total, stage)``
+        is told of each stage (the chunks read, the decode, the tree built).
         """
         gen, count = meta["gen"], meta["chunks"]
         size = meta.get("size")
@@ -162,19 +161,9 @@ class Journal:
                 buffer[filled:filled + len(chunk)] = chunk
                 filled += len(chunk)
             if progress:
-                progress(min(start + 64, count), count)
+                progress(min(start + 64, count), count, "reading checkpoint chunks")
         del buffer[filled:]
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            state = _decode(buffer, f"checkpoint of generation {gen}")
-            del buffer
-            if isinstance(state, dict):
-                state["tree"] = restore_tree(state)
-        finally:
-            if was_enabled:
-                gc.enable()
-        return state
+        return decode_state(buffer, f"checkpoint of generation {gen}", progress)
 
     def records_after(self, seq: int, prev_crc: int) -> Iterator[tuple[int, int, list]]:
         """Yield (seq, crc, entries) of each record after ``seq`` that chains to ``prev_crc``."""
@@ -193,7 +182,7 @@ class Journal:
                 seq, prev_crc = seq + 1, zlib.crc32(raw)
                 yield seq, prev_crc, record[2]
 
-    def recover(self, progress: Callable[[int, int], None] | None = None) -> tuple[Any, list[list]]:
+    def recover(self, progress: Callable[[int, int, str], None] | None = None) -> tuple[Any, list[list]]:
         """Load the newest checkpoint state (None if none) and the entries of every record after it."""
         self.meta = self.read_meta()
         state = self.load_checkpoint(self.meta, progress) if self.meta.get("gen") else None
