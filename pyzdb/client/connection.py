@@ -214,8 +214,9 @@ class Connection:
             if key is not None:
                 value = cache.get(key, self.last_seq)
                 if value is MISS:
+                    since = cache.mark()
                     value = self._read(query, level)
-                    cache.put(key, value, self.reply_seq)
+                    cache.put(key, value, self.reply_seq, since)
                 return value
         return self._read(query, level)
 
