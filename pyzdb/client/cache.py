@@ -55,7 +55,6 @@ LARGEST_SHARE = 8          # a value over max_bytes / LARGEST_SHARE is not kept
 ENTRY_OVERHEAD = 64        # bytes counted per entry beyond its value's size
 FEED_SILENCE = 3.0         # seconds without a feed message after which entries are not used
 RECENT = 64                # invalidations remembered for the reads on their way (older: the read is not kept)
-MAX_FEED_FRAME = 1 << 20   # a longer feed frame drops the connection (a legitimate one is smaller: invalidation.py)
 log = logging.getLogger("pyzdb.client")
 # control requests that go the write way but change no path (a lock session's writes drop entries one by one)
 CHANGES_NOTHING = frozenset({"ping", "status", "sync", "renew", "lock", "unlock", "abort", "file_read", "watch"})
@@ -81,7 +80,7 @@ class ReadCache:
                  max_bytes: int = DEFAULT_BYTES) -> None:
         self.sub = context.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.MAXMSGSIZE, MAX_FEED_FRAME)
+        self.sub.setsockopt(zmq.MAXMSGSIZE, invalidation.MAX_FRAME)   # the server sends none longer
         self.sub.setsockopt(zmq.SUBSCRIBE, invalidation.TOPIC)
         self.sub.setsockopt(zmq.SUBSCRIBE, SEQ_TOPIC)
         self.sub.connect(feed_uri)
