@@ -283,7 +283,7 @@ class Database:
     def _lock_op(self, cid: bytes, rid: int, op: str, now: float) -> Any:
         """lock, renew, unlock or abort."""
         if op in ("lock", "renew"):
-            if self.lock is None and op == "renew":
+            if op == "renew" and (self.lock is None or self.lock.holder != cid):   # another's lease is its own
                 raise self._lost_or(cid, LockError("renew: this client holds no lock"))
             if self.lock is None:
                 self.commit()       # others' writes before the lock are not part of its session
