@@ -16,7 +16,7 @@ from pyzdb.errors import Error, LockTimeout, StaleRequest
 from pyzdb.server import feed, watch
 from pyzdb.server.checkpoint import Checkpointer
 from pyzdb.server.client_keys import ClientKeys
-from pyzdb.server.database import DEFER, Database
+from pyzdb.server.database import DEFER, EXPIRE_BATCH, Database
 from pyzdb.server.fast_get import FastGets
 from pyzdb.server.loop import MAX_DRAIN, ServerLoop
 from pyzdb.server.replication import ReplicationServer
@@ -182,13 +182,16 @@ class ReadWriteServer(ServerLoop):
     def _expire(self) -> None:
         """Delete the keys whose deadline passed (at most every EXPIRY_INTERVAL) and commit them as a group."""
         self._next_expiry = time.monotonic() + EXPIRY_INTERVAL
-        if self.db.expire_due():
+        deleted = self.db.expire_due()
+        if deleted:
             self._commit_and_send([])
+        if deleted >= EXPIRE_BATCH:
+            self._next_expiry = 0.0     # more are due: the next step, after serving what arrived meanwhile
 
     def _timeout_ms(self) -> int:
         now, wake = time.monotonic(), 250.0 if self.beacon is not None else 500.0
         if self.db.engine.expiries.deadlines:
-            wake = min(wake, EXPIRY_INTERVAL * 1000)
+            wake = min(wake, (self._next_expiry - now) * 1000)
         if self.db.lock is not None:
             wake = min(wake, (self.db.lock.expires - now) * 1000)
         if self.waiting:
