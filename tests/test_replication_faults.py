@@ -1,0 +1,57 @@
+"""The replication stream against followers that stop reading, forge their acks or send garbage (real processes)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import zmq
+from hostile import peak_growth_mib, reset_peak
+
+from pyzdb.testing import EmbeddedService
+from pyzdb.transport import wire
+
+RECORD = 256 << 10
+RECORDS = 256
+
+
+@pytest.fixture(scope="module")
+def service():
+    with EmbeddedService("--durability", "none") as svc:
+        db = svc.client(timeout=30)
+        for i in range(RECORDS):                 # 64 MiB of log after seq 0
+            db[f"r{i}"] = bytes([i % 256]) * RECORD
+        db._conn.close()
+        yield svc
+
+
+def follower(service) -> zmq.Socket:
+    """A DEALER on the replication socket that reads (almost) nothing: zmq and the kernel hold what is sent."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 1)
+    sock.setsockopt(zmq.RCVBUF, 1 << 16)
+    sock.connect(service.replication)
+    sock.send(wire.pack({"op": "from", "epoch": 1, "seq": 0, "crc": 0, "info": {"name": "hostile"}}))
+    return sock
+
+
+@pytest.mark.parametrize("acks", ["none", "forged"])
+def test_a_follower_that_stops_reading_costs_the_server_a_bounded_buffer(service, acks):
+    """A stopped follower (``none``: it acks nothing) may hold the window (4 MiB) and one message of the server's
+    memory, however long the log; one acking bytes it never received (``forged``) at most zmq's queue to it
+    (SEND_HWM messages of at most 256 KiB here). Before: one message of 256 records, then the whole log."""
+    pid = service.proc.pid
+    before = reset_peak(pid)
+    sock = follower(service)
+    try:
+        for _ in range(40):
+            if acks == "forged":
+                sock.send(wire.pack({"op": "ack", "epoch": 1, "bytes": 1 << 50, "seq": RECORDS}))
+            time.sleep(0.05)
+        growth = peak_growth_mib(pid, before)
+    finally:
+        sock.close()
+    print(f"RW server peak growth: {growth:.1f} MiB ({acks} acks)")
+    assert growth < 24, f"the RW server grew {growth:.0f} MiB for a follower that read nothing"
+    db = service.client()
+    assert db["r0"] == bytes([0]) * RECORD       # and it serves on
