@@ -55,3 +55,33 @@ def test_a_follower_that_stops_reading_costs_the_server_a_bounded_buffer(service
     assert growth < 24, f"the RW server grew {growth:.0f} MiB for a follower that read nothing"
     db = service.client()
     assert db["r0"] == bytes([0]) * RECORD       # and it serves on
+
+
+def test_garbage_and_forged_requests_on_the_replication_socket_change_nothing(service):
+    with zmq.Context.instance().socket(zmq.DEALER) as big:    # over the socket's 64 KiB: the connection is cut
+        big.setsockopt(zmq.LINGER, 1000)
+        big.connect(service.replication)
+        big.send(b"x" * (1 << 17))
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(service.replication)
+    try:
+        for frame in [b"\xc1", wire.pack([1, 2]), wire.pack({"op": "from"}), wire.pack({"op": "ack", "epoch": 9}),
+                      wire.pack({"op": "from", "epoch": "x", "seq": 0, "crc": 0}),
+                      wire.pack({"op": "from", "epoch": 1, "seq": 0, "crc": 0, "info": "not a map"}),
+                      wire.pack({"op": "nonsense"})]:
+            sock.send(frame)
+        sock.send_multipart([b"two", b"frames"])
+        # a seq far beyond the server's: it cannot chain, so the stream starts from the checkpoint
+        sock.send(wire.pack({"op": "from", "epoch": 7, "seq": 10**12, "crc": 12345}))
+        kinds = []
+        while sock.poll(5000) and "ckpt" not in kinds:
+            message = wire.unpack(sock.recv(), max_size=None)
+            if message.get("epoch") == 7:
+                kinds.append(message["t"])
+        assert kinds[:2] == ["hello", "ckpt"], kinds
+    finally:
+        sock.close()
+    db = service.client()
+    assert db["r1"] == bytes([1]) * RECORD
+    assert "ERROR" not in service.log() and "Traceback" not in service.log()
