@@ -138,3 +138,38 @@ def test_the_cache_holds_a_bounded_number_of_bytes_whatever_the_values(service):
     writer["huge"] = huge
     wait_seen(reader, writer._conn.last_seq)
     assert reader["huge"]._run() == huge and ("huge",) not in cache.entries
+
+
+def test_an_invalidation_drops_what_is_on_above_or_below_its_prefix_and_nothing_beside_it():
+    context = zmq.Context.instance()
+    port = free_ports(1)[0]
+    pub = context.socket(zmq.PUB)
+    pub.bind(f"tcp://127.0.0.1:{port}")
+    cache = ReadCache(context, f"tcp://127.0.0.1:{port}")
+    try:
+        def deliver(seq: int, prefixes: set) -> None:
+            deadline = time.monotonic() + 10
+            while cache.seen != seq:
+                assert time.monotonic() < deadline
+                pub.send(invalidation.message(seq, seq, "db1", prefixes))
+                time.sleep(0.02)
+        deliver(1, {("z",)})
+        keys = [(), ("users",), ("users", "u1"), ("users", "u1", "name"), ("users", "u2"), ("users", "u2", 0),
+                ("l", 3), ("l",), ("other", "u1")]
+        for number in range(1000):
+            keys.append(("users", f"many{number}"))
+        for key in keys:
+            cache.put(key, repr(key), 1)
+        deliver(2, {("users", "u1")})
+        gone = {(), ("users",), ("users", "u1"), ("users", "u1", "name")}
+        assert {key for key in keys if cache.get(key, 2) is MISS} == gone
+        deliver(3, {("l",)})
+        assert cache.get(("l", 3), 3) is MISS and cache.get(("l",), 3) is MISS
+        assert cache.get(("users", "u2", 0), 3) == repr(("users", "u2", 0))
+        assert cache.bytes == sum(entry[2] for entry in cache.entries.values())
+        deliver(4, {("users",)})
+        assert [key for key in cache.entries] == [("other", "u1")]
+        assert set(cache.by_top) == {"other"} and set(cache.by_two) == {("other", "u1")}
+    finally:
+        cache.close()
+        pub.close()

@@ -90,7 +90,8 @@ class ReadCache:
         self.changes = 0                                   # invalidations (and clears) applied so far
         self.recent: deque = deque(maxlen=RECENT)          # the prefixes of the newest ones (None: a clear)
         self.heard = 0.0                                   # monotonic time of the last feed message
-        self.by_top: dict[Any, set[tuple]] = {}            # first step -> paths cached under it
+        self.by_top: dict[Any, set[tuple]] = {}            # first step -> paths of one or more steps under it
+        self.by_two: dict[tuple, set[tuple]] = {}          # first two steps -> paths of two or more under them
         self.seen: int | None = None
         self.identity: str | None = None
         self.hits = self.misses = self.clears = 0
@@ -187,7 +188,10 @@ class ReadCache:
                 self._remove(next(iter(self.entries)))
             self.entries[key] = (not scalar, stored, size)
             self.bytes += size
-            self.by_top.setdefault(key[0] if key else None, set()).add(key)
+            if key:
+                self.by_top.setdefault(key[0], set()).add(key)
+            if len(key) > 1:
+                self.by_two.setdefault(key[:2], set()).add(key)
 
     def _untouched(self, key: tuple, since: int | None) -> bool:
         """True if no invalidation applied after ``mark()`` gave ``since`` may cover ``key``."""
@@ -218,23 +222,24 @@ class ReadCache:
             self._note(prefixes)
 
     def _drop(self, prefix: tuple) -> None:
+        """Remove every entry on, above or below ``prefix``; the cost is that of what it removes (an index per
+        first step and per first two steps: a write under one of 100,000 cached users scanned them all)."""
         if not prefix:
             self._clear()
             return
-        self.entries.pop((), None)    # the root holds everything
-        self.by_top.pop(None, None)
-        for key in list(self.by_top.get(prefix[0], ())):
-            if invalidation.overlaps(key, prefix):
-                self._remove(key)
+        for above in ((), prefix[:1]) if len(prefix) > 1 else ((),):    # the root holds everything
+            if above in self.entries:
+                self._remove(above)
+        under = self.by_top.get(prefix[0]) if len(prefix) == 1 else self.by_two.get(prefix[:2])
+        for key in list(under or ()):    # longer prefixes (none are sent) drop all under their first two steps
+            self._remove(key)
 
     def _remove(self, key: tuple) -> None:
         self.bytes -= self.entries.pop(key)[2]
-        top = key[0] if key else None
-        under = self.by_top.get(top)
-        if under is not None:
-            under.discard(key)
-            if not under:
-                del self.by_top[top]
+        if key:
+            _unindex(self.by_top, key[0], key)
+        if len(key) > 1:
+            _unindex(self.by_two, key[:2], key)
 
     def clear(self) -> None:
         """Drop every entry."""
@@ -246,6 +251,7 @@ class ReadCache:
             self.clears += 1
         self.entries.clear()
         self.by_top.clear()
+        self.by_two.clear()
         self.bytes = 0
         self._note(None)
 
@@ -254,3 +260,11 @@ class ReadCache:
         self._stopping.set()
         if self._thread is not threading.current_thread():
             self._thread.join(1.0)
+
+
+def _unindex(index: dict, name: Any, key: tuple) -> None:
+    under = index.get(name)
+    if under is not None:
+        under.discard(key)
+        if not under:
+            del index[name]
