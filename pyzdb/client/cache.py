@@ -90,6 +90,7 @@ class ReadCache:
         self.changes = 0                                   # invalidations (and clears) applied so far
         self.recent: deque = deque(maxlen=RECENT)          # the prefixes of the newest ones (None: a clear)
         self.heard = 0.0                                   # monotonic time of the last feed message
+        self.silent = True                                 # no feed message for FEED_SILENCE s (the thread says)
         self.by_top: dict[Any, set[tuple]] = {}            # first step -> paths of one or more steps under it
         self.by_two: dict[tuple, set[tuple]] = {}          # first two steps -> paths of two or more under them
         self.seen: int | None = None
@@ -105,16 +106,18 @@ class ReadCache:
         sub = self.sub
         try:
             while not self._stopping.is_set():
-                if sub.poll(100):
-                    frames = sub.recv_multipart()
-                    with self.lock:
-                        self.heard = time.monotonic()
-                        try:
-                            self._apply(frames)
-                        except Exception as exc:     # noqa: BLE001 - a frame we cannot apply: trust nothing kept
-                            log.warning("the cache cleared itself on a feed message it cannot apply: %s", exc)
-                            self._clear()
-                            self.seen = None
+                if not sub.poll(100):
+                    self.silent = time.monotonic() - self.heard > FEED_SILENCE
+                    continue
+                frames = sub.recv_multipart()
+                with self.lock:
+                    self.heard, self.silent = time.monotonic(), False
+                    try:
+                        self._apply(frames)
+                    except Exception as exc:     # noqa: BLE001 - a frame we cannot apply: trust nothing kept
+                        log.warning("the cache cleared itself on a feed message it cannot apply: %s", exc)
+                        self._clear()
+                        self.seen = None
         finally:
             sub.close()
 
@@ -160,7 +163,7 @@ class ReadCache:
         and the feed was heard within FEED_SILENCE seconds."""
         seen = self.seen
         entry = self.entries.get(key) if seen is not None and seen >= last_seq else None
-        if entry is None or time.monotonic() - self.heard > FEED_SILENCE:
+        if entry is None or self.silent:
             self.misses += 1
             return MISS
         self.hits += 1
