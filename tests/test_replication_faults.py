@@ -7,6 +7,7 @@ import pytest
 import zmq
 from hostile import peak_growth_mib, reset_peak
 
+from pyzdb.server.replication import MAX_PEERS
 from pyzdb.testing import EmbeddedService
 from pyzdb.transport import wire
 
@@ -85,3 +86,27 @@ def test_garbage_and_forged_requests_on_the_replication_socket_change_nothing(se
     db = service.client()
     assert db["r1"] == bytes([1]) * RECORD
     assert "ERROR" not in service.log() and "Traceback" not in service.log()
+
+
+def test_at_most_max_peers_followers_stream_at_once():
+    with EmbeddedService("--durability", "none") as svc:
+        svc.client()["x"] = 1
+        sockets = []
+        try:
+            for _ in range(MAX_PEERS + 8):
+                sock = zmq.Context.instance().socket(zmq.DEALER)
+                sock.setsockopt(zmq.LINGER, 0)
+                sock.connect(svc.replication)
+                sock.send(wire.pack({"op": "from", "epoch": 1, "seq": 0, "crc": 0}))
+                sockets.append(sock)
+            greeted = 0
+            for sock in sockets:
+                while sock.poll(2000 if greeted < MAX_PEERS else 300):
+                    if wire.unpack(sock.recv(), max_size=None).get("t") == "hello":
+                        greeted += 1
+                        break
+            assert greeted == MAX_PEERS
+            assert "refused a replica's stream" in svc.log()
+        finally:
+            for sock in sockets:
+                sock.close()

@@ -41,6 +41,7 @@ IN_FLIGHT = 16             # unacknowledged messages to one replica (WINDOW_BYTE
 SEND_HWM = 48
 BEAT_INTERVAL = 0.5        # seconds between beats to an idle replica
 FORGET_AFTER = 10.0        # seconds of silence after which a replica no longer holds log back
+MAX_PEERS = 32             # replicas streaming at once (each may cost a window); more are refused until one goes
 RETAIN_RECORDS = 200_000   # at most this many covered log records are kept for replicas that are behind
 _NOTIFY_NUMBERS = count(1)
 
@@ -185,6 +186,9 @@ class ReplicationServer:
     def _handle(self, route: bytes, message: dict, address: str | None = None) -> None:
         op, now = message["op"], time.monotonic()
         if op == "from":
+            if route not in self.peers and len(self.peers) >= MAX_PEERS:
+                log.warning("refused a replica's stream: %d replicas stream already (%s)", MAX_PEERS, address)
+                return
             peer = Peer(route, int(message["epoch"]), int(message["seq"]), int(message["crc"]),
                         acked_seq=int(message["seq"]), heard=now,
                         info={**(message.get("info") or {}), "address": address})
