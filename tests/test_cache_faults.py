@@ -173,3 +173,22 @@ def test_an_invalidation_drops_what_is_on_above_or_below_its_prefix_and_nothing_
     finally:
         cache.close()
         pub.close()
+
+
+def test_a_broker_restart_between_cached_reads_keeps_them_fresh_and_read_your_writes():
+    from pyzdb.testing import Cluster
+    with Cluster(1, "--durability", "none") as cluster:
+        me = cluster.client(cache=True, feed=cluster.feed, timeout=30)
+        other = cluster.client(timeout=30)
+        me["mine"], other["theirs"] = {"v": 0}, {"v": 0}
+        wait_seen(me, other._conn.last_seq)
+        assert me["theirs"]._run() == {"v": 0} and me["theirs"]._run() == {"v": 0}
+        cluster.kill_member("broker")
+        cluster.start_member("broker")
+        other["theirs"] = {"v": 1}                  # the client retries through the new broker
+        me["mine"] = {"v": 1}
+        assert me["mine"]._run() == {"v": 1}        # its own write, at once
+        wait_seen(me, other._conn.last_seq)
+        assert me["theirs"]._run() == {"v": 1}      # the other's, once the feed delivered it
+        hits = me._conn.cache.hits
+        assert me["theirs"]._run() == {"v": 1} and me._conn.cache.hits == hits + 1
