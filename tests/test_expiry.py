@@ -117,3 +117,27 @@ def test_clearing_the_root_drops_every_deadline_and_its_undo_restores_them():
     assert engine.tree == {} and not engine.expiries.deadlines
     engine.apply(outcome.inverse)
     assert set(engine.expiries.deadlines) == {("a",), ("d", "b")}
+
+
+def test_many_keys_expiring_at_once_are_deleted_in_steps_with_requests_served_between():
+    """10,000 keys due at the same moment: the server deletes them EXPIRE_BATCH at a time and answers the
+    requests that arrive between, so a reader sees the count go down in steps, never one stall of all of them."""
+    count = 10_000
+    with EmbeddedService("--durability", "none") as svc:
+        db = svc.client(timeout=60)
+        db["many"] = {f"k{i}": i for i in range(count)}
+        at = time.time() + 4
+        for start in range(0, count, 5000):
+            with db.batch() as batch:
+                for i in range(start, start + 5000):
+                    batch["many"][f"k{i}"].expire(at - time.time())
+        while time.time() < at:
+            time.sleep(0.01)
+        seen = set()
+        deadline = time.monotonic() + 60
+        while (left := len(db["many"])) > 0:
+            seen.add(left)
+            assert time.monotonic() < deadline, f"{left} keys still there a minute after their deadline"
+        between = {n for n in seen if 0 < n < count}
+        assert len(between) >= 2, f"reads saw only {sorted(seen)[:5]} while the keys expired: one stall"
+        assert db.status()["seq"] >= count

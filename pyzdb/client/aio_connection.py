@@ -26,7 +26,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from pyzdb.client.connection import DEFAULT_RW, RO_RETRY_AFTER, check_consistency
+from pyzdb.client.connection import DEFAULT_RW, RO_RETRY_AFTER, check_consistency, lock_request
 from pyzdb.errors import (
     AuthError,
     ClientClosed,
@@ -168,7 +168,7 @@ class AsyncConnection:
         if not self.reached:
             await self._reach()
         lane = self._take_lane()
-        result = await self._send(self.rw, lane, {"op": "lock"}, self.timeout)
+        result = await self._send(self.rw, lane, lock_request(self.timeout), self.timeout)
         if isinstance(result, dict):
             self.lease = float(result.get("lease") or self.lease)
         self.lock_lane = lane

@@ -13,8 +13,15 @@ so that reads stay monotonic and read-your-writes:
   (so a write of this client, or anything it has seen, is never hidden);
 * a thread of the cache receives the feed and applies each message as it
   arrives, under the cache's lock (``put`` checks and inserts under it too);
-* a value is kept only when its reply's seq is at least ``seen`` (a value
-  older than invalidations already applied could be stale);
+* a value is kept only when its reply's seq is at least ``seen`` and no
+  invalidation applied while its read was on the way covers it (a reply's
+  seq is its commit group's, so a read run before a later write of its
+  group carries that write's seq without having seen it);
+* while the feed is silent for ``FEED_SILENCE`` seconds (the server
+  announces every 0.5 s; a cut network delivers nothing and breaks
+  nothing), no entry is used: the feed may be holding back invalidations;
+* entries are bounded by count and by bytes (``max_bytes``); a value over a
+  ``LARGEST_SHARE`` of the bytes is not kept;
 * this client's own writes drop the entries they touch at once, and a
   request that had to be sent again (reconnect) clears the cache.
 
@@ -27,7 +34,10 @@ cache is for deployments without CURVE: asking for it with CURVE keys raises
 """
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections import deque
 from typing import Any
 
 import zmq
@@ -40,6 +50,12 @@ MISS = object()
 SEQ_TOPIC = b"seq"          # the feed's seq heartbeat: b"seq" + 8-byte seq + database id (server/feed.py)
 SCALARS = (str, int, float, bool, bytes, type(None))
 DEFAULT_ENTRIES = 100_000
+DEFAULT_BYTES = 64 << 20
+LARGEST_SHARE = 8          # a value over max_bytes / LARGEST_SHARE is not kept
+ENTRY_OVERHEAD = 64        # bytes counted per entry beyond its value's size
+FEED_SILENCE = 3.0         # seconds without a feed message after which entries are not used
+RECENT = 64                # invalidations remembered for the reads on their way (older: the read is not kept)
+log = logging.getLogger("pyzdb.client")
 # control requests that go the write way but change no path (a lock session's writes drop entries one by one)
 CHANGES_NOTHING = frozenset({"ping", "status", "sync", "renew", "lock", "unlock", "abort", "file_read", "watch"})
 
@@ -60,15 +76,23 @@ class ReadCache:
     True
     """
 
-    def __init__(self, context: zmq.Context, feed_uri: str, max_entries: int = DEFAULT_ENTRIES) -> None:
+    def __init__(self, context: zmq.Context, feed_uri: str, max_entries: int = DEFAULT_ENTRIES,
+                 max_bytes: int = DEFAULT_BYTES) -> None:
         self.sub = context.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.MAXMSGSIZE, invalidation.MAX_FRAME)   # the server sends none longer
         self.sub.setsockopt(zmq.SUBSCRIBE, invalidation.TOPIC)
         self.sub.setsockopt(zmq.SUBSCRIBE, SEQ_TOPIC)
         self.sub.connect(feed_uri)
-        self.max_entries = max_entries
-        self.entries: dict[tuple, tuple[bool, Any]] = {}   # path -> (encoded?, value or its msgpack)
-        self.by_top: dict[Any, set[tuple]] = {}            # first step -> paths cached under it
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self.entries: dict[tuple, tuple[bool, Any, int]] = {}   # path -> (encoded?, value or its msgpack, bytes)
+        self.bytes = 0
+        self.changes = 0                                   # invalidations (and clears) applied so far
+        self.recent: deque = deque(maxlen=RECENT)          # the prefixes of the newest ones (None: a clear)
+        self.heard = 0.0                                   # monotonic time of the last feed message
+        self.silent = True                                 # no feed message for FEED_SILENCE s (the thread says)
+        self.by_top: dict[Any, set[tuple]] = {}            # first step -> paths of one or more steps under it
+        self.by_two: dict[tuple, set[tuple]] = {}          # first two steps -> paths of two or more under them
         self.seen: int | None = None
         self.identity: str | None = None
         self.hits = self.misses = self.clears = 0
@@ -82,10 +106,18 @@ class ReadCache:
         sub = self.sub
         try:
             while not self._stopping.is_set():
-                if sub.poll(100):
-                    frames = sub.recv_multipart()
-                    with self.lock:
+                if not sub.poll(100):
+                    self.silent = time.monotonic() - self.heard > FEED_SILENCE
+                    continue
+                frames = sub.recv_multipart()
+                with self.lock:
+                    self.heard, self.silent = time.monotonic(), False
+                    try:
                         self._apply(frames)
+                    except Exception as exc:     # noqa: BLE001 - a frame we cannot apply: trust nothing kept
+                        log.warning("the cache cleared itself on a feed message it cannot apply: %s", exc)
+                        self._clear()
+                        self.seen = None
         finally:
             sub.close()
 
@@ -111,6 +143,7 @@ class ReadCache:
         else:
             for prefix in prefixes:
                 self._drop(prefix)
+            self._note(prefixes)
         self.seen = last
 
     def _heartbeat(self, seq: int, identity: str | None) -> None:
@@ -121,28 +154,59 @@ class ReadCache:
             self.seen = seq
 
     # --- entries -------------------------------------------------------------------------
+    def _note(self, prefixes: list | None) -> None:
+        self.changes += 1
+        self.recent.append(prefixes)
+
     def get(self, key: tuple, last_seq: int) -> Any:
-        """The cached value at ``key`` (a copy), or MISS; used only when every commit up to ``last_seq`` is seen."""
+        """The cached value at ``key`` (a copy), or MISS; used only when every commit up to ``last_seq`` is seen
+        and the feed was heard within FEED_SILENCE seconds."""
         seen = self.seen
         entry = self.entries.get(key) if seen is not None and seen >= last_seq else None
-        if entry is None:
+        if entry is None or self.silent:
             self.misses += 1
             return MISS
         self.hits += 1
-        encoded, value = entry
+        encoded, value, _ = entry
         return unpack(value, max_size=None, ext_hook=ext_hook) if encoded else value
 
-    def put(self, key: tuple, value: Any, reply_seq: int) -> None:
-        """Keep ``value`` (read at ``reply_seq``) unless invalidations newer than it were already applied."""
+    def mark(self) -> int:
+        """Taken before a read is sent, handed to ``put`` with its value: what was invalidated meanwhile."""
+        return self.changes
+
+    def put(self, key: tuple, value: Any, reply_seq: int, since: int | None = None) -> None:
+        """Keep ``value`` (read at ``reply_seq``, sent at ``mark()`` ``since``) unless invalidations newer than it
+        were already applied: a seq beyond ``reply_seq``, or one covering ``key`` since the read was sent."""
         scalar = isinstance(value, SCALARS)
         stored = value if scalar else pack(value)
+        size = ENTRY_OVERHEAD + (len(stored) if isinstance(stored, (str, bytes)) else 8)
+        if size > self.max_bytes // LARGEST_SHARE:
+            return
         with self.lock:
-            if self.seen is None or reply_seq < self.seen:
+            if self.seen is None or reply_seq < self.seen or not self._untouched(key, since):
                 return
-            if len(self.entries) >= self.max_entries and key not in self.entries:
+            if key in self.entries:
+                self._remove(key)
+            while self.entries and (len(self.entries) >= self.max_entries or self.bytes + size > self.max_bytes):
                 self._remove(next(iter(self.entries)))
-            self.entries[key] = (not scalar, stored)
-            self.by_top.setdefault(key[0] if key else None, set()).add(key)
+            self.entries[key] = (not scalar, stored, size)
+            self.bytes += size
+            if key:
+                self.by_top.setdefault(key[0], set()).add(key)
+            if len(key) > 1:
+                self.by_two.setdefault(key[:2], set()).add(key)
+
+    def _untouched(self, key: tuple, since: int | None) -> bool:
+        """True if no invalidation applied after ``mark()`` gave ``since`` may cover ``key``."""
+        count = 0 if since is None else self.changes - since
+        if count == 0:
+            return True
+        if count > len(self.recent):
+            return False
+        for prefixes in list(self.recent)[len(self.recent) - count:]:
+            if prefixes is None or any(invalidation.overlaps(key, prefix) for prefix in prefixes):
+                return False
+        return True
 
     def written(self, query: dict) -> None:
         """This client's own write: drop what it may change at once (before the feed says so)."""
@@ -150,31 +214,35 @@ class ReadCache:
             return
         ops = query.get("ops") if query.get("op") == "batch" else [query]
         with self.lock:
+            prefixes = []
             for op in ops or ():
                 path = op.get("path") if isinstance(op, dict) else None
                 if not isinstance(path, list):
                     self._clear()
                     return
-                self._drop(invalidation.prefix_of(path))
+                prefixes.append(invalidation.prefix_of(path))
+                self._drop(prefixes[-1])
+            self._note(prefixes)
 
     def _drop(self, prefix: tuple) -> None:
+        """Remove every entry on, above or below ``prefix``; the cost is that of what it removes (an index per
+        first step and per first two steps: a write under one of 100,000 cached users scanned them all)."""
         if not prefix:
             self._clear()
             return
-        self.entries.pop((), None)    # the root holds everything
-        self.by_top.pop(None, None)
-        for key in list(self.by_top.get(prefix[0], ())):
-            if invalidation.overlaps(key, prefix):
-                self._remove(key)
+        for above in ((), prefix[:1]) if len(prefix) > 1 else ((),):    # the root holds everything
+            if above in self.entries:
+                self._remove(above)
+        under = self.by_top.get(prefix[0]) if len(prefix) == 1 else self.by_two.get(prefix[:2])
+        for key in list(under or ()):    # longer prefixes (none are sent) drop all under their first two steps
+            self._remove(key)
 
     def _remove(self, key: tuple) -> None:
-        del self.entries[key]
-        top = key[0] if key else None
-        under = self.by_top.get(top)
-        if under is not None:
-            under.discard(key)
-            if not under:
-                del self.by_top[top]
+        self.bytes -= self.entries.pop(key)[2]
+        if key:
+            _unindex(self.by_top, key[0], key)
+        if len(key) > 1:
+            _unindex(self.by_two, key[:2], key)
 
     def clear(self) -> None:
         """Drop every entry."""
@@ -186,9 +254,20 @@ class ReadCache:
             self.clears += 1
         self.entries.clear()
         self.by_top.clear()
+        self.by_two.clear()
+        self.bytes = 0
+        self._note(None)
 
     def close(self) -> None:
         """Stop the feed thread (it closes the socket)."""
         self._stopping.set()
         if self._thread is not threading.current_thread():
             self._thread.join(1.0)
+
+
+def _unindex(index: dict, name: Any, key: tuple) -> None:
+    under = index.get(name)
+    if under is not None:
+        under.discard(key)
+        if not under:
+            del index[name]

@@ -33,6 +33,12 @@ CONSISTENCIES = ("read-your-writes", "eventual", "strong")
 TRANSPORTS = ("auto", "zmtp", "zmq")   # auto: zmtp when it can, pyzmq for CURVE and inproc://
 
 
+def lock_request(timeout: float) -> dict:
+    """The ``lock`` request of a client that waits ``timeout`` seconds for it: the server holds it a little less
+    (``wait``), so a lock is never granted to a client that has given up on it and carries on without it."""
+    return {"op": "lock", "wait": max(0.0, timeout - min(1.0, timeout / 4))}
+
+
 def check_consistency(level: str) -> str:
     """Return ``level`` if it is one of CONSISTENCIES; raise QueryError otherwise."""
     if level not in CONSISTENCIES:
@@ -214,8 +220,9 @@ class Connection:
             if key is not None:
                 value = cache.get(key, self.last_seq)
                 if value is MISS:
+                    since = cache.mark()
                     value = self._read(query, level)
-                    cache.put(key, value, self.reply_seq)
+                    cache.put(key, value, self.reply_seq, since)
                 return value
         return self._read(query, level)
 

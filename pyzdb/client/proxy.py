@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from pyzdb.client.connection import DEFAULT_RW, Connection
+from pyzdb.client.connection import DEFAULT_RW, Connection, lock_request
 from pyzdb.client.handle import ClientHandle, ClientPair
 from pyzdb.client.remote import RemoteFile, watch_changes
 from pyzdb.client.valuelike import ValueLike
@@ -180,7 +180,7 @@ class Proxy(ValueLike):
 
     def lock(self) -> "LockSession":
         """Take exclusive access; others' requests wait until ``unlock()``. Usable as ``with db.lock():``."""
-        self._conn.write({"op": "lock"})
+        self._conn.write(lock_request(self._conn.timeout))
         self._conn.locked = True
         return LockSession(self)
 

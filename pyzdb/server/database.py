@@ -24,6 +24,7 @@ from pyzdb.tree.engine import Engine
 from pyzdb.tree.history import DEFAULT_BYTES, DEFAULT_DEPTH, History
 
 DEFER = object()
+EXPIRE_BATCH = 500   # keys deleted per expiry step: a million due at once must not stall the serving loop
 FREE_OPS = frozenset({"ping", "status", "renew"})        # never held behind another client's lock
 WRITE_CONTROL_OPS = frozenset({"undo", "redo", "lock", "unlock", "abort", "renew"})
 READ_CONTROL_OPS = frozenset({"status", "sync", "file_read"})   # read the state: run again if their group fails
@@ -211,13 +212,14 @@ class Database:
             live.note(reply, entry, query)
         return reply
 
-    def expire_due(self, now: float | None = None) -> int:
-        """Delete the keys whose deadline has passed, each as one write of no client (journaled, undoable,
-        seen by replicas and ``watch``); return how many. Not while a lock is held: its session comes first."""
+    def expire_due(self, now: float | None = None, limit: int = EXPIRE_BATCH) -> int:
+        """Delete up to ``limit`` keys whose deadline has passed, each as one write of no client (journaled,
+        undoable, seen by replicas and ``watch``); return how many were due. Not while a lock is held: its
+        session comes first. The server calls it again at once while it returns ``limit``, serving between."""
         if self.lock is not None or not self.engine.expiries.deadlines:
             return 0
-        deleted = 0
-        for path in self.engine.expiries.due(now):
+        due = self.engine.expiries.due(now, limit)
+        for path in due:
             try:
                 self.live.before({"op": "del", "path": list(path)})
                 outcome = self.engine.execute({"op": "del", "path": list(path)})
@@ -228,8 +230,7 @@ class Database:
             self.history.record(outcome.forward, outcome.inverse)
             self._add_entry({"k": "w", "ops": outcome.forward, "cid": None, "rid": None, "res": None},
                             outcome.inverse)
-            deleted += 1
-        return deleted
+        return len(due)
 
     def _undo_redo(self, cid: bytes, rid: int, kind: str) -> Any:
         self.live.freeze_all()
@@ -285,7 +286,7 @@ class Database:
     def _lock_op(self, cid: bytes, rid: int, op: str, now: float) -> Any:
         """lock, renew, unlock or abort."""
         if op in ("lock", "renew"):
-            if self.lock is None and op == "renew":
+            if op == "renew" and (self.lock is None or self.lock.holder != cid):   # another's lease is its own
                 raise self._lost_or(cid, LockError("renew: this client holds no lock"))
             if self.lock is None:
                 self.commit()       # others' writes before the lock are not part of its session

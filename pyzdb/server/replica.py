@@ -31,6 +31,7 @@ log = logging.getLogger("pyzdb.replica")
 READ_CONTROL = frozenset({"ping", "status", "sync", "file_read"})
 STATUS_TOPIC = b"replica"
 HELD_REQUESTS = 100     # requests a replica's socket takes in before it reads them (zmq's RCVHWM)
+MAX_HELD = 10_000       # watches and reads waiting for the log here; past it one is answered at once (as if late)
 NOT_YET_RETRY = 0.002   # seconds between looks for an announced record the store does not hold yet
 
 
@@ -194,7 +195,8 @@ class ReplicaServer(ServerLoop):
 
         A held request answered again carries its deadline, and is not counted in ``reads`` twice.
         """
-        if deadline is None:
+        request_held = deadline is not None
+        if not request_held:
             self.reads += 1
         try:
             reply = wire.ok_reply(rid, self._run(query), self.follower.seq)
@@ -202,10 +204,11 @@ class ReplicaServer(ServerLoop):
             now = time.monotonic()
             if deadline is None:
                 deadline = now + (watch.parse(query)[2] if query.get("op") == "watch" else self.config.max_wait)
-            if now < deadline:
+            full = len(self.held) >= MAX_HELD and not request_held
+            if now < deadline and not full:
                 self.held.append(Held(route, rid, query, deadline))
                 return
-            reply = self._too_late(rid, query, not_yet.args[0])
+            reply = self._too_late(rid, query, not_yet.args[0], full)
         except Error as exc:
             reply = wire.error_reply(rid, exc, self.follower.seq)
         replies.append((route, reply))
@@ -244,12 +247,14 @@ class ReplicaServer(ServerLoop):
         value = self.follower.engine.resolve(q.check_path(query.get("path", [])))
         return files.read_chunk(value, self.config.file_roots, query.get("offset", 0), query.get("size", 0))
 
-    def _too_late(self, rid: int, query: dict, scanned: int) -> dict:
-        """The reply once a held request's deadline passed: an empty watch page, or go to the RW server."""
+    def _too_late(self, rid: int, query: dict, scanned: int, full: bool = False) -> dict:
+        """The reply once a held request's deadline passed (or with ``full``, when MAX_HELD wait already):
+        an empty watch page, or go to the RW server."""
         if query.get("op") == "watch":
             return wire.ok_reply(rid, {"seq": scanned, "changes": []}, self.follower.seq)
+        why = f"{MAX_HELD} requests wait for the log here already" if full else f"after {self.config.max_wait:g} s"
         error = ServiceUnavailable(f"replica {self.config.name} is at seq {self.follower.seq}, behind the "
-                                   f"requested seq {query.get('min_seq')} after {self.config.max_wait:g} s")
+                                   f"requested seq {query.get('min_seq')} ({why})")
         return wire.error_reply(rid, error, self.follower.seq)
 
     def _release_held(self) -> None:

@@ -7,9 +7,11 @@ seq), then the log records after that seq read from the store in batches, or,
 when they are gone (a checkpoint removed them) or do not chain, the current
 checkpoint's chunks followed by the log after it. New records are pushed as
 the serving loop commits them (``committed()``), so a replica never polls.
-Every replica may have at most ``WINDOW_BYTES`` unacknowledged bytes in
-flight: a slow or cut-off replica costs the RW server a bounded buffer, never
-its memory. Log records newer than the oldest live replica's seq are kept
+Every replica may have at most ``WINDOW_BYTES`` unacknowledged bytes and
+``IN_FLIGHT`` messages in flight, each message at most ``BATCH_BYTES`` (or
+one record); an ack counts no more than was sent, and zmq queues at most
+``SEND_HWM`` messages to one replica: a slow, stopped or lying replica costs
+the RW server a bounded buffer, never its memory. Log records newer than the oldest live replica's seq are kept
 through checkpoints (``Journal.retain``), up to ``RETAIN_RECORDS``.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import threading
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -30,9 +33,15 @@ from pyzdb.transport.ask import ask
 
 log = logging.getLogger("pyzdb.replication")
 WINDOW_BYTES = 4 << 20     # unacknowledged bytes in flight to one replica
-BATCH_RECORDS = 256        # log records per message
+BATCH_RECORDS = 2048       # log records per message
+BATCH_BYTES = 256 << 10    # and bytes per message (a longer record goes alone)
+IN_FLIGHT = 16             # unacknowledged messages to one replica (WINDOW_BYTES of full ones)
+# zmq's queue to one replica, which drops beyond it: a replica acking what it never read costs at most this many
+# messages; a stopped one (IN_FLIGHT plus a beat every BEAT_INTERVAL until forgotten) loses none
+SEND_HWM = 48
 BEAT_INTERVAL = 0.5        # seconds between beats to an idle replica
 FORGET_AFTER = 10.0        # seconds of silence after which a replica no longer holds log back
+MAX_PEERS = 32             # replicas streaming at once (each may cost a window); more are refused until one goes
 RETAIN_RECORDS = 200_000   # at most this many covered log records are kept for replicas that are behind
 _NOTIFY_NUMBERS = count(1)
 
@@ -53,6 +62,7 @@ class Peer:
     chunks: list = field(default_factory=list)   # checkpoint chunk indexes still to send
     meta: dict | None = None    # the checkpoint being sent
     info: dict = field(default_factory=dict)     # name, host, reads, lag... from its acks
+    in_flight: deque = field(default_factory=deque)   # sent_bytes after each unacknowledged message
 
 
 class ReplicationServer:
@@ -69,6 +79,7 @@ class ReplicationServer:
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         self.socket.setsockopt(zmq.MAXMSGSIZE, 1 << 16)   # replicas send only small requests and acks
         for option, value in (curve or {}).items():
             self.socket.setsockopt(option, value)
@@ -175,6 +186,9 @@ class ReplicationServer:
     def _handle(self, route: bytes, message: dict, address: str | None = None) -> None:
         op, now = message["op"], time.monotonic()
         if op == "from":
+            if route not in self.peers and len(self.peers) >= MAX_PEERS:
+                log.warning("refused a replica's stream: %d replicas stream already (%s)", MAX_PEERS, address)
+                return
             peer = Peer(route, int(message["epoch"]), int(message["seq"]), int(message["crc"]),
                         acked_seq=int(message["seq"]), heard=now,
                         info={**(message.get("info") or {}), "address": address})
@@ -187,8 +201,12 @@ class ReplicationServer:
             peer = self.peers.get(route)
             if peer is None or peer.epoch != message.get("epoch"):
                 return
-            peer.heard, peer.acked_bytes = now, int(message["bytes"])
-            peer.acked_seq = int(message["seq"])
+            # never more than was sent, never back: a forged ack must not open the window wider
+            peer.heard = now
+            peer.acked_bytes = min(max(peer.acked_bytes, int(message["bytes"])), peer.sent_bytes)
+            peer.acked_seq = min(int(message["seq"]), self.journal.seq)
+            while peer.in_flight and peer.in_flight[0] <= peer.acked_bytes:
+                peer.in_flight.popleft()
             peer.info.update(message.get("info") or {})
 
     def _chains(self, seq: int, crc: int) -> bool:
@@ -222,27 +240,38 @@ class ReplicationServer:
 
     def _pump(self, peer: Peer) -> None:
         """Send what the window allows: checkpoint chunks first, then log records."""
-        while peer.sent_bytes - peer.acked_bytes < WINDOW_BYTES:
+        while peer.sent_bytes - peer.acked_bytes < WINDOW_BYTES and len(peer.in_flight) < IN_FLIGHT:
             if peer.meta is not None:
                 if not self._send_chunk(peer):
                     return
                 continue
-            last = min(self.journal.seq, peer.seq + BATCH_RECORDS)
-            if last <= peer.seq:
+            if self.journal.seq <= peer.seq:
                 return
-            keys = [log_key(s) for s in range(peer.seq + 1, last + 1)]
-            found = self.journal.store.get_bulk(keys)
-            records = []
-            for key in keys:
-                if key not in found:
-                    break
-                records.append(found[key])
+            records = self._records_after(peer.seq)
             if not records:   # removed under it by a checkpoint: it needs that checkpoint
                 self._start_checkpoint(peer)
                 continue
             self._send(peer, {"t": "log", "first": peer.seq + 1, "records": records})
             peer.seq += len(records)
             peer.crc = zlib.crc32(records[-1])
+
+    def _records_after(self, seq: int) -> list[bytes]:
+        """The stored log records after ``seq``: at most BATCH_RECORDS, and past BATCH_BYTES only the first (so
+        one message, like the window, is bounded by bytes). One is read first, then as many as the bytes left
+        hold at the size seen so far."""
+        records: list[bytes] = []
+        size, last = 0, min(self.journal.seq, seq + BATCH_RECORDS)
+        while seq < last:
+            ahead = 1 if not records else max(1, (BATCH_BYTES - size) * len(records) // max(size, 1))
+            keys = [log_key(s) for s in range(seq + 1, min(last, seq + ahead) + 1)]
+            found = self.journal.store.get_bulk(keys)
+            for key in keys:
+                raw = found.get(key)
+                if raw is None or (records and size + len(raw) > BATCH_BYTES):
+                    return records
+                records.append(raw)
+                size, seq = size + len(raw), seq + 1
+        return records
 
     def _send_chunk(self, peer: Peer) -> bool:
         meta = peer.meta
@@ -262,6 +291,7 @@ class ReplicationServer:
         message["epoch"] = peer.epoch
         data = wire.pack(message)
         peer.sent_bytes += len(data)
+        peer.in_flight.append(peer.sent_bytes)
         peer.beat = time.monotonic()
         try:
             self.socket.send_multipart([peer.route, data], zmq.NOBLOCK)

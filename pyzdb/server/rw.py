@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from pyzdb.errors import Error, LockTimeout
+from pyzdb.errors import Error, LockTimeout, StaleRequest
 from pyzdb.server import feed, watch
 from pyzdb.server.checkpoint import Checkpointer
 from pyzdb.server.client_keys import ClientKeys
-from pyzdb.server.database import DEFER, Database
+from pyzdb.server.database import DEFER, EXPIRE_BATCH, Database
 from pyzdb.server.fast_get import FastGets
 from pyzdb.server.loop import MAX_DRAIN, ServerLoop
 from pyzdb.server.replication import ReplicationServer
@@ -61,6 +61,15 @@ class Waiting:
     rid: int
     query: dict
     deadline: float
+
+
+def held_for(query: dict, lock_wait: float) -> float:
+    """Seconds a request may wait behind another client's lock: ``lock_wait``, or less for a lock request that
+    says how long its client waits (``wait``): granted after that, it would be granted to nobody."""
+    wait = query.get("wait") if query.get("op") == "lock" else None
+    if isinstance(wait, (int, float)) and not isinstance(wait, bool) and wait >= 0:
+        return min(lock_wait, float(wait))
+    return lock_wait
 
 
 def is_read_only(route: list[bytes]) -> bool:
@@ -173,13 +182,16 @@ class ReadWriteServer(ServerLoop):
     def _expire(self) -> None:
         """Delete the keys whose deadline passed (at most every EXPIRY_INTERVAL) and commit them as a group."""
         self._next_expiry = time.monotonic() + EXPIRY_INTERVAL
-        if self.db.expire_due():
+        deleted = self.db.expire_due()
+        if deleted:
             self._commit_and_send([])
+        if deleted >= EXPIRE_BATCH:
+            self._next_expiry = 0.0     # more are due: the next step, after serving what arrived meanwhile
 
     def _timeout_ms(self) -> int:
         now, wake = time.monotonic(), 250.0 if self.beacon is not None else 500.0
         if self.db.engine.expiries.deadlines:
-            wake = min(wake, EXPIRY_INTERVAL * 1000)
+            wake = min(wake, (self._next_expiry - now) * 1000)
         if self.db.lock is not None:
             wake = min(wake, (self.db.lock.expires - now) * 1000)
         if self.waiting:
@@ -242,14 +254,28 @@ class ReadWriteServer(ServerLoop):
             if waiting.cid == cid and waiting.rid == rid:
                 waiting.route = route   # a retry of a held request: answer the newest route (same key, same role)
                 return
+        if query.get("op") != "renew":
+            self._drop_abandoned(cid, rid, replies)
         if query.get("op") == "watch":   # committed log records only: never held by a lock
             replies.append((route, self._watch(rid, query)))
             return
         reply = self.db.handle(cid, rid, query, read_only=is_read_only(route))
         if reply is DEFER:
-            self.waiting.append(Waiting(route, cid, rid, query, time.monotonic() + self.config.lock_wait))
+            self.waiting.append(Waiting(route, cid, rid, query, time.monotonic() + held_for(query, self.config.lock_wait)))
         else:
             replies.append((route, reply))
+
+    def _drop_abandoned(self, cid: bytes, rid: int, replies: list) -> None:
+        """A client sends a newer request only once it gave up on its older ones: a held one is answered
+        StaleRequest, never run (a lock granted to a client that went on without it would hold everyone
+        for a lease and roll back the next writes it was told were done)."""
+        for waiting in [w for w in self.waiting if w.cid == cid and w.rid < rid]:
+            self.waiting.remove(waiting)
+            error = StaleRequest(f"request {waiting.rid} was held behind another client's lock and this client "
+                                 f"sent request {rid} since: it gave up on it, so it is not run")
+            reply = wire.error_reply(waiting.rid, error, self.db.journal.seq)
+            self.db.replies.answered(cid, waiting.rid, reply)   # a late copy gets this answer, never a run
+            replies.append((waiting.route, reply))
 
     def _watch(self, rid: int, query: dict) -> dict:
         """Answer a watch from the stored log at once (replicas hold it as a long poll; this loop does not)."""
@@ -260,10 +286,25 @@ class ReadWriteServer(ServerLoop):
             return wire.error_reply(rid, exc, seq)
 
     def _release_waiting(self, replies: list) -> None:
-        """Hand held requests to the database again, in arrival order, until one is held again."""
+        """Hand held requests to the database again, in arrival order, until one is held again.
+
+        One whose wait is over is answered LockTimeout instead: its client gave up on it (or is about to).
+        """
         while self.waiting and self.db.lock is None:
             waiting = self.waiting.pop(0)
+            if waiting.deadline <= time.monotonic():
+                replies.append((waiting.route, self._timed_out(waiting)))
+                continue
             self._answer(waiting.route, waiting.cid, waiting.rid, waiting.query, replies)
+
+    def _timed_out(self, waiting: Waiting) -> dict:
+        """The LockTimeout answer of a held request, kept so that a late copy gets it too."""
+        seconds = waiting.query.get("wait") if waiting.query.get("op") == "lock" else None
+        error = LockTimeout(f"waited {held_for(waiting.query, self.config.lock_wait):g} s for another client's lock"
+                            + (" (the wait its client asked for)" if seconds is not None else ""))
+        reply = wire.error_reply(waiting.rid, error, self.db.journal.seq)
+        self.db.replies.answered(waiting.cid, waiting.rid, reply)   # a late copy gets this answer, never a run
+        return reply
 
     def _commit_and_send(self, replies: list) -> None:
         try:
@@ -323,9 +364,6 @@ class ReadWriteServer(ServerLoop):
         now = time.monotonic()
         for waiting in [w for w in self.waiting if w.deadline <= now]:
             self.waiting.remove(waiting)
-            error = LockTimeout(f"waited {self.config.lock_wait:g} s for another client's lock")
-            reply = wire.error_reply(waiting.rid, error, self.db.journal.seq)
-            self.db.replies.answered(waiting.cid, waiting.rid, reply)   # a late copy gets this answer, never a run
-            replies.append((waiting.route, reply))
+            replies.append((waiting.route, self._timed_out(waiting)))
         if replies or self.db.lock is None:
             self._commit_and_send(replies)

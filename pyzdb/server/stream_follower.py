@@ -20,7 +20,7 @@ from typing import Callable
 
 import zmq
 
-from pyzdb.errors import Error, WrongDatabase
+from pyzdb.errors import Error, StoreError, WrongDatabase
 from pyzdb.server.local_copy import LocalCopy
 from pyzdb.transport import wire
 from pyzdb.transport.heartbeat import set_heartbeats
@@ -51,6 +51,8 @@ class StreamFollower:
         self.hello: dict | None = None  # the RW server's last hello (database id, seq)
         self.connects = self.checkpoints = 0
         self.error: Error | None = None  # why it must stop (the RW server serves another database)
+        self.copy_fault: str | None = None   # why the copy's store refused the last records (status shows it)
+        self._retry_at: float | None = None  # after a refused store: when to ask again
         self.received: deque[tuple[int, int, list]] = deque()   # (seq, crc, entries) not yet taken by the follower
         self.arrivals: deque[tuple[int, float]] = deque(maxlen=4096)   # (last seq of a batch, when it arrived)
         self._epoch, self._bytes, self._heard, self._next_ack = 0, 0, 0.0, 0.0
@@ -61,7 +63,7 @@ class StreamFollower:
     def ask(self) -> None:
         """Ask the RW server for everything after the copy's seq (a new epoch: older messages are ignored)."""
         self._epoch += 1
-        self._bytes, self._heard, self._ckpt = 0, time.monotonic(), None
+        self._bytes, self._heard, self._ckpt, self._retry_at = 0, time.monotonic(), None, None
         self.connects += 1
         self.received.clear()
         journal = self.copy.journal
@@ -89,7 +91,9 @@ class StreamFollower:
     def tick(self, now: float | None = None) -> None:
         """Timers: acknowledge every ACK_INTERVAL; ask again after SILENCE."""
         now = time.monotonic() if now is None else now
-        if now - self._heard > SILENCE:
+        if self._retry_at is not None and now >= self._retry_at:
+            self.ask()
+        elif now - self._heard > SILENCE:
             log.warning("no word from %s for %.1f s; asking again from seq %d", self.address, SILENCE,
                         self.copy.journal.seq)
             self.ask()
@@ -137,8 +141,11 @@ class StreamFollower:
                 return False
             self.hello = message
             self.rw_seq = max(self.rw_seq, message["seq"])
-        elif kind == "beat":
-            self.rw_seq = max(self.rw_seq, message["seq"])
+        elif kind == "beat" or (kind == "log" and self._retry_at is not None):   # not stored: the copy refused
+            newest = message["seq"] if kind == "beat" else message["first"] + len(message["records"]) - 1
+            self.rw_seq = max(self.rw_seq, newest)
+        elif self._retry_at is not None:
+            return False
         elif kind == "ckpt":
             self._ckpt, self._chunks = message["meta"], [None] * message["meta"]["chunks"]
             return self._maybe_install()
@@ -150,7 +157,11 @@ class StreamFollower:
         return False
 
     def _take_log(self, first: int, records: list[bytes]) -> bool:
-        decoded = self.copy.append_raw(first, records)
+        try:
+            decoded = self.copy.append_raw(first, records)
+        except StoreError as exc:
+            return self._store_failed(exc)
+        self.copy_fault = None
         if decoded is None:
             log.info("record %d does not follow seq %d; asking again", first, self.copy.journal.seq)
             self.ask()
@@ -165,11 +176,25 @@ class StreamFollower:
         if any(chunk is None for chunk in self._chunks):
             return False
         meta, chunks, self._ckpt, self._chunks = self._ckpt, self._chunks, None, []
-        self.copy.install_checkpoint(meta, chunks)
+        try:
+            self.copy.install_checkpoint(meta, chunks)
+        except StoreError as exc:
+            return self._store_failed(exc)
+        self.copy_fault = None
         self.received.clear()
         self.checkpoints += 1
         log.info("installed the RW server's checkpoint generation %s (seq %d)", meta["gen"], meta["seq"])
         return True
+
+    def _store_failed(self, exc: StoreError) -> bool:
+        """The copy's store refused what arrived (a full disk): say so, drop what is on the way, ask again
+        after SILENCE (not at once: each retry would stream the whole window again only to fail)."""
+        if self.copy_fault != str(exc):
+            log.error("cannot store the stream in this replica's copy (%s); asking again every %.0f s", exc, SILENCE)
+        self.copy_fault = str(exc)
+        self._retry_at = time.monotonic() + SILENCE   # records and chunks are ignored until then; beats are not
+        self.received.clear()
+        return False
 
     def close(self) -> None:
         """Close the socket."""

@@ -51,7 +51,7 @@ class StreamReplicaServer(ReplicaServer):
         arrived = stream.arrived_at(seq + 1) if behind else None
         status.update(host=socket.gethostname(), follow=stream.address, rw_seq=stream.rw_seq, lag=behind,
                       lag_ms=round((time.monotonic() - arrived) * 1000, 1) if arrived is not None else 0.0,
-                      connects=stream.connects, checkpoints_received=stream.checkpoints)
+                      connects=stream.connects, checkpoints_received=stream.checkpoints, copy_fault=stream.copy_fault)
         return status
 
     def stream_info(self) -> dict:

@@ -16,6 +16,7 @@ from pyzdb.tree import query as q
 
 MAX_CHANGES = 1000
 MAX_WAIT = 5.0
+PAGE_BYTES = 4 << 20   # bytes of stored log records one watch request reads (at least one record)
 
 
 def parse(query: dict) -> tuple[list, int | None, float]:
@@ -67,21 +68,27 @@ def changes(records: Iterable[tuple[int, list]], prefix: list, limit: int = MAX_
 
 
 def read_log(journal: Journal, since: int, upto: int) -> list[tuple[int, list]]:
-    """(seq, entries) of the stored records ``since+1 .. upto`` (at most one read batch).
+    """(seq, entries) of the stored records ``since+1 .. upto``: at most one read batch, and past
+    ``PAGE_BYTES`` of records only the first (one request must not read a log of big records whole).
 
     Records up to ``upto`` are known committed, so they chain; a missing one
     was removed by a newer checkpoint and the watcher has lost changes.
     """
-    stop = min(upto, since + READ_BATCH)
-    keys = [log_key(s) for s in range(since + 1, stop + 1)]
-    found = journal.store.get_bulk(keys)
-    records = []
-    for seq, key in zip(range(since + 1, stop + 1), keys):
-        raw = found.get(key)
-        if raw is None:
-            raise WatchGap(f"watch: the changes after seq {since} are no longer in the log (a checkpoint "
-                             f"removed record {seq}); read the value again and watch from seq {upto}")
-        records.append((seq, decode_record(raw, f"log record {key.decode()}")[2]))
+    stop, seq, size = min(upto, since + READ_BATCH), since, 0
+    records: list[tuple[int, list]] = []
+    while seq < stop and size < PAGE_BYTES:
+        ahead = 1 if not records else max(1, (PAGE_BYTES - size) * len(records) // max(size, 1))
+        keys = [log_key(s) for s in range(seq + 1, min(stop, seq + ahead) + 1)]
+        found = journal.store.get_bulk(keys)
+        for key in keys:
+            raw = found.get(key)
+            if raw is None:
+                raise WatchGap(f"watch: the changes after seq {since} are no longer in the log (a checkpoint "
+                               f"removed record {seq + 1}); read the value again and watch from seq {upto}")
+            if records and size + len(raw) > PAGE_BYTES:
+                return records
+            seq, size = seq + 1, size + len(raw)
+            records.append((seq, decode_record(raw, f"log record {key.decode()}")[2]))
     return records
 
 

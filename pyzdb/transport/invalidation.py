@@ -19,6 +19,7 @@ TOPIC = b"inv"
 PREFIX_STEPS = 2
 EVERYTHING: tuple = ()
 MAX_PREFIXES = 256   # more in one message: send EVERYTHING instead
+MAX_FRAME = 1 << 20  # a longer message: EVERYTHING instead (client caches refuse longer feed frames)
 
 
 def prefixes_of(entries: Iterable[dict]) -> set[tuple]:
@@ -47,8 +48,11 @@ def prefix_of(path: list) -> tuple:
 
 
 def message(first: int, last: int, identity: str | None, prefixes: set[tuple]) -> bytes:
-    """One frame: the topic and the msgpack body."""
-    return TOPIC + pack([first, last, identity or "", [list(p) for p in prefixes]])
+    """One frame: the topic and the msgpack body; EVERYTHING instead of prefixes that would pass MAX_FRAME."""
+    frame = TOPIC + pack([first, last, identity or "", [list(p) for p in prefixes]])
+    if len(frame) > MAX_FRAME:
+        frame = TOPIC + pack([first, last, identity or "", [list(EVERYTHING)]])
+    return frame
 
 
 def parse(frame: bytes) -> tuple[int, int, str | None, list[tuple]] | None:
@@ -57,9 +61,24 @@ def parse(frame: bytes) -> tuple[int, int, str | None, list[tuple]] | None:
         return None
     try:
         first, last, identity, prefixes = unpack(frame[len(TOPIC):], max_size=None)
-        return int(first), int(last), identity or None, [tuple(p) for p in prefixes]
+        if type(first) is not int or type(last) is not int or not isinstance(identity, (str, type(None))):
+            return None
+        return first, last, identity or None, _prefixes(prefixes)
     except Exception:   # noqa: BLE001 - a frame that is not ours is not an invalidation
         return None
+
+
+def _prefixes(items: Any) -> list[tuple]:
+    """The prefixes of a message as sent (lists of at most PREFIX_STEPS str); anything else, or more than
+    MAX_PREFIXES of them, is taken as EVERYTHING (a cache then drops all it holds)."""
+    if type(items) is not list or len(items) > MAX_PREFIXES:
+        return [EVERYTHING]
+    found = []
+    for item in items:
+        if type(item) is not list or len(item) > PREFIX_STEPS or any(type(step) is not str for step in item):
+            return [EVERYTHING]
+        found.append(tuple(item))
+    return found
 
 
 def overlaps(path: tuple, prefix: Any) -> bool:

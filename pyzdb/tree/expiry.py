@@ -84,12 +84,13 @@ class Expiries:
             heapq.heappop(self._heap)       # stale: cleared or moved since it was pushed
         return self._heap[0][0] if self._heap else None
 
-    def due(self, now: float | None = None) -> list[tuple]:
-        """Take the paths whose deadline is at or before ``now``, earliest first; the caller deletes each key
-        (which clears its deadline) or, if the key is gone already, clears the deadline with ``put(path, None)``."""
+    def due(self, now: float | None = None, limit: int | None = None) -> list[tuple]:
+        """Take the paths whose deadline is at or before ``now`` (at most ``limit``), earliest first; the caller
+        deletes each key (which clears its deadline) or, if the key is gone already, clears the deadline with
+        ``put(path, None)``."""
         now = time.time() if now is None else now
-        paths = []
-        while self._heap and self._heap[0][0] <= now:
+        paths: list[tuple] = []
+        while self._heap and self._heap[0][0] <= now and (limit is None or len(paths) < limit):
             at, path = heapq.heappop(self._heap)
             if self.deadlines.get(path) == at:
                 paths.append(path)
