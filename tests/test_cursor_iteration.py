@@ -101,27 +101,33 @@ def test_cursors_are_bounded_by_count_and_entries_and_expire_when_idle():
     cursors = Cursors(max_cursors=3, max_held=250, idle_seconds=10, clock=lambda: now[0])
     node = dict.fromkeys(range(100))
     texts = [cursors.page(node, {"path": [], "cursor": None, "limit": 1})["cursor"] for _ in range(5)]
-    assert cursors.facts() == {"cursors": 2, "cursor_entries": 200}      # 250 entries hold two snapshots of 100
+    assert len(cursors.open) == 2 and cursors.held == 200       # 250 entries hold two snapshots of 100
+    assert cursors.facts()["cursor_entries"] <= 200 + 250      # and the dropped ones not yet freed
     with pytest.raises(CursorExpired):
         cursors.page(node, {"path": [], "cursor": texts[0], "limit": 1})
     assert cursors.page(node, {"path": [], "cursor": texts[4], "limit": 1})["page"] == [1]
     now[0] = 11.0
     with pytest.raises(CursorExpired):
         cursors.page(node, {"path": [], "cursor": texts[4], "limit": 1})
-    assert cursors.facts() == {"cursors": 0, "cursor_entries": 0}
+    assert len(cursors.open) == 0 and cursors.held == 0
+    cursors.page(node, {"path": [], "cursor": None, "limit": 1})           # a later call frees what was dropped
+    assert cursors.facts() == {"cursors": 1, "cursor_entries": 100}
 
 
-def test_a_pages_work_does_not_grow_with_its_position():
+def test_a_pages_work_does_not_grow_with_its_position_and_passed_chunks_are_let_go():
     engine = Engine(dict.fromkeys(range(200_000), 1))
     query = {"op": "iter", "path": [], "cursor": None, "limit": 1000, "items": True}
     positional = budget.cost(engine.resolve, {"op": "iter", "path": [], "start": 199_000, "limit": 1000, "items": True})
     reply = _walk_reads(engine, query)
-    costs = []
-    for _ in range(199):
-        query = {**query, "cursor": reply["cursor"]}
+    costs, keys, held = [], [key for key, _ in reply["page"]], []
+    while reply["cursor"] is not None:
+        query = {**query, "cursor": reply["cursor"], "limit": 7_000 if len(keys) > 100_000 else 1000}
         costs.append(budget.cost(engine.resolve, query))
         reply = _walk_reads(engine, query)
-    assert reply["cursor"] is None and len(set(costs)) == 1 and costs[0] * 2 < positional
+        keys += [key for key, _ in reply["page"]]
+        held.append(engine.cursors.facts()["cursor_entries"])
+    assert keys == list(range(200_000)) and held == sorted(held, reverse=True) and held[-1] < 2 * (1 << 16)
+    assert len(set(costs)) == 2 and min(costs) * 2 < positional
 
 
 def test_a_first_page_refused_as_too_large_leaves_no_cursor_and_the_last_page_reads_again():
