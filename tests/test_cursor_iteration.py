@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from pyzdb.asyncio import client as async_client
 from pyzdb.cli import dump as dump_cli
 from pyzdb.cli.dumpfile import read_records
-from pyzdb.errors import CursorError, CursorExpired, MessageTooLarge, QueryError
-from pyzdb.testing import Cluster
+from pyzdb.errors import CursorError, CursorExpired, MessageTooLarge, QueryError, RequestTooCostly
+from pyzdb.testing import Cluster, EmbeddedService
 from pyzdb.tree import budget
 from pyzdb.tree.cursors import Cursors
 from pyzdb.tree.engine import Engine
@@ -265,3 +265,16 @@ def test_iteration_by_a_client_with_replicas_is_exactly_once_and_a_replica_refus
             reader._conn.read(on_replica, "eventual")
         own = reader._conn.read({"op": "iter", "path": ["d"], "cursor": None, "limit": 10}, "eventual")
         assert len(own["page"]) == 10
+
+
+def test_a_root_whose_snapshot_is_over_max_work_is_refused_naming_the_flag(tmp_path, capsys):
+    with EmbeddedService("--max-work", "5000") as svc:
+        db = svc.client()
+        for part in (range(3000), range(3000, 6000)):     # each update within the budget
+            db._conn.write({"op": "call", "path": [], "method": "update", "args": [dict.fromkeys(part, 0)], "kwargs": {}})
+        assert dump_cli.dump(svc.rw_uri, str(tmp_path / "d.jsonl")) == 1
+        assert "--max-work" in capsys.readouterr().err and not (tmp_path / "d.jsonl").exists()
+        with pytest.raises(RequestTooCostly):
+            list(db)
+        db["small"] = dict.fromkeys(range(2000), 0)         # under the budget: read by cursor as usual
+        assert list(db["small"]) == list(range(2000))

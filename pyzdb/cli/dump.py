@@ -55,6 +55,8 @@ def read_pages_of_items(db: Any) -> Iterator[list]:
             page = walk.take(db._conn.read(walk.query(), CONSISTENCY))
         except (RequestTooCostly, MessageTooLarge):
             if not walk.shrink(4):
+                if walk.cursor is None:
+                    raise       # the first page: its snapshot of the root alone is over --max-work (as it says)
                 raise MessageTooLarge(f"reading the top-level key after the first {count:,} alone is over the "
                                       "message or work limit (--max-message, --max-work)") from None
             continue

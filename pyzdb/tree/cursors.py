@@ -3,8 +3,9 @@
 A cursor's first page (``"cursor": None``) answers the whole container when
 it fits in ``limit``, and holds nothing. Otherwise it takes a snapshot of
 the container's entries (a dict's keys, a list's items; a str or bytes is
-kept as it is) in one C-speed copy, and every later page is a slice of that
-snapshot: O(page), wherever it is. A dict's page leaves out the snapshot's
+kept as it is) in one C-speed copy, in chunks that are let go as the walk
+passes them, and every later page is a slice of that snapshot: O(page),
+wherever it is. A dict's page leaves out the snapshot's
 keys deleted since and reads the others' values as they are now, so a key
 present from the first page to the last is answered exactly once, one
 deleted meanwhile at most once, and one added meanwhile not at all. A list
@@ -17,7 +18,8 @@ text ``<number>.<position>.<mac>``: the mac (keyed by a secret this
 another server or from before a restart, a ``CursorError``; a cursor idle
 past ``idle_seconds`` or evicted (least recently used first) to keep at
 most ``max_cursors`` cursors and ``max_held`` entries held is
-``CursorExpired``. docs/ITERATION.md has the wire format and the reasons.
+``CursorExpired``. Reading one position again (a retry) answers the same
+page; after the last page the cursor stays until it expires. docs/ITERATION.md has the wire format and the reasons.
 """
 from __future__ import annotations
 
