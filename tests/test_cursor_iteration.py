@@ -246,7 +246,8 @@ def test_old_clients_positional_start_still_pages_the_container_as_it_is_now(ser
 
 # --- replicas --------------------------------------------------------------------------------------
 def test_iteration_by_a_client_with_replicas_is_exactly_once_and_a_replica_refuses_a_writers_cursor():
-    with Cluster(replicas=1) as cluster:
+    # two replicas take turns on the read-only queue: pages sent there would reach one that never saw the cursor
+    with Cluster(replicas=2) as cluster:
         writer, reader = cluster.client(), cluster.client(ro=True)
         writer._conn.write({"op": "call", "path": [], "method": "update", "args": [{"d": _tree()}], "kwargs": {}})
         seed = random.randrange(1 << 30)
@@ -264,7 +265,7 @@ def test_iteration_by_a_client_with_replicas_is_exactly_once_and_a_replica_refus
         with pytest.raises(CursorError):
             reader._conn.read(on_replica, "eventual")
         own = reader._conn.read({"op": "iter", "path": ["d"], "cursor": None, "limit": 10}, "eventual")
-        assert len(own["page"]) == 10
+        assert len(own["page"]) == 10 and own["cursor"] is not None
 
 
 def test_a_root_whose_snapshot_is_over_max_work_is_refused_naming_the_flag(tmp_path, capsys):
