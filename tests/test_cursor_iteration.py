@@ -114,6 +114,13 @@ def test_cursors_are_bounded_by_count_and_entries_and_expire_when_idle():
     assert cursors.facts() == {"cursors": 1, "cursor_entries": 100}
 
 
+def test_cursors_opened_in_a_loop_hold_at_most_their_bound_live_and_as_much_again_waiting_to_be_freed():
+    cursors, node = Cursors(max_held=200_000), dict.fromkeys(range(150_000))     # 3 chunks a snapshot
+    for _ in range(20):
+        cursors.page(node, {"path": [], "cursor": None, "limit": 10})
+        assert cursors.held <= 200_000 and cursors.facts()["cursor_entries"] <= 2 * 200_000
+
+
 def test_a_pages_work_does_not_grow_with_its_position_and_passed_chunks_are_let_go():
     engine = Engine(dict.fromkeys(range(200_000), 1))
     query = {"op": "iter", "path": [], "cursor": None, "limit": 1000, "items": True}

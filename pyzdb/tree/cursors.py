@@ -205,8 +205,8 @@ class Cursors:
         self.held -= held
         self._dropped += [chunk for chunk in cursor.snapshot.let_go() if chunk is not None]
         self._dropped_held += held
-        if self._dropped_held > self.max_held:      # dropped faster than they are freed: free them now
-            self._free(len(self._dropped))
+        while self._dropped_held > self.max_held:   # dropped faster than they are freed: free the excess now
+            self._free(1)
 
     def _free(self, chunks: int) -> None:
         for _ in range(min(chunks, len(self._dropped))):
