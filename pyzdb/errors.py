@@ -32,6 +32,15 @@ class WatchGap(QueryError):
     """A watcher asked for changes a checkpoint has already removed from the log."""
 
 
+class CursorError(QueryError):
+    """An iteration cursor this server cannot continue: garbled, forged, made by another server or before a restart,
+    or its container was replaced; start the iteration again."""
+
+
+class CursorExpired(CursorError):
+    """An iteration cursor this server made is gone: idle too long, or evicted by newer cursors (their count or size)."""
+
+
 class MethodNotAllowed(Error, AttributeError):
     """A method is not in the allow-list for the type it is called on."""
 
@@ -167,7 +176,8 @@ class InternalError(Error):
 BY_NAME: dict[str, type[Error]] = {
     cls.__name__: cls
     for cls in [
-        Error, ProtocolError, MessageTooLarge, QueryError, RequestTooCostly, WatchGap, MethodNotAllowed,
+        Error, ProtocolError, MessageTooLarge, QueryError, RequestTooCostly, WatchGap, CursorError, CursorExpired,
+        MethodNotAllowed,
         PathKeyError, PathIndexError, ValueTypeError, InvalidValue, StaleRequest, ReadOnlyError,
         UndoError, FileAccessError, LockError, LockTimeout, LockLost, ServiceUnavailable, NoAnswer,
         AuthError, StoreError, StoreConnectionError, StoreTimeout, StoreProtocolError,

@@ -1,11 +1,11 @@
 """``pyzdb dump`` / ``pyzdb load``: the tree to and from a dump file (``dumpfile``), through a running service.
 
-``dump`` reads the root's ``[key, value]`` pairs in pages (``iter`` with
-``items``: each page is read atomically, one request; a page is read on a
-thread while the one before it is encoded). The dump as a whole is not a
-snapshot of one instant unless writers are paused (``db.lock()``): a key
-written meanwhile is dumped as it was when its page was read, and a key
-deleted meanwhile moves the later keys up, so one of them can be left out.
+``dump`` reads the root's ``[key, value]`` pairs in pages by cursor
+(``iter`` with ``items``, tree/cursors.py; a page is read on a thread while
+the one before it is encoded). Every key present for the whole dump is
+dumped exactly once, with its value as its page found it; a key deleted
+meanwhile at most once, one added meanwhile not at all. The dump as a whole
+is not a snapshot of one instant unless writers are paused (``db.lock()``).
 ``load`` sets top-level keys with one ``update`` of the root per page of
 records (decoded on a thread while the page before it is sent): each page
 is applied atomically as one write (one log record, one undo step) and
@@ -25,6 +25,7 @@ from pyzdb.cli.dumpfile import DumpFileError, choose_format, encode_page, encode
 from pyzdb.cli.prefetch import prefetched
 from pyzdb.cli.progress import Progress
 from pyzdb.client import client
+from pyzdb.client.pages import CONSISTENCY, PageWalk
 from pyzdb.errors import Error, MessageTooLarge, ProtocolError, RequestTooCostly
 from pyzdb.tree.values import to_storable
 
@@ -47,26 +48,22 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 # --- dump ----------------------------------------------------------------------------
 def read_pages_of_items(db: Any) -> Iterator[list]:
-    """The root's ``[key, value]`` pairs, a page per request (pages shrink while one is over a budget)."""
-    start, size = 0, READ_PAGE
-    while True:
-        query = {"op": "iter", "path": [], "start": start, "limit": size, "items": True}
+    """The root's ``[key, value]`` pairs, a page per request by cursor (pages shrink while one is over a budget)."""
+    walk, count = PageWalk([], READ_PAGE, items=True), 0
+    while not walk.done:
         try:
-            page = db._conn.read(query, "strong")
+            page = walk.take(db._conn.read(walk.query(), CONSISTENCY))
         except (RequestTooCostly, MessageTooLarge):
-            if size == 1:
-                raise MessageTooLarge(f"reading the top-level key at position {start} alone is over the message or "
-                                      "work limit (--max-message, --max-work)") from None
-            size = max(1, size // 4)
+            if not walk.shrink(4):
+                if walk.cursor is None:
+                    raise       # the first page: its snapshot of the root alone is over --max-work (as it says)
+                raise MessageTooLarge(f"reading the top-level key after the first {count:,} alone is over the "
+                                      "message or work limit (--max-message, --max-work)") from None
             continue
-        if page and type(page[0]) is not list:      # keys, not pairs: a server from before iter's items
-            raise ProtocolError("this server answers iter without items (it is older than this pyzdb dump)")
         if page:
             yield page
-        if len(page) < size:
-            return
-        start += len(page)
-        size = min(READ_PAGE, size * 2)
+        count += len(page)
+        walk.size = min(READ_PAGE, walk.size * 2)
 
 
 @contextlib.contextmanager

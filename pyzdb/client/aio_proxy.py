@@ -16,8 +16,9 @@ from typing import Any, AsyncIterator, Generator
 
 from pyzdb.client.aio_connection import AsyncConnection
 from pyzdb.client.connection import DEFAULT_RW
+from pyzdb.client.pages import CONSISTENCY, PageWalk
 from pyzdb.client.proxy import PAGE, WRITE_METHOD_NAMES, Batch, _step
-from pyzdb.errors import ClientClosed, MessageTooLarge, QueryError
+from pyzdb.errors import ClientClosed, MessageTooLarge, QueryError, RequestTooCostly
 from pyzdb.tree import query as q
 from pyzdb.tree.values import to_storable
 
@@ -69,20 +70,16 @@ class AsyncProxy:
         return await self._conn.read({"op": "type", "path": self._path})
 
     async def __aiter__(self) -> AsyncIterator[Any]:
-        start, size = 0, PAGE
-        while True:
+        walk = PageWalk(self._path, PAGE)
+        while not walk.done:
             try:
-                page = await self._conn.read({"op": "iter", "path": self._path, "start": start, "limit": size})
-            except MessageTooLarge:
-                if size == 1:
+                page = walk.take(await self._conn.read(walk.query(), CONSISTENCY))
+            except (MessageTooLarge, RequestTooCostly):
+                if not walk.shrink(8):
                     raise
-                size = max(1, size // 8)
                 continue
             for item in page:
                 yield item
-            if len(page) < size:
-                return
-            start += size
 
     # --- writes --------------------------------------------------------------------
     async def set(self, value: Any) -> None:

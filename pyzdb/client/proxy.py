@@ -11,9 +11,10 @@ from typing import Any, Iterator
 
 from pyzdb.client.connection import DEFAULT_RW, Connection, lock_request
 from pyzdb.client.handle import ClientHandle, ClientPair
+from pyzdb.client.pages import CONSISTENCY, PageWalk
 from pyzdb.client.remote import RemoteFile, watch_changes
 from pyzdb.client.valuelike import ValueLike
-from pyzdb.errors import Error, MessageTooLarge, QueryError
+from pyzdb.errors import Error, MessageTooLarge, QueryError, RequestTooCostly
 from pyzdb.tree import query as q
 from pyzdb.tree.values import to_storable
 
@@ -80,19 +81,16 @@ class Proxy(ValueLike):
         return self._conn.read({"op": "contains", "path": self._path, "value": to_storable(value)})
 
     def __iter__(self) -> Iterator[Any]:
-        start, size = 0, PAGE
-        while True:
+        """Dict keys or list items, a page per request by cursor: a key present throughout comes exactly once."""
+        walk = PageWalk(self._path, PAGE)
+        while not walk.done:
             try:
-                page = self._conn.read({"op": "iter", "path": self._path, "start": start, "limit": size})
-            except MessageTooLarge:
-                if size == 1:
-                    raise           # one item alone is over the reply limit
-                size = max(1, size // 8)
+                page = walk.take(self._conn.read(walk.query(), CONSISTENCY))
+            except (MessageTooLarge, RequestTooCostly):
+                if not walk.shrink(8):
+                    raise           # one item alone is over the reply or work limit
                 continue            # large items: ask for smaller pages
             yield from page
-            if len(page) < size:
-                return
-            start += size
 
     def type(self) -> str:
         """The name of the stored value's type ('dict', 'list', 'int', 'File', ...)."""

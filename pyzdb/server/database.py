@@ -394,5 +394,5 @@ class Database:
                 "store_used_bytes": store.used_bytes() if hasattr(store, "used_bytes") else None,
                 "locked": self.lock is not None, **self.history.status(), "top_level_keys": len(self.engine.tree),
                 "store_fault": getattr(store, "fault", None), "checkpoint_failures": self.checkpoint_failures,
-                "checkpoint_error": self.checkpoint_error,
+                "checkpoint_error": self.checkpoint_error, **self.engine.cursors.facts(),
                 **(journal.claim.status() if journal.claim is not None else {}), **self.replies.facts()}

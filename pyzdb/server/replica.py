@@ -285,7 +285,7 @@ class ReplicaServer(ServerLoop):
                 "seq": self.follower.seq,
                 "feed_seq": self.known_seq, "lag": max(0, self.known_seq - self.follower.seq),
                 "reads": self.reads, "reloads": self.follower.reloads, "held": len(self.held),
-                "store": self.follower.journal.store.url, "time": time.time()}
+                "store": self.follower.journal.store.url, "time": time.time(), **self.follower.engine.cursors.facts()}
 
     def _report(self) -> None:
         """Publish the status when the applied seq moved, and every ``status_interval`` anyway."""

@@ -99,10 +99,18 @@ def _is_text(node: Any) -> bool:
 
 def _iter_cost(node: Any, query: dict) -> int:
     start, limit, size = query.get("start", 0), query.get("limit"), _length(node)
+    per = PAIR if query.get("items") is True else MAP_ENTRY
+    if "cursor" in query:           # tree/cursors.py: a page of a snapshot, taken (one copy) by the first page
+        limit = limit if isinstance(limit, int) and limit >= 0 else 0
+        if query["cursor"] is not None:
+            return limit * (SCAN + per if isinstance(node, dict) else COPY + ENCODE)
+        if size <= limit:
+            return size * (per if isinstance(node, dict) else COPY + ENCODE)
+        return size * SCAN + limit * (SCAN + per if isinstance(node, dict) else COPY + ENCODE)
     start = start if isinstance(start, int) and start >= 0 else 0
     taken = max(0, size - start) if not isinstance(limit, int) else max(0, min(limit, size - start))
     if isinstance(node, dict):       # islice walks the keys it skips
-        return min(start, size) * SCAN + taken * (PAIR if query.get("items") is True else MAP_ENTRY)
+        return min(start, size) * SCAN + taken * per
     return taken * (COPY + ENCODE)                              # a list's items, or a str's characters as a list
 
 

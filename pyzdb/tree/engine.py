@@ -19,7 +19,7 @@ from pyzdb.errors import (
     RequestTooCostly,
     ValueTypeError,
 )
-from pyzdb.tree import budget, expiry
+from pyzdb.tree import budget, cursors, expiry
 from pyzdb.tree import query as q
 from pyzdb.tree.copies import ReadCopies, too_large
 from pyzdb.tree.methods import call_method
@@ -51,6 +51,7 @@ class Engine:
     def __init__(self, tree: dict | None = None) -> None:
         self.tree: dict = {} if tree is None else tree
         self.expiries = expiry.Expiries()
+        self.cursors = cursors.Cursors()
         self._packing = False   # inside run(..., packed=True)
         self._max_reply: int | None = None   # inside run(): a batch's copies of its results stop at this many bytes
 
@@ -94,6 +95,8 @@ class Engine:
             if floor > max_reply:
                 if outcome.is_write:
                     self.apply(outcome.inverse)
+                if query["op"] == "iter" and query.get("cursor", "") is None:
+                    self.cursors.forget(outcome.result)     # the cursor this first page made: never sent
                 raise too_large(floor, max_reply)
         return outcome
 
@@ -237,19 +240,10 @@ class Engine:
 
     def _op_iter(self, query: dict) -> Outcome:
         """A page of a dict's keys (with ``"items": true``, its ``[key, value]`` pairs) or a list's items:
-        ``start`` and ``limit`` bound it."""
+        by ``start`` and ``limit``, or by ``cursor`` (tree/cursors.py: never a key skipped or repeated)."""
         node = self.resolve(query["path"])
-        start, limit = query.get("start", 0), query.get("limit")
-        if not isinstance(start, int) or start < 0 or not (limit is None or (isinstance(limit, int) and limit >= 0)):
-            raise QueryError("iter takes a non-negative int 'start' and 'limit'")
-        if not isinstance(node, (dict, list, str, bytes)):
-            raise ValueTypeError(f"{q.format_path(query['path'])} is a {type_name(node)}; it is not iterable")
-        stop = None if limit is None else start + limit
-        if isinstance(node, dict):
-            if query.get("items") is True:
-                return Outcome(list(map(list, itertools.islice(node.items(), start, stop))))
-            return Outcome(list(itertools.islice(node, start, stop)))
-        return Outcome(node[start:stop] if isinstance(node, list) else list(node[start:stop]))
+        cursors.check_iterable(node, query["path"])
+        return Outcome(self.cursors.page(node, query) if "cursor" in query else cursors.positional_page(node, query))
 
     def _op_ttl(self, query: dict) -> Outcome:
         return Outcome(expiry.ttl_op(self.resolve, self.expiries, query))
