@@ -312,11 +312,14 @@ class LogFile:
 
     def flush(self) -> None:
         """fsync the active segment (``batch``'s flush thread)."""
-        with self._lock:
-            segment = self.segments[-1] if self.segments and self._lock_fd is not None else None
+        with self._lock:   # a duplicate descriptor: a rotation may close the segment's own while this fsyncs
+            fd = os.dup(self.segments[-1].fd) if self.segments and self._lock_fd is not None else None
             self.dirty = False
-        if segment is not None:
-            os.fsync(segment.fd)
+        if fd is not None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def drop_through(self, seq: int) -> None:
         """Records up to ``seq`` are no longer needed (a checkpoint covers them): remove the segments they fill."""
