@@ -14,6 +14,8 @@ server's claim); readers in other processes find new records as they grow.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import fcntl
 import os
@@ -32,6 +34,35 @@ HEADER_SIZE = HEADER.size + 4
 FRAME = struct.Struct("<IIQ")        # payload length, payload crc32, seq
 SEGMENT_BYTES = 64 << 20             # a new segment once the active one is this big
 SUFFIX = ".log"
+RESERVE_BYTES = 1 << 20              # disk space taken ahead of the appends, beyond the end (the size stays)
+FALLOC_FL_KEEP_SIZE = 1
+
+
+def _libc_fallocate():
+    """Linux's ``fallocate(2)``, which can take space beyond a file's end without changing its size; else None."""
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return function
+
+
+_FALLOCATE = _libc_fallocate()
+
+
+def reserve(fd: int, offset: int, length: int) -> None:
+    """Take disk space for ``length`` bytes at ``offset`` without changing the file's size; OSError (ENOSPC) if not.
+
+    Without ``fallocate(2)`` (or a file system refusing its mode) the space
+    is taken with ``posix_fallocate``, which does change the size.
+    """
+    if _FALLOCATE is not None and _FALLOCATE(fd, FALLOC_FL_KEEP_SIZE, offset, length) == 0:
+        return
+    code = ctypes.get_errno() if _FALLOCATE is not None else errno.EOPNOTSUPP
+    if code not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        raise OSError(code, os.strerror(code))
+    os.posix_fallocate(fd, offset, length)
 
 
 def segment_name(first: int) -> str:
@@ -57,6 +88,7 @@ class Segment:
         self.offsets = array("Q")
         self.end = HEADER_SIZE
         self.tail_checked = -1    # the file size at which a bad tail was last found to be only a tail
+        self.reserved = 0         # the writer's disk space taken up to this offset
 
     @property
     def last(self) -> int:
@@ -242,7 +274,14 @@ class LogFile:
             start = segment.end
             try:
                 # the space first: a full disk then fails before any frame is written that a reader could see
-                os.posix_fallocate(segment.fd, start, len(data))
+                if start + len(data) > segment.reserved:
+                    want = max(len(data), RESERVE_BYTES)
+                    try:
+                        reserve(segment.fd, start, want)
+                    except OSError:
+                        want = len(data)    # what is left may still hold this group
+                        reserve(segment.fd, start, want)
+                    segment.reserved = start + want
                 written = 0
                 while written < len(data):
                     written += os.pwrite(segment.fd, data[written:] if written else data, start + written)
@@ -266,6 +305,7 @@ class LogFile:
             return sum(max(0, segment.last + 1 - max(segment.first, self.low)) for segment in self.segments)
 
     def _cut_back(self, segment: Segment, end: int) -> None:
+        segment.reserved = 0
         try:
             os.ftruncate(segment.fd, end)
         except OSError as exc:   # the next append would follow garbage: refuse until a restart cuts the tail
@@ -347,6 +387,7 @@ class LogFile:
             keep = max(0, seq + 1 - segment.first)
             segment.end = segment.offsets[keep] if keep < len(segment.offsets) else segment.end
             del segment.offsets[keep:]
+            segment.reserved = 0
             os.ftruncate(segment.fd, segment.end)
             self._sync(segment.fd)
 
