@@ -34,6 +34,7 @@ HEADER_SIZE = HEADER.size + 4
 FRAME = struct.Struct("<IIQ")        # payload length, payload crc32, seq
 SEGMENT_BYTES = 64 << 20             # a new segment once the active one is this big
 SUFFIX = ".log"
+READ_BYTES = 4 << 20                 # records read back with one pread, up to about this many bytes
 RESERVE_BYTES = 1 << 20              # disk space taken ahead of the appends, beyond the end (the size stays)
 FALLOC_FL_KEEP_SIZE = 1
 
@@ -95,12 +96,20 @@ class Segment:
         """The seq of its last good record (``first - 1`` when it has none)."""
         return self.first + len(self.offsets) - 1
 
-    def read(self, seq: int) -> bytes:
-        """The bytes of record ``seq`` (which this segment holds)."""
-        index = seq - self.first
-        offset = self.offsets[index]
-        length = FRAME.unpack(os.pread(self.fd, FRAME.size, offset))[0]
-        return os.pread(self.fd, length, offset + FRAME.size)
+    def read(self, first: int, last: int) -> list[bytes]:
+        """The bytes of records ``first`` to ``last`` (which this segment holds): one ``pread`` per READ_BYTES."""
+        offsets, records = self.offsets, []
+        index, stop_index = first - self.first, last - self.first + 1
+        while index < stop_index:
+            base, upto = offsets[index], index + 1
+            while upto < stop_index and offsets[upto] - base < READ_BYTES:
+                upto += 1
+            data = os.pread(self.fd, (offsets[upto] if upto < len(offsets) else self.end) - base, base)
+            for number in range(index, upto):
+                end = (offsets[number + 1] if number + 1 < len(offsets) else self.end) - base
+                records.append(data[offsets[number] - base + FRAME.size:end])
+            index = upto
+        return records
 
 
 class LogFile:
@@ -134,15 +143,14 @@ class LogFile:
             if wanted and wanted[-1] > self.last and self._lock_fd is None:
                 self._refresh()
             found: dict[int, bytes] = {}
-            segments = self.segments
-            for seq in wanted:
-                if seq < self.low:
-                    continue
-                for segment in reversed(segments):
-                    if segment.first <= seq:
-                        if seq <= segment.last:
-                            found[seq] = segment.read(seq)
-                        break
+            for segment in self.segments:
+                held = [seq for seq in wanted if max(segment.first, self.low) <= seq <= segment.last]
+                run_start = 0
+                for index in range(1, len(held) + 1):   # runs of consecutive seqs, one read each
+                    if index == len(held) or held[index] != held[index - 1] + 1:
+                        first, last = held[run_start], held[index - 1]
+                        found.update(zip(range(first, last + 1), segment.read(first, last)))
+                        run_start = index
         return found
 
     def _refresh(self) -> None:
