@@ -8,6 +8,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
+import zlib
 
 import pytest
 
@@ -114,6 +116,8 @@ def test_a_log_file_of_another_store_is_refused(tmp_path):
 
 SECOND_WRITER = """
 import sys
+import time
+import zlib
 from pyzdb.errors import ClaimHeld
 from pyzdb.storage.logfile import LogFile
 log = LogFile(sys.argv[1], b"t" * 16, durability="none")
@@ -244,7 +248,7 @@ def older_store(path, values):
     for seq, (key, value) in enumerate(values.items(), 1):
         data = encode_record(seq, crc, [{"k": "w", "ops": [{"op": "set", "path": [key], "value": value}]}])
         items[log_key(seq)] = data
-        crc = __import__("zlib").crc32(data)
+        crc = zlib.crc32(data)
     store.set_bulk(items)         # set_bulk puts log keys in the table, as the older append did
     store.close()
     with sqlite3.connect(path) as con:
@@ -296,3 +300,17 @@ def test_the_pyzdb_before_the_log_file_refuses_a_store_with_one(tmp_path, commit
         assert OLDER_COMMITS[commit] in done.stderr + done.stdout
     finally:
         service.close()
+
+
+def test_a_reader_opened_before_the_writer_made_the_log_file_finds_it(tmp_path):
+    older_store(tmp_path / "pyzdb.db", {"a": 1})
+    reader = SqliteStore(str(tmp_path / "pyzdb.db"), create=False)
+    assert reader.log_file is None
+    writer = SqliteStore(str(tmp_path / "pyzdb.db"), durability="none")
+    writer.append_log([(2, b"two"), (3, b"three")])
+    deadline = time.monotonic() + 30
+    while not reader.get_bulk([log_key(3)]) and time.monotonic() < deadline:
+        time.sleep(0.2)    # it looks for a log file again at most once a second
+    assert reader.get_bulk([log_key(1), log_key(2), log_key(3)]).keys() == {log_key(1), log_key(2), log_key(3)}
+    writer.close()
+    reader.close()

@@ -100,6 +100,7 @@ class SqliteStore(Store):
             self._db.execute("CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, v BLOB NOT NULL)")
             self._move_log_keys()
             self.log_file = self._open_log_file(create)
+            self._log_file_looked = time.monotonic()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open sqlite store {path!r}: {exc}") from exc
         row = self._db.execute("SELECT max(seq) FROM log").fetchone()
@@ -230,6 +231,13 @@ class SqliteStore(Store):
         """Return the values of the keys that exist."""
         plain, logged = _split(keys)
         found: dict[bytes, bytes] = {}
+        if logged and self.log_file is None and time.monotonic() - self._log_file_looked >= 1.0:
+            with self._lock:   # a reader opened before the writer made the log file (an upgrade): look again
+                self._log_file_looked = time.monotonic()
+                try:
+                    self.log_file = self.log_file or self._open_log_file(False)
+                except sqlite3.Error as exc:
+                    raise StoreError(f"sqlite store {self.path!r}: {exc}") from exc
         if logged and self.log_file is not None:
             for seq, value in self.log_file.get(logged).items():
                 found[logged.pop(seq)] = value
