@@ -54,7 +54,7 @@ def start_fails(service):
 # --- the file on its own ------------------------------------------------------------------
 def test_records_come_back_across_segments_and_dropped_segments_go(tmp_path, monkeypatch):
     monkeypatch.setattr("pyzdb.storage.logfile.SEGMENT_BYTES", 200)
-    monkeypatch.setattr("pyzdb.storage.logfile.READ_BYTES", 50)   # runs of records read in several preads
+    monkeypatch.setattr("pyzdb.storage.log_segment.READ_BYTES", 50)   # runs of records read in several preads
     log = LogFile(str(tmp_path / "log"), TOKEN, durability="none")
     for seq in range(1, 41):
         log.append([(seq, b"record %d" % seq)])
