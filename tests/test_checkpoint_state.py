@@ -75,13 +75,13 @@ def test_a_checkpoint_in_the_flat_form_is_written_under_a_version_a_reader_of_ve
     assert unpack(encode_state({"tree": {"a": 1}}))["tree_pairs"] == ["a", 1] and state["tree"]
 
 
-@pytest.mark.parametrize("version", [3, "2", True, None])
+@pytest.mark.parametrize("version", [4, "2", True, None])
 def test_a_store_of_a_version_this_pyzdb_does_not_read_is_refused_by_name(version):
     store = MemoryStore()
     _database_with_a_checkpoint(store)
     meta = unpack(store.get_bulk([META_KEY])[META_KEY])
     store.set_bulk({META_KEY: pack({**meta, "version": version})})
-    with pytest.raises(CorruptStore, match=f"format version {version!r}; this pyzdb reads versions 1, 2"):
+    with pytest.raises(CorruptStore, match=f"format version {version!r}; this pyzdb reads versions 1, 2, 3"):
         Database(Journal(store, chunk_size=64)).open()
 
 

@@ -110,6 +110,9 @@ def crash_run(tmp_path, durability: str, kills: int, seed: int) -> None:
         assert all(w.error is None for w in writers), [w.error for w in writers]
         assert stored >= 50, f"too little write load to mean anything ({stored} writes)"
         service.stop()
+        log_dir = os.path.join(service.data_dir, "pyzdb.db-log")
+        assert sum(os.path.getsize(os.path.join(log_dir, name)) for name in os.listdir(log_dir)), \
+            "the log records were not in the log file"
         check = subprocess.run([sys.executable, "-m", "pyzdb", "check", "--data", service.data_dir],
                                capture_output=True, text=True, timeout=60)
         assert check.returncode == 0, check.stderr

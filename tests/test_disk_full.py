@@ -59,10 +59,11 @@ def group_of(uri: str, cid: bytes, first_rid: int) -> list[dict]:
         sock.close()
 
 
-def test_a_full_disk_fails_only_the_writes(small_disk):
+@pytest.mark.parametrize("durability", ["always", "batch"])
+def test_a_full_disk_fails_only_the_writes(small_disk, durability):
     data = os.path.join(small_disk, "data")
     filler = os.path.join(small_disk, "filler")
-    with EmbeddedService("--durability", "always", data_dir=data) as svc:
+    with EmbeddedService("--durability", durability, data_dir=data) as svc:
         db = svc.client(timeout=20)
         acked = {}
         for i in range(20):
@@ -86,6 +87,7 @@ def test_a_full_disk_fails_only_the_writes(small_disk):
         svc.restart()
         db = svc.client(timeout=20)
         assert {key: db[key]._run() for key in acked} == acked
+        assert os.listdir(os.path.join(data, "pyzdb.db-log")), "the records were not in the log file"
 
 
 def test_reads_of_a_failed_group_are_answered_from_the_state_without_its_writes():

@@ -524,12 +524,20 @@ def test_a_checkpoint_is_due_by_bytes_and_by_time():
 
 
 def sqlite_usage(path):
-    """(records, journal log records, pages in use) of a sqlite store; the log's records are in its ``log`` table."""
+    """(records held, journal log records after the checkpoint, pages in use) of a sqlite store; the log's
+    records are in its log file (whose segments may still hold records a checkpoint covered, until the
+    segment rotates) and its ``log`` table."""
     import sqlite3
+
+    from pyzdb.storage.logfile import LogFile
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
-        logs = con.execute("SELECT count(*) FROM log").fetchone()[0]
-        keys = con.execute("SELECT count(*) FROM kv").fetchone()[0] + logs
+        log_file = LogFile(path + "-log", con.execute("SELECT token FROM log_file").fetchone()[0])
+        held = log_file.count()
+        log_file.low = msgpack.unpackb(con.execute("SELECT v FROM kv WHERE k = ?", (META_KEY,)).fetchone()[0])["seq"] + 1
+        logs = con.execute("SELECT count(*) FROM log").fetchone()[0] + log_file.count()
+        log_file.close()
+        keys = con.execute("SELECT count(*) FROM kv").fetchone()[0] + held
         pages = con.execute("PRAGMA page_count").fetchone()[0] - con.execute("PRAGMA freelist_count").fetchone()[0]
     finally:
         con.close()
@@ -551,6 +559,7 @@ def test_a_running_service_checkpoints_by_itself_and_its_sqlite_store_stays_boun
                 usage.append(sqlite_usage(path))
         assert max(logs for _, logs, _ in usage) > 0, usage      # the count sees the log's records
         assert max(logs for _, logs, _ in usage) <= 300, usage
+        assert max(keys for keys, _, _ in usage) <= 1000, usage   # covered segments are removed as they rotate
         assert max(pages for _, _, pages in usage[-4:]) <= 2 * max(pages for _, _, pages in usage[:3]) + 10, usage
         db["y"] = 1                              # a lone write is checkpointed by time
         deadline = time.monotonic() + 20

@@ -15,7 +15,9 @@ every pyzdb checks before it reads a checkpoint: 1 held ``"tree"`` (and,
 from builds between the flat form and this number, possibly
 ``"tree_pairs"``); 2 may hold ``"tree_pairs"``. A pyzdb that reads only 1
 refuses a version-2 store clearly; this one reads every version in
-``READABLE_VERSIONS``.
+``READABLE_VERSIONS``. ``LOG_FILE_VERSION`` (3) marks a store whose log
+records are in a log file beside it (the sqlite store, storage/logfile.py),
+which a pyzdb reading only 1 and 2 would not see: it refuses such a store.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from pyzdb.storage.big_tree import dict_from_flat, release_free_memory
 from pyzdb.transport.wire import pack, unpack
 
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+LOG_FILE_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 def check_version(version: Any) -> None:

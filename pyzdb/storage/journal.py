@@ -18,45 +18,20 @@ import uuid
 import zlib
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from pyzdb.errors import CorruptStore, StoreError
+from pyzdb.errors import CorruptStore
 from pyzdb.storage.base import Store
-from pyzdb.storage.checkpoint_state import FORMAT_VERSION, check_version, decode_state
+from pyzdb.storage.checkpoint_state import FORMAT_VERSION, LOG_FILE_VERSION, check_version, decode_state
+from pyzdb.storage.journal_cleanup import READ_BATCH, WRITE_GROUP_BYTES, JournalCleanup, _paced
+from pyzdb.storage.journal_keys import LOG_PREFIX, META_KEY, PENDING_KEY, chunk_key, log_key, log_seq
 from pyzdb.transport import wire
 
 if TYPE_CHECKING:
     from pyzdb.storage.claim import Claim
 
 FORMAT = "pyzdb-journal"
-META_KEY = b"meta"
-PENDING_KEY = b"ckpt/pending"
 META_FIELDS = {"gen": int, "seq": int, "crc": int, "chunks": int, "crcs": list}
 DEFAULT_CHUNK_SIZE = 1 << 18   # a 1 MiB chunk held the sqlite store's lock (and appends) for 4-10 ms
-READ_BATCH = 512
-WRITE_GROUP_BYTES = 1 << 18   # checkpoint bytes per store write: each holds the store's lock, appends wait
-LET_APPENDS_IN_SECONDS = 0.0005
-LONG_WRITE_SECONDS = 0.0005   # a checkpoint store write this long may have kept an append waiting
-SMALL_RECORD_BYTES = 2048   # log records this small on average are removed 64 to a store write
-
-
-def log_key(seq: int) -> bytes:
-    """The store key of log record ``seq``."""
-    return b"log/%020d" % seq
-
-
-LOG_PREFIX = b"log/"
-LOG_KEY_LENGTH = len(log_key(0))
-
-
-def log_seq(key: bytes) -> int | None:
-    """The seq of a log record's store key (``log_key``'s inverse: ``log/`` and exactly 20 digits), else None."""
-    if len(key) != LOG_KEY_LENGTH or not key.startswith(LOG_PREFIX) or not key[len(LOG_PREFIX):].isdigit():
-        return None
-    return int(key[len(LOG_PREFIX):])
-
-
-def chunk_key(gen: int, index: int) -> bytes:
-    """The store key of checkpoint chunk ``index`` of generation ``gen``."""
-    return b"ckpt/%d/%d" % (gen, index)
+__all__ = ["LOG_PREFIX", "META_KEY", "PENDING_KEY", "READ_BATCH", "Journal", "chunk_key", "log_key", "log_seq"]
 
 
 def encode_record(seq: int, prev_crc: int, entries: list) -> bytes:
@@ -76,7 +51,7 @@ def _decode(data: bytes, what: str) -> Any:
         raise CorruptStore(f"{what} does not decode as msgpack: {exc}") from None
 
 
-class Journal:
+class Journal(JournalCleanup):
     """Append-only log records and chunked checkpoints over a ``Store``.
 
     >>> j = Journal(open_store('memory://'))            # doctest: +SKIP
@@ -100,6 +75,8 @@ class Journal:
         self.meta_extra: dict = {}        # fields every checkpoint's meta carries (a replica copy's mark)
         # (seq, bytes) records straight to the store's log, skipping the log/<seq> keys (sqlite: SqliteStore.append_log)
         self._append_log: Callable[[list[tuple[int, bytes]]], None] | None = getattr(store, "append_log", None)
+        # the version this journal writes: LOG_FILE_VERSION where the records go to a log file beside the store
+        self.version = LOG_FILE_VERSION if hasattr(store, "drop_log_through") else FORMAT_VERSION
 
     @property
     def log_records(self) -> int:
@@ -195,30 +172,25 @@ class Journal:
         self.appended_bytes = self.covered_bytes = 0
         return state, records
 
-    def clean_up(self) -> None:
-        """After ``recover``, in the one writer only: remove what earlier runs left behind.
-
-        That is the chunks and log records a committed checkpoint made
-        obsolete, the chunks of a checkpoint a crash interrupted, and log
-        records past the end of the recovered log. A read-only follower must
-        never call this: the writer may be appending right past its end.
-        """
-        self._remove_leftovers()
-        self._remove_crashed_generation()
-        self._remove_run(log_key, self.seq + 1)
-
     # --- writing -----------------------------------------------------------------
     def ensure_identity(self) -> str:
         """In the writer, after ``recover``: give the database an identity if it has none; return its id.
 
         A new database gets a ``meta`` of generation 0; one an older pyzdb
-        wrote keeps its ``meta`` and gains ``id`` and ``created``.
+        wrote keeps its ``meta`` and gains ``id`` and ``created``. An older
+        ``meta`` on a store with a log file becomes ``LOG_FILE_VERSION`` here, before the
+        first record goes to that file, so an older pyzdb refuses the store
+        instead of missing those records.
         """
-        if self.meta.get("id"):
+        upgrade = self.version == LOG_FILE_VERSION and self.meta.get("version", 1) < LOG_FILE_VERSION
+        if self.meta.get("id") and not upgrade:
             return self.meta["id"]
-        meta = dict(self.meta) or {"format": FORMAT, "version": FORMAT_VERSION, "gen": 0, "seq": 0, "crc": 0,
+        meta = dict(self.meta) or {"format": FORMAT, "version": self.version, "gen": 0, "seq": 0, "crc": 0,
                                    "chunks": 0, "crcs": [], "size": 0, "removed_to": 0}
-        meta.update(id=uuid.uuid4().hex, created=time.time())
+        if upgrade:
+            meta["version"] = LOG_FILE_VERSION   # before the first record goes to the log file
+        if not meta.get("id"):
+            meta.update(id=uuid.uuid4().hex, created=time.time())
         self._check_claim()
         self.store.set_bulk({META_KEY: wire.pack(meta)})
         self.meta = meta
@@ -278,7 +250,7 @@ class Journal:
         except BaseException:
             self._remove_partial(gen, len(crcs))
             raise
-        meta = {"format": FORMAT, "version": FORMAT_VERSION, "gen": gen, "seq": seq, "crc": crc,
+        meta = {"format": FORMAT, "version": max(self.version, old.get("version", 1)), "gen": gen, "seq": seq, "crc": crc,
                 "chunks": len(crcs), "crcs": crcs, "size": total,
                 "time": time.time(), "prev_gen": old["gen"], "prev_chunks": old["chunks"],
                 "prev_seq": old.get("removed_to", old["seq"]), "id": old.get("id"), "created": old.get("created"),
@@ -322,66 +294,3 @@ class Journal:
             self.store.remove_bulk([PENDING_KEY])
         except Exception:   # noqa: BLE001 - the start-up clean-up removes them then
             pass
-
-    # --- removing what is no longer needed ------------------------------------------
-    def _remove_leftovers(self, removed_bytes: int | None = None) -> None:
-        """Remove the previous generation's chunks and the log records the checkpoint covers.
-
-        ``removed_bytes`` is given on the checkpoint thread (-1: unknown): covered
-        records then go 64 to a store write only when small on average, else one
-        by one (64 of a bulk load's 600 KB held appends back 220 ms), paced. At start-up: 64 at once.
-        """
-        meta = self.meta
-        if not meta or meta.get("removed_to") == meta["seq"]:
-            return
-        # small groups: each store write holds the store's lock, and appends wait for it
-        chunks = [chunk_key(meta["prev_gen"], i) for i in range(meta["prev_chunks"])]
-        step = max(1, WRITE_GROUP_BYTES // max(self.chunk_size, 1))
-        for start in range(0, len(chunks), step):
-            _paced(self.store.remove_bulk, chunks[start:start + step], removed_bytes is not None)
-        upto = meta["seq"] if self.retain is None else max(meta["prev_seq"], min(meta["seq"], self.retain()))
-        beside_loop = removed_bytes is not None
-        average = removed_bytes // max(1, meta["seq"] - meta["prev_seq"]) if beside_loop else 0
-        group = 64 if 0 <= average <= SMALL_RECORD_BYTES else 1
-        for start in range(meta["prev_seq"] + 1, upto + 1, group):
-            _paced(self.store.remove_bulk, [log_key(s) for s in range(start, min(start + group, upto + 1))], beside_loop)
-        meta["removed_to"] = upto
-        try:
-            self.store.set_bulk({META_KEY: wire.pack(meta)})
-        except StoreError:
-            pass  # removal is retried from the same meta at the next start
-
-    def _remove_crashed_generation(self) -> None:
-        """Remove the chunks of a checkpoint that a crash left unfinished (never committed)."""
-        raw = self.store.get_bulk([PENDING_KEY]).get(PENDING_KEY)
-        if raw is None:
-            return
-        try:
-            gen = int(raw)
-        except ValueError:
-            raise CorruptStore(f"record {PENDING_KEY.decode()} is not a generation number: {raw[:40]!r}") from None
-        if gen > self.meta.get("gen", 0):
-            self._remove_run(lambda i: chunk_key(gen, i), 0)
-        self.store.remove_bulk([PENDING_KEY])
-
-    def _remove_run(self, key_of: Callable[[int], bytes], first: int) -> None:
-        """Remove keys ``key_of(first)``, ``key_of(first + 1)``, … up to the first batch with none present."""
-        while True:
-            keys = [key_of(i) for i in range(first, first + READ_BATCH)]
-            found = list(self.store.get_bulk(keys))
-            if not found:
-                return
-            self.store.remove_bulk(found)
-            first += READ_BATCH
-
-
-def _paced(write: Callable[[Any], None], argument: Any, pace: bool = True) -> None:
-    """A checkpoint-thread store write; after a long one (``pace``), a pause for the append waiting behind it.
-
-    The store's lock is not fair: without the pause the thread took it again
-    before the waiting serving loop woke (an append waited 150 ms behind two writes).
-    """
-    started = time.perf_counter()
-    write(argument)
-    if pace and time.perf_counter() - started >= LONG_WRITE_SECONDS:
-        time.sleep(LET_APPENDS_IN_SECONDS)

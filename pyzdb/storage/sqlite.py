@@ -6,11 +6,13 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from typing import Iterable, Mapping
 
-from pyzdb.errors import NoDatabase, NotDurable, StoreError
+from pyzdb.errors import CorruptStore, NoDatabase, NotDurable, StoreError
 from pyzdb.storage.base import Store
-from pyzdb.storage.journal import LOG_PREFIX, log_seq
+from pyzdb.storage.journal_keys import LOG_PREFIX, log_seq
+from pyzdb.storage.logfile import LogFile
 from pyzdb.storage.private import create_private_file, make_private_dir, warn_if_exposed
 
 # sqlite caps bound parameters per statement (32766 in 3.32+); stay well under it.
@@ -53,9 +55,14 @@ class SqliteStore(Store):
     calls fsync (synchronous=OFF). The file never shrinks: space freed by
     removed records is reused.
 
-    Keys of the journal's log (``log/`` and 20 digits) live in a table of
-    their own keyed by the integer, ``log``: one b-tree instead of a table
-    and an index, so a write updates one tree. Every other key is in ``kv``.
+    The journal's commit path (``append_log``) writes its records to a log
+    file beside the database (``<path>-log/``, storage/logfile.py): one
+    ``write()`` per commit group, fdatasync'd before the ack under
+    ``always``, fsync'd by the flush thread under ``batch``. The file carries
+    the store's token (table ``log_file``), so one from another store is
+    refused. Log keys (``log/`` and 20 digits) given to ``set_bulk``, and
+    those of a store written before the log file, live in a table keyed by
+    the integer, ``log``; ``get_bulk`` reads both. Every other key is in ``kv``.
 
     ``create=False`` (replicas, ``pyzdb check``) opens only a file that
     exists and holds the ``kv`` table, and creates no directory or file.
@@ -92,8 +99,12 @@ class SqliteStore(Store):
             self._db.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, v BLOB NOT NULL)")
             self._move_log_keys()
+            self.log_file = self._open_log_file(create)
+            self._log_file_looked = time.monotonic()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open sqlite store {path!r}: {exc}") from exc
+        row = self._db.execute("SELECT max(seq) FROM log").fetchone()
+        self.log_table_last = row[0] or 0   # the newest record in the table (the older layout's log)
         self.flushes = 0
         self._checkpoint_db: sqlite3.Connection | None = None   # the flush thread's, for WAL checkpoints
         self._bulk_at = 0.0   # when a value of BULK_VALUE_BYTES or more was last written
@@ -104,6 +115,26 @@ class SqliteStore(Store):
             self._flusher = threading.Thread(target=self._flush_loop, args=(flush_seconds,),
                                              name="pyzdb-sqlite-flush", daemon=True)
             self._flusher.start()
+
+    def _open_log_file(self, create: bool) -> LogFile | None:
+        """The store's log file (its token made on a new store), or None for a reader of a store without one."""
+        self._log_started = False
+        if create:
+            self._db.execute("CREATE TABLE IF NOT EXISTS log_file (token BLOB NOT NULL, started INTEGER NOT NULL)")
+            self._db.execute("INSERT INTO log_file SELECT ?, 0 WHERE NOT EXISTS (SELECT 1 FROM log_file)",
+                             (uuid.uuid4().bytes,))
+        elif not self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='log_file'").fetchone():
+            return None
+        row = self._db.execute("SELECT token, started FROM log_file").fetchone()
+        if row is None:
+            return None
+        self._log_started = bool(row[1])
+        log_file = LogFile(self.path + "-log", bytes(row[0]), durability=self.durability)
+        if self._log_started and not log_file.segments:
+            log_file.close()
+            raise CorruptStore(f"the log file {self.path}-log of {self.path} is missing: it holds the records after "
+                               f"the newest checkpoint (copy it along with the database file)")
+        return log_file
 
     def _require_table(self, name: str) -> None:
         if not self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone():
@@ -166,7 +197,9 @@ class SqliteStore(Store):
             return 0
 
     def flush(self) -> None:
-        """fsync the database's WAL (and file) now."""
+        """fsync the log file, the database's WAL (and file) now."""
+        if self.log_file is not None:
+            self.log_file.flush()
         for name in (self.path + "-wal", self.path):
             try:
                 fd = os.open(name, os.O_RDONLY)
@@ -198,6 +231,16 @@ class SqliteStore(Store):
         """Return the values of the keys that exist."""
         plain, logged = _split(keys)
         found: dict[bytes, bytes] = {}
+        if logged and self.log_file is None and time.monotonic() - self._log_file_looked >= 1.0:
+            with self._lock:   # a reader opened before the writer made the log file (an upgrade): look again
+                self._log_file_looked = time.monotonic()
+                try:
+                    self.log_file = self.log_file or self._open_log_file(False)
+                except sqlite3.Error as exc:
+                    raise StoreError(f"sqlite store {self.path!r}: {exc}") from exc
+        if logged and self.log_file is not None:
+            for seq, value in self.log_file.get(logged).items():
+                found[logged.pop(seq)] = value
         with self._lock:
             for i in range(0, len(plain), _CHUNK):
                 part = plain[i:i + _CHUNK]
@@ -225,11 +268,33 @@ class SqliteStore(Store):
                      ("INSERT OR REPLACE INTO log (seq, v) VALUES (?, ?)", logged)])
 
     def append_log(self, records: list[tuple[int, bytes]]) -> None:
-        """Store journal log records as (seq, bytes): ``set_bulk`` of their ``log/<seq>`` keys, without parsing them.
+        """Store journal log records as (seq, bytes) in the log file: one ``write()`` for them all.
 
-        The journal's commit path (``Journal.append``) writes through this.
+        The journal's commit path (``Journal.append``) writes through this;
+        ``get_bulk`` of their ``log/<seq>`` keys reads them back.
         """
-        self._write([("INSERT OR REPLACE INTO log (seq, v) VALUES (?, ?)", records)])
+        if self.log_file is None:
+            self._write([("INSERT OR REPLACE INTO log (seq, v) VALUES (?, ?)", records)])
+            return
+        if self.fault is not None:
+            raise NotDurable(f"sqlite store {self.path!r} cannot make writes durable ({self.fault}); "
+                             "writes are refused until a flush succeeds")
+        if not self._log_started:
+            self._write([("UPDATE log_file SET started = ?", [(1,)])])
+            self._log_started = True
+        self.log_file.append(records)
+        if not self._dirty.is_set():
+            self._dirty.set()
+
+    def drop_log_through(self, seq: int) -> None:
+        """The journal's checkpoint covers records up to ``seq``: the log file's segments they fill are removed."""
+        if self.log_file is not None:
+            self.log_file.drop_through(seq)
+
+    def truncate_log_after(self, seq: int) -> None:
+        """In the writer at start-up: remove the log file's records after ``seq`` (past the recovered log's end)."""
+        if self.log_file is not None:
+            self.log_file.truncate_after(seq)
 
     def remove_bulk(self, keys: Iterable[bytes]) -> None:
         """Remove the keys in one transaction."""
@@ -270,12 +335,15 @@ class SqliteStore(Store):
                 self.flush()
         if self._checkpoint_db is not None:
             self._checkpoint_db.close()
+        if self.log_file is not None:
+            self.log_file.close()
         with self._lock:
             self._db.close()
 
     def byte_size(self) -> int:
-        """Bytes on disk of the database and its WAL."""
-        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+        """Bytes on disk of the database, its WAL and its log file."""
+        segments = [segment.path for segment in self.log_file.segments] if self.log_file is not None else []
+        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal", *segments) if os.path.exists(p))
 
     def used_bytes(self) -> int:
         """Bytes of the database's pages in use (the file size less its free pages)."""
@@ -287,5 +355,7 @@ class SqliteStore(Store):
 
     def key_count(self) -> int:
         """How many records the store holds."""
+        in_file = self.log_file.count() if self.log_file is not None else 0
         with self._lock:
-            return sum(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("kv", "log"))
+            return in_file + sum(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                                 for table in ("kv", "log"))
