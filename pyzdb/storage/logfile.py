@@ -299,6 +299,11 @@ class LogFile:
             finally:
                 os.close(fd)
 
+    def would_remove(self, seq: int) -> bool:
+        """Whether ``drop_through(seq)`` would remove a segment file."""
+        with self._lock:
+            return len(self.segments) > 1 and self.segments[0].last <= seq
+
     def drop_through(self, seq: int) -> None:
         """Records up to ``seq`` are no longer needed (a checkpoint covers them): remove the segments they fill."""
         with self._lock:

@@ -289,6 +289,8 @@ class SqliteStore(Store):
     def drop_log_through(self, seq: int) -> None:
         """The journal's checkpoint covers records up to ``seq``: the log file's segments they fill are removed."""
         if self.log_file is not None:
+            if self.durability == "batch" and self.log_file.would_remove(seq):
+                self.flush()   # the checkpoint's meta (not yet fsync'd under batch) reaches the disk before its records go
             self.log_file.drop_through(seq)
 
     def truncate_log_after(self, seq: int) -> None:
