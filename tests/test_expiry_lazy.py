@@ -11,9 +11,10 @@ import pytest
 from pyzdb.errors import PathKeyError
 from pyzdb.server.database import Database
 from pyzdb.server.fast_get import FastGets
+from pyzdb.server.replica import collect_status
 from pyzdb.storage.journal import Journal
 from pyzdb.storage.memory import MemoryStore
-from pyzdb.testing import Cluster, EmbeddedService
+from pyzdb.testing import Cluster, EmbeddedService, free_ports, start_process, stop_process
 from pyzdb.transport import wire
 
 MASS = 40_000
@@ -26,6 +27,10 @@ def expire_mass_then_probes(db, lead: float = 3.0) -> float:
     db["many"] = {**{f"k{i}": i for i in range(MASS)}, **{p: p for p in PROBES}, "later": "still here"}
     for p in PROBES:
         db[p] = [p]
+    started = time.time()
+    expire(db, [(["many", f"k{i}"], started + 3600) for i in range(5000)])    # how long one batch takes here
+    lead = max(lead, 2 * (MASS // 5000 + 1) * (time.time() - started))
+    print(f"deadlines {lead:.1f} s ahead")
     at = time.time() + lead
     for start in range(0, MASS, 5000):
         expire(db, [(["many", f"k{i}"], at) for i in range(start, start + 5000)])
@@ -38,6 +43,31 @@ def expire_mass_then_probes(db, lead: float = 3.0) -> float:
 def expire(db, deadlines: list) -> None:
     """One batch of ``expire`` requests with absolute deadlines (``at``, unix seconds)."""
     db._conn.write({"op": "batch", "ops": [{"op": "expire", "path": path, "at": at} for path, at in deadlines]})
+
+
+def wait_deadlines_known(replica, at: float) -> None:
+    """Until the replica has applied the probes' deadlines (else it reads them as keys without one)."""
+    while replica["many"][PROBES[-1]].ttl() is None or replica[PROBES[-1]].ttl() is None:
+        assert time.time() < at, "the replica did not apply the deadlines before they passed: give a longer lead"
+        time.sleep(0.01)
+
+
+def replica_reads_probes_as_deleted(replica) -> None:
+    """The reads of due keys a read-only server answers as after their delete, while it has not applied it."""
+    assert still_stepping(replica), "the replica applied every delete before the reads: the test shows nothing"
+    for p in PROBES[:10]:
+        with pytest.raises(PathKeyError):
+            replica["many"][p]._run()
+        with pytest.raises(PathKeyError):
+            replica[p][0]._run()
+        assert p not in replica["many"]
+        assert replica["many"].get(p, "absent") == "absent"
+        if p == PROBES[0]:      # the probes' deletes come after every key still there: these reads preceded them
+            assert still_stepping(replica), "the replica applied every delete during the reads: they show nothing"
+    with pytest.raises(PathKeyError, match="batch operation 1"):
+        _raw_batch(replica, [["many", "later"], ["many", PROBES[10]]])
+    assert not set(PROBES) & set(replica["many"]._run())
+    assert replica["many"]["later"]._run() == "still here"
 
 
 def wait_past(moment: float) -> None:
@@ -112,21 +142,28 @@ def test_due_keys_read_as_deleted_on_a_replica_and_from_the_client_cache_while_d
         for p in PROBES:
             assert cached["many"][p]._run() == p         # cached before the deadline
         assert cached._conn.cache.entries
+        wait_deadlines_known(replica, at)
         wait_past(at)
-        assert still_stepping(replica), "the replica applied every delete before the reads: the test shows nothing"
-        for p in PROBES[:10]:
-            with pytest.raises(PathKeyError):
-                replica["many"][p]._run()
-            with pytest.raises(PathKeyError):
-                replica[p][0]._run()
-            assert p not in replica["many"]
-            assert replica["many"].get(p, "absent") == "absent"
-        with pytest.raises(PathKeyError, match="batch operation 1"):
-            _raw_batch(replica, [["many", "later"], ["many", PROBES[10]]])
-        assert not set(PROBES) & set(replica["many"]._run())
-        assert still_stepping(replica), "the replica applied every delete during the reads: they show nothing"
+        replica_reads_probes_as_deleted(replica)
         for p in PROBES:
             with pytest.raises(PathKeyError):
                 cached["many"][p]._run()
-        assert replica["many"]["later"]._run() == "still here"
         assert cached["many"]["later"]._run() == "still here"
+
+
+def test_due_keys_read_as_deleted_on_a_streaming_replica_while_deletion_steps(tmp_path):
+    with EmbeddedService("--durability", "none") as svc:
+        status_feed = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+        proc = start_process(["server", "--ro", "--data", str(tmp_path), "--back", svc.ro_back, "--follow",
+                              svc.replication, "--health", svc.health, "--status-feed", status_feed,
+                              "--name", "lazy"], str(tmp_path / "replica.log"))
+        try:
+            assert "lazy" in collect_status(status_feed, 20, want={"lazy"}), (tmp_path / "replica.log").read_text()
+            writer = svc.client(timeout=60)
+            replica = svc.client(ro=True, consistency="eventual", timeout=60)
+            at = expire_mass_then_probes(writer)
+            wait_deadlines_known(replica, at)
+            wait_past(at)
+            replica_reads_probes_as_deleted(replica)
+        finally:
+            stop_process(proc)
