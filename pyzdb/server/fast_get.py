@@ -84,11 +84,6 @@ class FastGets:
         path = query.get("path")
         if path.__class__ is not list or len(path) > MAX_PATH_DEPTH:
             return None
-        expiries, until = db.engine.expiries, None
-        if expiries.deadlines:      # a key that expires: due, the generic path deletes it first; else say until when
-            until = expiries.earliest(path)
-            if until is not None and until <= time.time():
-                return None
         node = db.engine.tree
         for step in path:
             kind = step.__class__
@@ -98,6 +93,11 @@ class FastGets:
         kind = node.__class__
         if kind not in _SCALARS or ((kind is str or kind is bytes) and len(node) > self.small):
             return None
+        expiries, until = db.engine.expiries, None
+        if expiries.deadlines and path[0] in expiries.tops:   # due: the generic path deletes it; else until when
+            until = expiries.earliest(path)
+            if until is not None and until <= time.time():
+                return None
         replies = db.replies
         entry = replies.entries.get(cid)
         if entry is not None and rid <= entry[RID]:

@@ -40,7 +40,7 @@ class Expiries:
         self.deadlines: dict[tuple, float] = {}
         self._heap: list[tuple[float, tuple]] = []      # may hold stale pairs; checked against deadlines
         self._under: dict[tuple, set[tuple]] = {}       # a key -> the deeper paths under it with a deadline
-        self._tops: dict[Any, int] = {}                 # top-level key -> how many deadlines are at or under it
+        self.tops: dict[Any, int] = {}                  # top-level key -> how many deadlines are at or under it
 
     def __len__(self) -> int:
         return len(self.deadlines)
@@ -61,11 +61,11 @@ class Expiries:
         heapq.heappush(self._heap, (at, path))
 
     def _index(self, path: tuple, change: int) -> None:
-        count = self._tops.get(path[0], 0) + change
+        count = self.tops.get(path[0], 0) + change
         if count:
-            self._tops[path[0]] = count
+            self.tops[path[0]] = count
         else:
-            del self._tops[path[0]]
+            del self.tops[path[0]]
         for size in range(1, len(path)):
             if change > 0:
                 self._under.setdefault(path[:size], set()).add(path)
@@ -112,7 +112,7 @@ class Expiries:
     def _keys(self, path: list) -> tuple | None:
         """``path`` as a deadline's key if some deadline is at, above or below it, else None (one dict lookup)."""
         try:
-            if not path or path[0] not in self._tops:
+            if not path or path[0] not in self.tops:
                 return None
         except TypeError:       # a slice step first: no key of it has a deadline
             return None
@@ -154,9 +154,16 @@ class Expiries:
         if key is None:
             return None
         deadlines = self.deadlines
-        times = [deadlines[key[:n]] for n in range(1, len(key) + 1) if key[:n] in deadlines]
-        times += [deadlines[p] for p in self._under.get(key, ())]
-        return min(times, default=None)
+        until = deadlines.get(key)
+        for size in range(1, len(key)):
+            at = deadlines.get(key[:size])
+            if at is not None and (until is None or at < until):
+                until = at
+        below = self._under.get(key)
+        if below:
+            soonest = min(deadlines[p] for p in below)
+            until = soonest if until is None or soonest < until else until
+        return until
 
     def state(self) -> list:
         """Checkpoint data: [[path, at], ...]."""
@@ -164,7 +171,7 @@ class Expiries:
 
     def restore(self, items: Any) -> None:
         """Load ``state()`` data."""
-        self.deadlines, self._heap, self._under, self._tops = {}, [], {}, {}
+        self.deadlines, self._heap, self._under, self.tops = {}, [], {}, {}
         for path, at in items or []:
             self.put(tuple(path), float(at))
 
