@@ -171,3 +171,33 @@ def test_due_keys_read_as_deleted_on_a_streaming_replica_while_deletion_steps(tm
             replica_reads_probes_as_deleted(replica)
         finally:
             stop_process(proc)
+
+
+def test_the_deadline_index_answers_as_a_scan_of_every_deadline_would():
+    import random
+
+    from pyzdb.tree.expiry import Expiries
+    seed = random.randrange(1 << 30)
+    print("seed", seed)
+    rng = random.Random(seed)
+    table, model = Expiries(), {}
+    keys = [tuple(rng.choice("ab") for _ in range(rng.randint(1, 3))) for _ in range(40)]
+    for _ in range(2000):
+        path, now = rng.choice(keys), 50.0
+        if rng.random() < 0.6:
+            at = rng.choice([None, rng.uniform(0, 100)])
+            table.put(path, at)
+            if at is None:
+                model.pop(path, None)
+            else:
+                model[path] = at
+        else:
+            dropped = dict(table.drop_under(path))
+            assert dropped == {p: at for p, at in model.items() if p[:len(path)] == path}
+            model = {p: at for p, at in model.items() if p[:len(path)] != path}
+        probe = list(rng.choice(keys))
+        related = [at for p, at in model.items() if p[:len(probe)] == tuple(probe) or tuple(probe)[:len(p)] == p]
+        assert table.earliest(probe) == min(related, default=None)
+        above = [p for p in model if tuple(probe)[:len(p)] == p and model[p] <= now]
+        assert table.due_prefix(probe, now) == min(above, key=len, default=None)
+        assert set(table.tops) == {p[0] for p in model}
