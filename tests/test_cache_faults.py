@@ -132,7 +132,7 @@ def test_the_cache_holds_a_bounded_number_of_bytes_whatever_the_values(service):
         assert reader[f"big{i}"]._run() == big
     cache = reader._conn.cache
     assert 0 < cache.bytes <= DEFAULT_BYTES
-    held = sum(len(value) for _, value, _ in cache.entries.values())
+    held = sum(len(value) for _, value, _, _ in cache.entries.values())
     assert held <= DEFAULT_BYTES
     huge = b"h" * (DEFAULT_BYTES // LARGEST_SHARE + 1)
     writer["huge"] = huge

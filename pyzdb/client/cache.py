@@ -23,7 +23,11 @@ so that reads stay monotonic and read-your-writes:
 * entries are bounded by count and by bytes (``max_bytes``); a value over a
   ``LARGEST_SHARE`` of the bytes is not kept;
 * this client's own writes drop the entries they touch at once, and a
-  request that had to be sent again (reconnect) clears the cache.
+  request that had to be sent again (reconnect) clears the cache;
+* a value under, on or above a key with a deadline comes with the earliest
+  such deadline (the reply's ``until``): from then on it is not used, even
+  before the delete's invalidation arrives (compared with this client's
+  clock: keep the clocks in step).
 
 Values are returned as copies (containers are kept msgpack-encoded), so a
 caller that changes a returned dict does not change the cache.
@@ -85,7 +89,8 @@ class ReadCache:
         self.sub.setsockopt(zmq.SUBSCRIBE, SEQ_TOPIC)
         self.sub.connect(feed_uri)
         self.max_entries, self.max_bytes = max_entries, max_bytes
-        self.entries: dict[tuple, tuple[bool, Any, int]] = {}   # path -> (encoded?, value or its msgpack, bytes)
+        # path -> (encoded?, value or its msgpack, bytes, deadline or None)
+        self.entries: dict[tuple, tuple[bool, Any, int, float | None]] = {}
         self.bytes = 0
         self.changes = 0                                   # invalidations (and clears) applied so far
         self.recent: deque = deque(maxlen=RECENT)          # the prefixes of the newest ones (None: a clear)
@@ -166,17 +171,22 @@ class ReadCache:
         if entry is None or self.silent:
             self.misses += 1
             return MISS
+        encoded, value, _, until = entry
+        if until is not None and until <= time.time():   # expired: the server deletes it, or has already
+            self.misses += 1
+            return MISS
         self.hits += 1
-        encoded, value, _ = entry
         return unpack(value, max_size=None, ext_hook=ext_hook) if encoded else value
 
     def mark(self) -> int:
         """Taken before a read is sent, handed to ``put`` with its value: what was invalidated meanwhile."""
         return self.changes
 
-    def put(self, key: tuple, value: Any, reply_seq: int, since: int | None = None) -> None:
-        """Keep ``value`` (read at ``reply_seq``, sent at ``mark()`` ``since``) unless invalidations newer than it
-        were already applied: a seq beyond ``reply_seq``, or one covering ``key`` since the read was sent."""
+    def put(self, key: tuple, value: Any, reply_seq: int, since: int | None = None,
+            until: float | None = None) -> None:
+        """Keep ``value`` (read at ``reply_seq``, sent at ``mark()`` ``since``, true until the unix time ``until``)
+        unless invalidations newer than it were already applied: a seq beyond ``reply_seq``, or one covering
+        ``key`` since the read was sent."""
         scalar = isinstance(value, SCALARS)
         stored = value if scalar else pack(value)
         size = ENTRY_OVERHEAD + (len(stored) if isinstance(stored, (str, bytes)) else 8)
@@ -189,7 +199,7 @@ class ReadCache:
                 self._remove(key)
             while self.entries and (len(self.entries) >= self.max_entries or self.bytes + size > self.max_bytes):
                 self._remove(next(iter(self.entries)))
-            self.entries[key] = (not scalar, stored, size)
+            self.entries[key] = (not scalar, stored, size, until)
             self.bytes += size
             if key:
                 self.by_top.setdefault(key[0], set()).add(key)

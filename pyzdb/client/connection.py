@@ -179,6 +179,7 @@ class Connection:
         self.ro = self.open_endpoint(self.ro_uris) if self.ro_uris else None
         self.ro_skip_until = 0.0
         self.reply_seq = 0         # the seq of the last reply (the state a read saw)
+        self.reply_until = None    # the last reply's deadline: past it, its value may be expired (lazy expiry)
         self.cache = ReadCache(self.context, feed) if cache else None
 
     def open_endpoint(self, uris: list[str]) -> Endpoint | DirectEndpoint:
@@ -222,7 +223,7 @@ class Connection:
                 if value is MISS:
                     since = cache.mark()
                     value = self._read(query, level)
-                    cache.put(key, value, self.reply_seq, since)
+                    cache.put(key, value, self.reply_seq, since, self.reply_until)
                 return value
         return self._read(query, level)
 
@@ -280,6 +281,7 @@ class Connection:
             reply = self._wait(endpoint, rid, until, endpoint.exchange([b"", payload], int(seconds * 1000) + 1))
             if reply is not None:
                 self.reply_seq = seq = reply.get("seq") or 0
+                self.reply_until = reply.get("until")
                 if seq > self.last_seq:
                     self.last_seq = seq
                 return wire.raise_for_reply(reply) if "err" in reply else reply.get("ok")

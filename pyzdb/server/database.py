@@ -18,7 +18,7 @@ from pyzdb.server.replies import ReplyTable
 from pyzdb.storage.checkpoint_state import encode_state
 from pyzdb.storage.journal import Journal, log_key
 from pyzdb.transport.wire import Packed, error_reply, ok_reply
-from pyzdb.tree import files
+from pyzdb.tree import expiry, files, lazy_expiry
 from pyzdb.tree import query as q
 from pyzdb.tree.engine import Engine
 from pyzdb.tree.history import DEFAULT_BYTES, DEFAULT_DEPTH, History
@@ -191,13 +191,14 @@ class Database:
         if cid in self.lost_locks and self.engine.is_write(query):   # refused before it runs, as it always was
             del self.lost_locks[cid]
             raise LockLost("the lock's lease ended before this request; the writes made under it were rolled back")
-        live = self.live
+        live, expiries = self.live, self.engine.expiries
+        self._delete_expired(expiry.due_touched(expiries, query) if expiries.deadlines else ())   # lazy expiry
         if live.buckets:            # earlier replies' results it would change in place are copied first
             live.before(query)
         outcome = self.engine.run(query, self.max_work, self.max_reply, packed=True)
         container = outcome.result.__class__ is list or outcome.result.__class__ is dict   # it may be the tree's own
         if not outcome.is_write:
-            reply = ok_reply(rid, outcome.result, self.journal.seq)
+            reply = lazy_expiry.reply_of(expiries, query, ok_reply(rid, outcome.result, self.journal.seq))
             if container:
                 live.note(reply, None, query)
             return reply
@@ -213,16 +214,19 @@ class Database:
         return reply
 
     def expire_due(self, now: float | None = None, limit: int = EXPIRE_BATCH) -> int:
-        """Delete up to ``limit`` keys whose deadline has passed, each as one write of no client (journaled,
-        undoable, seen by replicas and ``watch``); return how many were due. Not while a lock is held: its
-        session comes first. The server calls it again at once while it returns ``limit``, serving between."""
-        if self.lock is not None or not self.engine.expiries.deadlines:
-            return 0
-        due = self.engine.expiries.due(now, limit)
-        for path in due:
+        """Delete up to ``limit`` keys whose deadline has passed, each as one write of no client (journaled, undoable,
+        seen by replicas and ``watch``); return how many were due. Not while a lock is held (its session comes
+        first). The server calls it again at once while it returns ``limit``, serving between."""
+        expiries = self.engine.expiries
+        due = [] if self.lock is not None or not expiries.deadlines else expiries.due(now, limit)
+        self._delete_expired(due)
+        return len(due)
+
+    def _delete_expired(self, paths: list[tuple] | tuple) -> None:
+        for path in paths:
             try:
-                self.live.before({"op": "del", "path": list(path)})
-                outcome = self.engine.execute({"op": "del", "path": list(path)})
+                self.live.before(query := {"op": "del", "path": list(path)})
+                outcome = self.engine.execute(query)
             except Error:
                 self.engine.expiries.put(path, None)     # the key is gone already: nothing to delete
                 continue
@@ -230,7 +234,6 @@ class Database:
             self.history.record(outcome.forward, outcome.inverse)
             self._add_entry({"k": "w", "ops": outcome.forward, "cid": None, "rid": None, "res": None},
                             outcome.inverse)
-        return len(due)
 
     def _undo_redo(self, cid: bytes, rid: int, kind: str) -> Any:
         self.live.freeze_all()
@@ -241,9 +244,8 @@ class Database:
 
     def next_seq(self) -> int:
         """The seq the next write will be committed under."""
-        if self.savepoint is not None and self.savepoint.locked:
-            return self.journal.seq + 1
-        return self.journal.seq + len(self.pending) + 1
+        locked = self.savepoint is not None and self.savepoint.locked
+        return self.journal.seq + 1 if locked else self.journal.seq + len(self.pending) + 1
 
     def _begin(self) -> None:
         if self.savepoint is None:

@@ -9,7 +9,7 @@ same answer: the value, at the committed seq, recorded as a read in the
 exactly-once table. ``FastGets.answer`` gives that reply's bytes directly
 (bench/README.md, "Read path"); for anything else (a list index, a slice, a
 miss, a container, a retry or a late copy, a lock, pending writes, extra
-fields) it returns None and the request takes the generic path, which also
+fields, a key whose deadline has passed) it returns None and the request takes the generic path, which also
 says what went wrong. A server step whose requests were all answered here
 changed nothing, so it sends their replies without a commit. On
 ``pyzdb serve``'s own front (``ZmtpRouter``) a plain get is answered as
@@ -19,6 +19,7 @@ commit: one recv, one lookup, one send.
 from __future__ import annotations
 
 import logging
+import time
 
 import msgpack
 
@@ -92,10 +93,17 @@ class FastGets:
         kind = node.__class__
         if kind not in _SCALARS or ((kind is str or kind is bytes) and len(node) > self.small):
             return None
+        expiries, until = db.engine.expiries, None
+        if expiries.deadlines and path[0] in expiries.tops:   # due: the generic path deletes it; else until when
+            until = expiries.earliest(path)
+            if until is not None and until <= time.time():
+                return None
         replies = db.replies
         entry = replies.entries.get(cid)
         if entry is not None and rid <= entry[RID]:
             return None          # a retry or a late copy: the generic path answers it from the table
         replies.record(cid, rid, None)   # the newest request could change nothing: a retry of it runs again
         self.answered += 1
-        return self.pack({"rid": rid, "ok": node, "seq": db.journal.seq})
+        if until is None:
+            return self.pack({"rid": rid, "ok": node, "seq": db.journal.seq})
+        return self.pack({"rid": rid, "ok": node, "seq": db.journal.seq, "until": until})

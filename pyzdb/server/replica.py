@@ -8,6 +8,8 @@ notification was missed. Writes, locks and undo/redo are refused with
 ReadOnlyError. A read carrying ``min_seq`` (read-your-writes) waits until
 the replica has applied that seq, at most ``max_wait`` seconds, and is then
 answered with ServiceUnavailable, which sends the client to the RW server.
+A key whose deadline has passed reads as deleted before the record of its
+delete arrives (tree/lazy_expiry.py).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from pyzdb.server import feed, watch
 from pyzdb.server.follower import Follower
 from pyzdb.server.loop import MAX_DRAIN, ServerLoop
 from pyzdb.transport import wire
-from pyzdb.tree import budget, files
+from pyzdb.tree import budget, files, lazy_expiry
 from pyzdb.tree import query as q
 
 log = logging.getLogger("pyzdb.replica")
@@ -199,7 +201,8 @@ class ReplicaServer(ServerLoop):
         if not request_held:
             self.reads += 1
         try:
-            reply = wire.ok_reply(rid, self._run(query), self.follower.seq)
+            reply = lazy_expiry.reply_of(self.follower.engine.expiries, query,
+                                         wire.ok_reply(rid, self._run(query), self.follower.seq))
         except _NotYet as not_yet:
             now = time.monotonic()
             if deadline is None:
@@ -233,7 +236,8 @@ class ReplicaServer(ServerLoop):
             what = f"{query['method']}()" if op == "call" else op
             raise ReadOnlyError(f"{what} on {q.format_path(query.get('path', []))} is a write; this is a "
                                 f"read-only replica (send writes to the read-write server)")
-        return engine.run(query, self.config.max_work, self.config.max_message).result
+        budgets = self.config.max_work, self.config.max_message
+        return lazy_expiry.read(engine.expiries, query, lambda part: engine.run(part, *budgets).result)
 
     def _control(self, op: str, query: dict):
         if op not in READ_CONTROL:

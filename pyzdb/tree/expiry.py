@@ -9,7 +9,11 @@ see the same deadline, and a restart keeps it. Setting a key (``db[k] = v``,
 ``clear``) drops its deadline and those under it, as Redis's SET and DEL
 do; the inverse of that write puts them back. ``+=`` keeps the deadline
 (as INCRBY does). The read-write server deletes a key whose deadline has
-passed as one journaled write (``Database.expire_due``).
+passed as one journaled write (``Database.expire_due``, in steps), and at
+once when a request touches it (lazy expiry, as Redis does on access):
+``due_touched`` names what to delete first, so the request reads or writes
+the key as deleted. ``earliest`` is how long a copy of a value stays true
+(the client cache's ``until``); replicas hide due keys (tree/lazy_expiry.py).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from pyzdb.tree import query as q
 
 # dict methods that remove or replace keys of the dict they run on
 _DROPPING_METHODS = frozenset({"pop", "popitem", "clear", "update"})
+KEYED_METHODS = frozenset({"get", "pop", "setdefault"})   # dict methods whose first argument names a key
 
 
 class Expiries:
@@ -34,7 +39,8 @@ class Expiries:
     def __init__(self) -> None:
         self.deadlines: dict[tuple, float] = {}
         self._heap: list[tuple[float, tuple]] = []      # may hold stale pairs; checked against deadlines
-        self._nested: dict[Any, set[tuple]] = {}        # top-level key -> the deeper paths under it with a deadline
+        self._under: dict[tuple, set[tuple]] = {}       # a key -> the deeper paths under it with a deadline
+        self.tops: dict[Any, int] = {}                  # top-level key -> how many deadlines are at or under it
 
     def __len__(self) -> int:
         return len(self.deadlines)
@@ -46,20 +52,28 @@ class Expiries:
     def put(self, path: tuple, at: float | None) -> None:
         """Set (or with None clear) the deadline of ``path``."""
         if at is None:
-            if self.deadlines.pop(path, None) is not None and len(path) > 1:
-                self._unindex(path)
+            if self.deadlines.pop(path, None) is not None:
+                self._index(path, -1)
             return
+        if path not in self.deadlines:
+            self._index(path, 1)
         self.deadlines[path] = at
-        if len(path) > 1:
-            self._nested.setdefault(path[0], set()).add(path)
         heapq.heappush(self._heap, (at, path))
 
-    def _unindex(self, path: tuple) -> None:
-        below = self._nested.get(path[0])
-        if below is not None:
-            below.discard(path)
-            if not below:
-                del self._nested[path[0]]
+    def _index(self, path: tuple, change: int) -> None:
+        count = self.tops.get(path[0], 0) + change
+        if count:
+            self.tops[path[0]] = count
+        else:
+            del self.tops[path[0]]
+        for size in range(1, len(path)):
+            if change > 0:
+                self._under.setdefault(path[:size], set()).add(path)
+            else:
+                below = self._under[path[:size]]
+                below.discard(path)
+                if not below:
+                    del self._under[path[:size]]
 
     def drop_under(self, path: tuple) -> list[tuple[tuple, float]]:
         """Clear the deadlines of ``path`` and every path below it; return what they were."""
@@ -72,9 +86,8 @@ class Expiries:
         if at is not None:
             dropped.append((path, at))
             self.put(path, None)
-        size = len(path)
-        for other in [p for p in self._nested.get(path[0], ()) if len(p) > size and p[:size] == path]:
-            dropped.append((other, self.deadlines[other]))   # only the deadlines under the same top-level key
+        for other in list(self._under.get(path, ())):
+            dropped.append((other, self.deadlines[other]))
             self.put(other, None)
         return dropped
 
@@ -96,15 +109,105 @@ class Expiries:
                 paths.append(path)
         return paths
 
+    def _keys(self, path: list) -> tuple | None:
+        """``path`` as a deadline's key if some deadline is at, above or below it, else None (one dict lookup)."""
+        try:
+            if not path or path[0] not in self.tops:
+                return None
+        except TypeError:       # a slice step first: no key of it has a deadline
+            return None
+        for step in path:
+            if step.__class__ is not str and step.__class__ is not int:
+                return None     # a slice or a list index: deadlines are on dict keys only
+        return tuple(path)
+
+    def due_prefix(self, path: list, now: float | None = None) -> tuple | None:
+        """The key on or above ``path`` whose deadline has passed (the highest), or None."""
+        key = self._keys(path)
+        if key is None:
+            return None
+        now = time.time() if now is None else now
+        for size in range(1, len(key) + 1):
+            at = self.deadlines.get(key[:size])
+            if at is not None and at <= now:
+                return key[:size]
+        return None
+
+    def due_under(self, path: list, now: float | None = None) -> list[tuple]:
+        """The keys on, above or below ``path`` whose deadline has passed (on or above: the highest alone)."""
+        key = self._keys(path)
+        if key is None:
+            return []
+        now = time.time() if now is None else now
+        prefix = self.due_prefix(path, now)
+        if prefix is not None:
+            return [prefix]
+        deadlines = self.deadlines
+        return [p for p in self._under.get(key, ()) if deadlines[p] <= now]
+
+    def earliest(self, path: list) -> float | None:
+        """The earliest deadline of the key at ``path``, above or below it: until when a copy of its value is
+        true. The root's is the next deadline of all."""
+        if not path:
+            return self.next_due()
+        key = self._keys(path)
+        if key is None:
+            return None
+        deadlines = self.deadlines
+        until = deadlines.get(key)
+        for size in range(1, len(key)):
+            at = deadlines.get(key[:size])
+            if at is not None and (until is None or at < until):
+                until = at
+        below = self._under.get(key)
+        if below:
+            soonest = min(deadlines[p] for p in below)
+            until = soonest if until is None or soonest < until else until
+        return until
+
     def state(self) -> list:
         """Checkpoint data: [[path, at], ...]."""
         return [[list(path), at] for path, at in self.deadlines.items()]
 
     def restore(self, items: Any) -> None:
         """Load ``state()`` data."""
-        self.deadlines, self._heap, self._nested = {}, [], {}
+        self.deadlines, self._heap, self._under, self.tops = {}, [], {}, {}
         for path, at in items or []:
             self.put(tuple(path), float(at))
+
+
+def touched_paths(query: dict) -> Iterator[list]:
+    """The paths a validated query reads or writes: its own, a batch's, and the key ``in`` or a keyed dict
+    method (``get``, ``pop``, ``setdefault``) names."""
+    op = query["op"]
+    if op == "batch":
+        for sub in query["ops"]:
+            yield from touched_paths(sub)
+        return
+    path = query.get("path")
+    if path.__class__ is not list:
+        return
+    yield path
+    if op == "contains":
+        key = query["value"]
+    elif op == "call" and query["method"] in KEYED_METHODS and query.get("args"):
+        key = query["args"][0]
+    else:
+        return
+    if key.__class__ is str or key.__class__ is int:
+        yield path + [key]
+
+
+def due_touched(expiries: Expiries, query: dict, now: float | None = None) -> list[tuple]:
+    """The keys whose deadline has passed on or above a path ``query`` reads or writes: to delete before it runs
+    (at most one per path: cheap; keys below its path are the active deletion's, ``lazy_expiry.reply_of``)."""
+    now = time.time() if now is None else now
+    due: list[tuple] = []
+    for path in touched_paths(query):
+        key = expiries.due_prefix(path, now)
+        if key is not None and key not in due:
+            due.append(key)
+    return due
 
 
 def expire_op(resolve: Callable[[list], Any], expiries: Expiries, query: dict) -> tuple[list, list]:
