@@ -10,12 +10,14 @@ import signal
 import threading
 import time
 
+from pyzdb.broker.fence import WriterFence
 from pyzdb.broker.health import query_status
 from pyzdb.client import client
 from pyzdb.server.database import Database
 from pyzdb.storage import open_store
 from pyzdb.storage.journal import Journal
 from pyzdb.testing import free_ports, start_process, stop_process, wait_answering
+from pyzdb.transport.heartbeat import INTERVAL, LIVENESS
 
 
 class Deployment:
@@ -173,3 +175,24 @@ def test_a_promoted_replica_fences_the_old_rw_server_frozen_then_resumed_and_res
         assert stored_list(tmp_path / "old") in (list(range(20)), list(range(21)))
     finally:
         dep.close()
+
+
+def test_the_fence_rules_beat_by_beat():
+    """The holder decided from beats alone (times given): first holds, higher term takes over, lower is refused."""
+    fence = WriterFence()
+    a = {"back_id": "rw-a", "database": "d1", "term": 0, "pid": 1}
+    b = {"back_id": "rw-b", "database": "d1", "term": 0, "pid": 2}
+    other = {"back_id": "rw-o", "database": "d2", "term": 5, "pid": 3}
+    promoted = {"back_id": "rw-p", "database": "d1", "term": 1, "pid": 4}
+    assert fence.beat({"database": "d1"}, 0.0) == {}                  # bound at its own front: no candidate
+    assert fence.beat(a, 0.0)["holds"] and fence.route_id == b"rw-a"
+    refused = fence.beat(b, 0.1)
+    assert not refused["holds"] and "another RW server (pid 1, back id rw-a" in refused["reason"]
+    assert not fence.beat(other, 0.2)["holds"]                      # another database, even with a higher term
+    assert fence.beat(a, 1.0)["holds"]
+    assert fence.beat(b, 1.0 + INTERVAL * LIVENESS + 0.1)["holds"]  # a holder silent 1.5 s is replaced
+    assert fence.route_id == b"rw-b"
+    assert fence.beat(promoted, 3.0)["holds"] and fence.route_id == b"rw-p"   # at once, from a live holder
+    for late in (a, b):                                             # a lower term: refused even with no holder
+        assert "promoted to term 1" in fence.beat(late, 100.0)["reason"]
+    assert fence.route_id == b"rw-p" and fence.terms == {"d1": 1}
