@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 
-from pyzdb.broker.fence import WriterFence
+from pyzdb.broker.fence import GRACE, WriterFence
 from pyzdb.broker.health import query_status
 from pyzdb.client import client
 from pyzdb.server.database import Database
@@ -179,7 +179,7 @@ def test_a_promoted_replica_fences_the_old_rw_server_frozen_then_resumed_and_res
 
 def test_the_fence_rules_beat_by_beat():
     """The holder decided from beats alone (times given): first holds, higher term takes over, lower is refused."""
-    fence = WriterFence()
+    fence = WriterFence(started=-GRACE)
     a = {"back_id": "rw-a", "database": "d1", "term": 0, "pid": 1}
     b = {"back_id": "rw-b", "database": "d1", "term": 0, "pid": 2}
     other = {"back_id": "rw-o", "database": "d2", "term": 5, "pid": 3}
@@ -196,3 +196,13 @@ def test_the_fence_rules_beat_by_beat():
     for late in (a, b):                                             # a lower term: refused even with no holder
         assert "promoted to term 1" in fence.beat(late, 100.0)["reason"]
     assert fence.route_id == b"rw-p" and fence.terms == {"d1": 1}
+
+
+def test_a_restarted_broker_learns_the_terms_before_it_lets_a_server_hold():
+    """In its first GRACE seconds a broker grants nothing: the old server that beats first cannot take it."""
+    fence = WriterFence(started=0.0)
+    old = {"back_id": "rw-old", "database": "d1", "term": 0, "pid": 1}
+    promoted = {"back_id": "rw-new", "database": "d1", "term": 1, "pid": 2}
+    assert fence.beat(old, 0.1) == {} and fence.beat(promoted, 0.4) == {} and fence.route_id is None
+    assert not fence.beat(old, GRACE + 0.1)["holds"]
+    assert fence.beat(promoted, GRACE + 0.4)["holds"] and fence.route_id == b"rw-new"

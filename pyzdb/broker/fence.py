@@ -15,8 +15,10 @@ requests to the holder alone and drops replies from any other server.
   is refused even when no one holds the broker (an old RW server that comes
   back after a promotion, restarted or not).
 
-The terms live in memory: a restarted broker forgets them, and the first
-server to beat holds it again.
+The terms live in memory. A restarted broker grants nothing for its first
+``GRACE`` seconds: it only notes the terms of the servers that beat, so that
+an old server cannot take it before the promoted one's first beat; then the
+rules above apply. It cannot know a term whose server does not beat then.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import time
 from pyzdb.transport.heartbeat import INTERVAL, LIVENESS
 
 log = logging.getLogger("pyzdb.broker")
+GRACE = INTERVAL * LIVENESS   # seconds after the broker starts in which every live server has beaten
 MAX_DATABASES = 1000   # terms remembered for this many database ids (a flood of beats cannot grow the table)
 
 
@@ -43,7 +46,8 @@ def describe(info: dict) -> str:
 class WriterFence:
     """The holder of the read-write back end, and the highest term seen per database id."""
 
-    def __init__(self) -> None:
+    def __init__(self, started: float | None = None) -> None:
+        self.started = time.monotonic() if started is None else started
         self.holder: dict | None = None       # the holder's beat facts
         self.holder_beat = 0.0                # time.monotonic() of its last beat
         self.route_id: bytes | None = None    # the holder's back-end routing id: read by the queue's thread
@@ -60,6 +64,9 @@ class WriterFence:
             return {}
         now = time.monotonic() if now is None else now
         database, term = str(info.get("database")), _term(info)
+        if now - self.started < GRACE:       # just started: learn the terms of every live server first
+            self._note_term(database, term)
+            return {}
         holder = self.holder
         if holder is not None and holder.get("back_id") == back_id:
             self.holder, self.holder_beat = info, now
@@ -71,8 +78,7 @@ class WriterFence:
         alive = holder is not None and now - self.holder_beat <= INTERVAL * LIVENESS
         if alive and not (str(holder.get("database")) == database and term > _term(holder)):
             return self._refuse(info, f"another RW server ({describe(holder)}) holds this broker")
-        if database in self.terms or len(self.terms) < MAX_DATABASES:
-            self.terms[database] = term
+        self._note_term(database, term)
         if holder is not None:
             log.warning("RW server (%s) now holds this broker; %s RW server (%s) is fenced: its replies are dropped",
                         describe(info), "the live" if alive else "the silent", describe(holder))
@@ -81,6 +87,10 @@ class WriterFence:
         self.holder, self.holder_beat = info, now
         self.route_id = back_id.encode()
         return {"holds": True, "term": term}
+
+    def _note_term(self, database: str, term: int) -> None:
+        if database in self.terms or len(self.terms) < MAX_DATABASES:
+            self.terms[database] = max(term, self.terms.get(database, 0))
 
     def _refuse(self, info: dict, reason: str) -> dict:
         if info.get("back_id") != self._last_refused:      # once per server, not once per beat
