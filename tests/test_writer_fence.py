@@ -169,7 +169,13 @@ def test_a_promoted_replica_fences_the_old_rw_server_frozen_then_resumed_and_res
         assert [s["holds"] for s in table["servers"] if s.get("pid") == restarted.pid] == [False], table
         dep.stop("old-again")
         dep.stop("new")
-        assert stored_list(tmp_path / "copy") == acknowledged == list(range(50))
+        for name in ("new-again", "new-third"):      # the term is in the store's meta, through checkpoints too
+            again = dep.start(name, [*dep.rw_args("copy"), "--checkpoint-records", "5"])
+            table = dep.wait_holder(again.pid)
+            assert [s["term"] for s in table["servers"] if s.get("pid") == again.pid] == [1], table
+            append_acknowledged(dep.rw_uri, range(len(acknowledged), len(acknowledged) + 10), acknowledged)
+            dep.stop(name)
+        assert stored_list(tmp_path / "copy") == acknowledged == list(range(70))
         # the write in flight to the frozen server may be in its own store too (resumed, it applied what it
         # had read), but its reply was dropped; nothing sent after the fence reached it
         assert stored_list(tmp_path / "old") in (list(range(20)), list(range(21)))
