@@ -25,8 +25,8 @@ class Deployment:
 
     def __init__(self, tmp_path):
         self.dir = tmp_path
-        ports = free_ports(6)
-        self.rw_uri, self.rw_back, self.ro_uri, self.ro_back, self.health, self.status_feed = (
+        ports = free_ports(7)      # all at once: ports asked for one by one can collide
+        self.rw_uri, self.rw_back, self.ro_uri, self.ro_back, self.health, self.status_feed, self.replication = (
             f"tcp://127.0.0.1:{p}" for p in ports)
         self.procs = {}
 
@@ -129,7 +129,7 @@ def test_a_second_rw_server_on_another_store_gets_no_requests_and_says_why(tmp_p
 
 def test_a_promoted_replica_fences_the_old_rw_server_frozen_then_resumed_and_restarted(tmp_path):
     dep = Deployment(tmp_path)
-    replication = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    replication = dep.replication
     try:
         dep.start_broker()
         old = dep.start("old", dep.rw_args("old", replication))

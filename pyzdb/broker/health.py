@@ -150,7 +150,7 @@ def summary(status: dict[str, Any]) -> list[str]:
     for server in status.get("servers", []):
         state = "alive" if server.get("alive") else "DEAD"
         holds = {True: f"  HOLDS the broker (term {server.get('term', 0)})",
-                 False: f"  refused (term {server.get('term', 0)})"}.get(server.get("holds"), "")
+                 False: f"  not the holder: no requests (term {server.get('term', 0)})"}.get(server.get("holds"), "")
         lines.append(f"  {server.get('role', '?'):3} pid {server.get('pid')!s:>7} {state:5} seq {server.get('seq')}"
                      f" last beat {server.get('last_beat_s')} s ago  {server.get('back', '')}{holds}")
     if not status.get("servers"):
