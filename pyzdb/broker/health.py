@@ -2,7 +2,8 @@
 
 Each server's ``pyzdb.transport.heartbeat.Beacon`` sends a beat with its
 facts (role, pid, seq) every ``INTERVAL``; the ``HealthMonitor`` answers each
-beat and answers ``STATUS`` with its table.
+beat and answers ``STATUS`` with its table. With a ``fence.WriterFence`` the
+answer to a read-write server's beat says whether it holds the broker.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, Callable
 
 import zmq
 
+from pyzdb.broker.fence import WriterFence
 from pyzdb.transport import wire
 from pyzdb.transport.ask import ask
 from pyzdb.transport.heartbeat import BEAT, INTERVAL, LIVENESS, STATUS
@@ -27,8 +29,9 @@ class HealthMonitor:
     """The broker's side: a ROUTER that records beats and answers ``STATUS``, on its own thread."""
 
     def __init__(self, address: str, context: zmq.Context | None = None, facts: Callable[[], dict] | None = None,
-                 curve: dict | None = None) -> None:
+                 curve: dict | None = None, fence: WriterFence | None = None) -> None:
         self.address = address
+        self.fence = fence
         self.curve = curve or {}     # server options in the servers' ZAP domain: only server-role keys beat or ask
         self.context = context or zmq.Context.instance()
         self.facts = facts or dict
@@ -68,8 +71,8 @@ class HealthMonitor:
 
     def _answer(self, sock: zmq.Socket, frames: list[bytes]) -> None:
         if len(frames) == 3 and frames[1] == BEAT:
-            self._beat(frames[0], frames[2])
-            sock.send_multipart([frames[0], BEAT], zmq.NOBLOCK)
+            answer = self._beat(frames[0], frames[2])
+            sock.send_multipart([frames[0], BEAT, wire.pack(answer)], zmq.NOBLOCK)
         elif len(frames) == 2 and frames[1] == STATUS:
             self._answer_status(sock, frames[0])
 
@@ -81,13 +84,19 @@ class HealthMonitor:
             return
         sock.send_multipart([peer, reply], zmq.NOBLOCK)
 
-    def _beat(self, peer: bytes, payload: bytes) -> None:
+    def _beat(self, peer: bytes, payload: bytes) -> dict:
+        """Record one beat; the answer (the fence's word to a read-write server, else {})."""
         try:
             info = wire.unpack(payload)
         except Exception:   # a beat that does not decode is ignored, never trusted
-            return
-        if isinstance(info, dict) and (peer in self.servers or len(self.servers) < MAX_SERVERS):
+            return {}
+        if not isinstance(info, dict):
+            return {}
+        if peer in self.servers or len(self.servers) < MAX_SERVERS:
             self.servers[peer] = {"info": info, "last": time.monotonic()}
+        if self.fence is not None and info.get("role") == "rw":
+            return self.fence.beat(info)
+        return {}
 
     def any_alive(self, role: str) -> bool:
         """False if servers of ``role`` beat lately but none within the liveness window (called from the queues'
@@ -109,10 +118,14 @@ class HealthMonitor:
         servers = []
         for entry in self.servers.values():
             age = now - entry["last"]
-            servers.append({**entry["info"], "alive": age <= INTERVAL * LIVENESS, "last_beat_s": round(age, 2)})
+            facts = {**entry["info"], "alive": age <= INTERVAL * LIVENESS, "last_beat_s": round(age, 2)}
+            if self.fence is not None and facts.get("role") == "rw":
+                facts["holds"] = self.fence.holds(entry["info"])
+            servers.append(facts)
         servers.sort(key=lambda s: (str(s.get("role")), str(s.get("pid"))))
+        fence = {"terms": dict(self.fence.terms)} if self.fence is not None else {}
         return {"broker_pid": os.getpid(), "uptime_s": round(time.time() - self.started, 1),
-                **self.facts(), "servers": servers}
+                **self.facts(), **fence, "servers": servers}
 
     def stop(self) -> None:
         """End the thread and close the socket."""
@@ -136,8 +149,10 @@ def summary(status: dict[str, Any]) -> list[str]:
     lines = [f"broker pid {status.get('broker_pid')}, up {status.get('uptime_s')} s"]
     for server in status.get("servers", []):
         state = "alive" if server.get("alive") else "DEAD"
+        holds = {True: f"  HOLDS the broker (term {server.get('term', 0)})",
+                 False: f"  not the holder: no requests (term {server.get('term', 0)})"}.get(server.get("holds"), "")
         lines.append(f"  {server.get('role', '?'):3} pid {server.get('pid')!s:>7} {state:5} seq {server.get('seq')}"
-                     f" last beat {server.get('last_beat_s')} s ago  {server.get('back', '')}")
+                     f" last beat {server.get('last_beat_s')} s ago  {server.get('back', '')}{holds}")
     if not status.get("servers"):
         lines.append("  no server has sent a heartbeat")
     return lines

@@ -13,8 +13,10 @@ from typing import Callable
 
 import zmq
 
+from pyzdb.broker.fence import WriterFence
 from pyzdb.broker.health import HealthMonitor
 from pyzdb.broker.relay import DEFAULT_HIGH_WATER, HOLD, REFUSE, bounded_sockets, relay
+from pyzdb.broker.routed import routed_relay
 from pyzdb.transport import curve as auth
 from pyzdb.transport.heartbeat import set_heartbeats
 from pyzdb.transport.wire import DEFAULT_MAX_MESSAGE
@@ -52,13 +54,18 @@ class Queue:
     server-role key. With ``high_water`` (the read-only queue) the same relay
     replaces the proxy (stamping under CURVE too) but refuses instead
     (``REFUSE``): what no server can take now is answered NoAnswer (a
-    ServiceUnavailable).
+    ServiceUnavailable). With ``route`` (the read-write queue of a broker
+    with a health socket) the back end is a ROUTER and ``routed.routed_relay``
+    sends every request to the one server ``route()`` names (the holder of
+    ``fence.WriterFence``) and drops replies from any other.
     """
 
     def __init__(self, name: str, front: str, backs: list[str], max_message: int,
                  context: zmq.Context | None = None, curve: dict | None = None, back_curve: dict | None = None,
-                 high_water: int | None = None, alive: Callable[[], bool] | None = None) -> None:
+                 high_water: int | None = None, alive: Callable[[], bool] | None = None,
+                 route: Callable[[], bytes | None] | None = None) -> None:
         self.name, self.front_addr, self.back_addrs = name, front, backs
+        self.route = route              # set: one writer; requests go to the server it names
         self.high_water = high_water    # set: requests no server can take now are answered NoAnswer
         self.alive = alive              # with it: False (no server beat lately) refuses a request at once too
         self.max_message = max_message
@@ -71,7 +78,9 @@ class Queue:
 
     def start(self) -> None:
         """Bind both sides and start forwarding."""
-        front, back = self.context.socket(zmq.ROUTER), self.context.socket(zmq.DEALER)
+        front, back = self.context.socket(zmq.ROUTER), self.context.socket(zmq.ROUTER if self.route else zmq.DEALER)
+        if self.route:
+            back.setsockopt(zmq.ROUTER_MANDATORY, 1)    # a send to a server not connected fails: the request is held
         # a peer that sends more than a message's limit (plus envelope) is cut off by zmq itself
         front.setsockopt(zmq.MAXMSGSIZE, self.max_message + 65536)
         for option, value in self.curve.items():
@@ -93,7 +102,10 @@ class Queue:
             raise
         control = self.context.socket(zmq.PAIR)
         control.bind(self.control_addr)
-        if self.high_water is not None or self.curve:
+        if self.route is not None:
+            target, args = routed_relay, (front, back, control, self.name, self.route)
+            kwargs = {"stamp": self._stamped if self.curve else None}
+        elif self.high_water is not None or self.curve:
             when_full = REFUSE if self.high_water is not None else HOLD
             target, args = relay, (front, back, control, self.name)
             kwargs = {"when_full": when_full, "stamp": self._stamped if self.curve else None, "alive": self.alive}
@@ -146,10 +158,15 @@ class Broker:
         # rw_back None: no TCP back end (`pyzdb serve --curve`: the server is on the in-process one)
         rw_backs = [a for a in (config.rw_back, config.rw_back_inproc) if a]
         self.queues = []
+        # with a health socket one RW server at a time holds the read-write back end (fence.py)
+        self.fence = WriterFence() if config.health and config.rw_front else None
+        fence = self.fence
         if config.rw_front:   # None: the read-write server binds the front itself (`pyzdb serve`)
+            route = (lambda: fence.route_id) if fence is not None else None
             self.queues.append(Queue("rw", config.rw_front, rw_backs, config.max_message, self.context, curve,
-                                     servers_only))
-        self.health = HealthMonitor(config.health, self.context, self._facts, servers_only) if config.health else None
+                                     servers_only, route=route))
+        self.health = (HealthMonitor(config.health, self.context, self._facts, servers_only, fence)
+                       if config.health else None)
         if config.ro_front:   # also refused at once while the health table knows replicas but none is alive
             health = self.health
             alive = (lambda: health.any_alive("ro")) if health is not None else None
@@ -181,6 +198,8 @@ class Broker:
         try:
             self.health.start()
         except zmq.ZMQError as exc:   # the queues matter more than the status table: serve without it
+            if self.fence is not None:   # but no beats, no writer: the read-write queue could route nothing
+                raise
             log.warning("no health socket on %s (%s): `pyzdb status` cannot list servers", self.config.health, exc)
             self.health = None
 

@@ -92,7 +92,7 @@ def relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket, name: str, *
 def _forward(front: zmq.Socket, back: zmq.Socket, name: str, when_full: str,
              stamp: Callable[[list], list] | None, alive: Callable[[], bool] | None) -> list | None:
     """Move what the front holds to the back; return the request to hold (``HOLD``) if no server can take it."""
-    for frames in _drain(front):
+    for frames in drain(front):
         request = stamp(frames) if stamp else frames
         if (alive is None or alive()) and _send(back, request, name):
             continue
@@ -106,7 +106,7 @@ def _forward(front: zmq.Socket, back: zmq.Socket, name: str, when_full: str,
 
 
 def _reply(front: zmq.Socket, back: zmq.Socket) -> None:
-    for frames in _drain(back):
+    for frames in drain(back):
         try:
             front.send_multipart(frames, zmq.NOBLOCK)
         except zmq.ZMQError:
@@ -124,7 +124,7 @@ def _send(back: zmq.Socket, request: list, name: str) -> bool:
     return True
 
 
-def _drain(sock: zmq.Socket):
+def drain(sock: zmq.Socket):
     """Up to a batch of the messages ``sock`` holds now."""
     for _ in range(_BATCH):
         try:

@@ -5,7 +5,11 @@ A copy (``meta`` marked ``replica``) is refused by ``pyzdb serve`` and
 promotions of one store, or a writer already on it, cannot both go on); it
 refuses while the old read-write server still answers on its replication
 address (``--follow``) or the broker's health table lists a live RW server,
-then removes the mark. Replicas on other hosts then follow the new RW
+then removes the mark and raises the store's ``term`` (above the copy's and
+above every term the broker's health table reports for the database), which
+the server carries in its beats: the broker then routes to it alone and
+refuses any RW server of that database with a lower term
+(``pyzdb.broker.fence``). Replicas on other hosts then follow the new RW
 server's ``--replication`` address.
 """
 from __future__ import annotations
@@ -30,22 +34,34 @@ def refuse_or_promote(args: argparse.Namespace, journal: Journal) -> None:
     """In a claimed store: NotReplicaCopy for a replica's copy, unless ``--promote`` (then promote it)."""
     meta = journal.read_meta()
     if not meta.get("replica"):
+        if meta.get("term"):       # every checkpoint's meta keeps it
+            journal.meta_extra = {"term": meta["term"]}
         return
     if not getattr(args, "promote", False):
         raise NotReplicaCopy(f"{journal.store.url} is a replica's copy of database {meta.get('id')}, not a writer's "
                              f"store: `pyzdb promote --data DIR` (or `pyzdb server --promote`) makes it one once "
                              f"the old read-write server is gone")
-    _check_old_writer_gone(args)
+    table = _check_old_writer_gone(args)
     meta.pop("replica")
+    meta["term"] = next_term(meta, table)
     journal.claim.check()
     journal.store.set_bulk({META_KEY: wire.pack(meta)})
-    journal.meta_extra = {}
-    print(f"pyzdb: promoted {journal.store.url} (database {meta.get('id')}) to a read-write server's store",
-          file=sys.stderr, flush=True)
+    journal.meta_extra = {"term": meta["term"]}
+    print(f"pyzdb: promoted {journal.store.url} (database {meta.get('id')}) to a read-write server's store, "
+          f"term {meta['term']}", file=sys.stderr, flush=True)
 
 
-def _check_old_writer_gone(args: argparse.Namespace) -> None:
-    """ClaimHeld while the old RW server answers on ``--follow`` or the broker lists a live RW server."""
+def next_term(meta: dict, table: dict | None) -> int:
+    """One above the copy's term and every term the broker's table (None: not asked) knows for the database."""
+    database = meta.get("id")
+    known = [meta.get("term", 0), (table or {}).get("terms", {}).get(str(database), 0)]
+    known += [s.get("term", 0) for s in (table or {}).get("servers", []) if s.get("database") == database]
+    return 1 + max(t for t in known if isinstance(t, int) and not isinstance(t, bool))
+
+
+def _check_old_writer_gone(args: argparse.Namespace) -> dict | None:
+    """ClaimHeld while the old RW server answers on ``--follow`` or the broker lists a live RW server; the
+    broker's table (None without ``--health`` or if it does not answer)."""
     curve = (auth.server_role_options(args.curve, args.server_key, peer=args.server_key)
              if getattr(args, "curve", None) else None)
     follow = getattr(args, "follow", None)
@@ -59,6 +75,7 @@ def _check_old_writer_gone(args: argparse.Namespace) -> None:
     if alive:
         raise ClaimHeld(f"the broker on {health} hears a live read-write server (pid {alive[0].get('pid')}): stop "
                         f"it before promoting a replica")
+    return table
 
 
 def promote_command(args: argparse.Namespace) -> int:

@@ -46,7 +46,7 @@ class ServerLoop:
     def __init__(self, context: zmq.Context | None, health: str | None, curve: dict, max_message: int) -> None:
         self.context = context or zmq.Context.instance()
         self.max_message = max_message
-        self.beacon = Beacon(self.context, health, self._beat_info, curve) if health else None
+        self.beacon = Beacon(self.context, health, self._beat_info, curve, self._beat_answer) if health else None
         self.stopping = threading.Event()
 
     def serve_forever(self) -> None:
@@ -85,6 +85,9 @@ class ServerLoop:
 
     def _beat_info(self) -> dict:
         raise NotImplementedError
+
+    def _beat_answer(self, answer: dict) -> None:
+        """What the broker answered a beat (nothing to do here; the read-write server hears whether it holds)."""
 
     def _scope(self, route: list[bytes], cid: bytes) -> bytes:
         """The client id a request is answered under (``cid`` here; Error to refuse the request)."""

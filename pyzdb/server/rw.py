@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -92,6 +93,8 @@ class ReadWriteServer(ServerLoop):
     def __init__(self, db: Database, config: ServerConfig, context: zmq.Context | None = None) -> None:
         self.db = db
         self.config = config
+        self.back_id = b"rw-" + uuid.uuid4().hex.encode()   # its back-end routing id, named in its beats (broker/fence.py)
+        self.refused: str | None = None     # why the broker's fence gives this server no requests, while it does
         super().__init__(context, config.health, config.curve, config.max_message)
         self.front = self._open_front(config)
         self.feed = None
@@ -138,6 +141,7 @@ class ReadWriteServer(ServerLoop):
             if not config.back.startswith("inproc://"):   # an in-process back end is the broker's own: no CURVE
                 for option, value in config.curve.items():
                     sock.setsockopt(option, value)
+            sock.setsockopt(zmq.ROUTING_ID, self.back_id)
             sock.connect(config.back)
         return QueueSocket(sock)
 
@@ -176,8 +180,20 @@ class ReadWriteServer(ServerLoop):
 
     def _beat_info(self) -> dict:
         return {"role": "rw", "back": self.config.front or self.config.back, "seq": self.db.journal.seq,
-                "database": self.db.journal.identity,
+                "database": self.db.journal.identity, "term": self.db.journal.meta.get("term", 0),
+                **({} if self.config.front else {"back_id": self.back_id.decode()}),
                 "locked": self.db.lock is not None, "waiting": len(self.waiting)}
+
+    def _beat_answer(self, answer: dict) -> None:
+        """The broker's fence refused this server (it gets no requests: it waits, beating) or let it hold."""
+        holds = answer.get("holds")
+        if holds is False and self.refused is None:
+            self.refused = str(answer.get("reason"))
+            log.error("%s; refusing to serve (waiting: this server gets no requests unless the broker lets it hold)",
+                      self.refused)
+        elif holds is True and self.refused is not None:
+            log.warning("this RW server now holds the broker (term %s): serving", answer.get("term"))
+            self.refused = None
 
     def _expire(self) -> None:
         """Delete the keys whose deadline passed (at most every EXPIRY_INTERVAL) and commit them as a group."""

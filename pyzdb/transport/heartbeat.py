@@ -38,10 +38,13 @@ class Beacon:
     """A server's side: a DEALER to the broker's health socket, sending a beat with ``info()`` every INTERVAL.
 
     ``curve`` holds the socket options of a server-role key when the broker's health socket requires CURVE.
+    ``on_answer`` gets each answer the broker sends (a dict: for a read-write server whether it holds the broker).
     """
 
-    def __init__(self, context: zmq.Context, address: str, info: Callable[[], dict], curve: dict | None = None) -> None:
+    def __init__(self, context: zmq.Context, address: str, info: Callable[[], dict], curve: dict | None = None,
+                 on_answer: Callable[[dict], None] | None = None) -> None:
         self.info = info
+        self.on_answer = on_answer
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         for option, value in (curve or {}).items():   # a server-role key under CURVE
@@ -58,8 +61,15 @@ class Beacon:
             return      # the common case, on the server's hot path: one clock read
         self.next_beat = now + INTERVAL
         while self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            self.socket.recv_multipart()
+            frames = self.socket.recv_multipart()
             self.broker_seen = now
+            if self.on_answer is not None and len(frames) == 2:
+                try:
+                    answer = wire.unpack(frames[1])
+                except Exception:   # an answer that does not decode is ignored, never trusted
+                    continue
+                if isinstance(answer, dict):
+                    self.on_answer(answer)
         try:
             self.socket.send_multipart([BEAT, wire.pack({"pid": os.getpid(), **self.info()})], zmq.NOBLOCK)
         except zmq.Again:
