@@ -14,6 +14,42 @@ TOPIC = b"seq"
 ANNOUNCE_INTERVAL = 0.5
 
 
+class Publisher:
+    """The feed's socket (an XPUB): publishes, and knows which topics some subscriber takes.
+
+    libzmq drops a message nobody subscribes to only after it is built and
+    sent; ``wants`` lets the server skip both (the invalidation message of a
+    commit when no client cache listens). Subscriptions are read just before
+    each answer, so it says what the socket's own filter would.
+    """
+
+    def __init__(self, context: zmq.Context, address: str, curve: dict) -> None:
+        self.socket = context.socket(zmq.XPUB)
+        for option, value in curve.items():
+            self.socket.setsockopt(option, value)
+        self.socket.bind(address)
+        self.topics: set[bytes] = set()   # each topic some subscriber takes (XPUB reports a topic's first and last)
+
+    def wants(self, topic: bytes) -> bool:
+        """True when some subscriber takes messages starting with ``topic``."""
+        sock = self.socket
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            message = sock.recv(zmq.NOBLOCK)
+            if message[:1] == b"\x01":
+                self.topics.add(message[1:])
+            elif message[:1] == b"\x00":
+                self.topics.discard(message[1:])
+        return any(topic.startswith(taken) for taken in self.topics)
+
+    def send(self, frame: bytes) -> None:
+        """Publish one single-frame message."""
+        self.socket.send(frame)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.socket.close()
+
+
 def announcement(seq: int, identity: str | None) -> bytes:
     """One frame: topic, seq, id (the id is left out for a database that has none)."""
     return TOPIC + seq.to_bytes(8, "big") + (identity or "").encode("ascii")
