@@ -19,9 +19,13 @@ class Publisher:
 
     libzmq drops a message nobody subscribes to only after it is built and
     sent; ``wants`` lets the server skip both (the invalidation message of a
-    commit when no client cache listens). Subscriptions are read just before
-    each answer, so it says what the socket's own filter would.
+    commit when no client cache listens). Reading the subscriptions costs a
+    system call, so it is done at most every ``LOOK_INTERVAL`` seconds: a
+    cache that subscribes meanwhile misses messages, sees the gap in the seqs
+    and starts again (client/cache.py), as after any message lost in flight.
     """
+
+    LOOK_INTERVAL = 0.05
 
     def __init__(self, context: zmq.Context, address: str, curve: dict) -> None:
         self.socket = context.socket(zmq.XPUB)
@@ -29,16 +33,19 @@ class Publisher:
             self.socket.setsockopt(option, value)
         self.socket.bind(address)
         self.topics: set[bytes] = set()   # each topic some subscriber takes (XPUB reports a topic's first and last)
+        self.next_look = 0.0
 
-    def wants(self, topic: bytes) -> bool:
-        """True when some subscriber takes messages starting with ``topic``."""
-        sock = self.socket
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            message = sock.recv(zmq.NOBLOCK)
-            if message[:1] == b"\x01":
-                self.topics.add(message[1:])
-            elif message[:1] == b"\x00":
-                self.topics.discard(message[1:])
+    def wants(self, topic: bytes, now: float) -> bool:
+        """True when some subscriber takes messages starting with ``topic`` (as of ``LOOK_INTERVAL`` ago at most)."""
+        if now >= self.next_look:
+            self.next_look = now + self.LOOK_INTERVAL
+            sock = self.socket
+            while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                message = sock.recv(zmq.NOBLOCK)
+                if message[:1] == b"\x01":
+                    self.topics.add(message[1:])
+                elif message[:1] == b"\x00":
+                    self.topics.discard(message[1:])
         return any(topic.startswith(taken) for taken in self.topics)
 
     def send(self, frame: bytes) -> None:

@@ -340,15 +340,16 @@ class ReadWriteServer(ServerLoop):
         The paths the commits since the last announcement touched go first,
         as one ``invalidation`` message, when a client cache subscribes to them.
         """
+        now = time.monotonic()
         if self.touched:
             first, last, batches = self.touched
             self.touched = []
-            if self.feed.wants(invalidation.TOPIC):   # else nobody hears it: it would be built to be dropped
+            if self.feed.wants(invalidation.TOPIC, now):   # else nobody hears it: it would be built to be dropped
                 prefixes = invalidation.prefixes_of(entry for batch in batches for entries in batch for entry in entries)
                 if len(prefixes) > invalidation.MAX_PREFIXES:
                     prefixes = {invalidation.EVERYTHING}
                 self.feed.send(invalidation.message(first, last, self.db.journal.identity, prefixes))
-        seq, now = self.db.journal.seq, time.monotonic()
+        seq = self.db.journal.seq
         if seq != self.published or now >= self._next_announce:
             self.published, self._next_announce = seq, now + feed.ANNOUNCE_INTERVAL
             self.feed.send(feed.announcement(seq, self.db.journal.identity))   # one frame: a third of a multipart's cost
