@@ -341,10 +341,11 @@ class ReadWriteServer(ServerLoop):
         as one ``invalidation`` message, when a client cache subscribes to them.
         """
         now = time.monotonic()
+        wanted = self.feed.wants(invalidation.TOPIC, now)   # every step: the socket's subscription reports never pile up
         if self.touched:
             first, last, batches = self.touched
             self.touched = []
-            if self.feed.wants(invalidation.TOPIC, now):   # else nobody hears it: it would be built to be dropped
+            if wanted:   # else nobody hears it: it would be built to be dropped
                 prefixes = invalidation.prefixes_of(entry for batch in batches for entries in batch for entry in entries)
                 if len(prefixes) > invalidation.MAX_PREFIXES:
                     prefixes = {invalidation.EVERYTHING}
