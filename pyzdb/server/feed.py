@@ -34,19 +34,27 @@ class Publisher:
         self.socket.bind(address)
         self.topics: set[bytes] = set()   # each topic some subscriber takes (XPUB reports a topic's first and last)
         self.next_look = 0.0
+        self.answers: dict[bytes, bool] = {}   # ``wants`` of each topic asked since the last look
 
     def wants(self, topic: bytes, now: float) -> bool:
         """True when some subscriber takes messages starting with ``topic`` (as of ``LOOK_INTERVAL`` ago at most)."""
         if now >= self.next_look:
-            self.next_look = now + self.LOOK_INTERVAL
-            sock = self.socket
-            while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                message = sock.recv(zmq.NOBLOCK)
-                if message[:1] == b"\x01":
-                    self.topics.add(message[1:])
-                elif message[:1] == b"\x00":
-                    self.topics.discard(message[1:])
-        return any(topic.startswith(taken) for taken in self.topics)
+            self._look(now)
+        answer = self.answers.get(topic)
+        if answer is None:
+            answer = self.answers[topic] = any(topic.startswith(taken) for taken in self.topics)
+        return answer
+
+    def _look(self, now: float) -> None:
+        """Read the subscription reports the socket holds."""
+        self.next_look, self.answers = now + self.LOOK_INTERVAL, {}
+        sock = self.socket
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            message = sock.recv(zmq.NOBLOCK)
+            if message[:1] == b"\x01":
+                self.topics.add(message[1:])
+            elif message[:1] == b"\x00":
+                self.topics.discard(message[1:])
 
     def send(self, frame: bytes) -> None:
         """Publish one single-frame message."""
