@@ -99,10 +99,7 @@ class ReadWriteServer(ServerLoop):
         self.front = self._open_front(config)
         self.feed = None
         if config.feed:
-            self.feed = self.context.socket(zmq.PUB)
-            for option, value in config.feed_curve.items():
-                self.feed.setsockopt(option, value)
-            self.feed.bind(config.feed)
+            self.feed = feed.Publisher(self.context, config.feed, config.feed_curve)
             db.journal.on_append = self._note_commit
         self.touched: list = []   # [first seq, last seq, prefixes] committed since the last invalidation sent
         self.replication = None
@@ -346,27 +343,30 @@ class ReadWriteServer(ServerLoop):
         self.checkpointer.maybe_start()
 
     def _note_commit(self, first: int, last: int, batch: list[list]) -> None:
-        """Journal hook: remember the path prefixes a commit touched, for the next invalidation message."""
-        prefixes = invalidation.prefixes_of(entry for entries in batch for entry in entries)
-        if len(prefixes) > invalidation.MAX_PREFIXES:
-            prefixes = {invalidation.EVERYTHING}
+        """Journal hook: remember what a commit wrote, for the next invalidation message (built only if one is wanted)."""
         if self.touched:
             self.touched[1] = last
-            self.touched[2] |= prefixes
+            self.touched[2].append(batch)
         else:
-            self.touched = [first, last, prefixes]
+            self.touched = [first, last, [batch]]
 
     def _announce(self) -> None:
         """Publish the committed seq and the database id when the seq moved, and every ANNOUNCE_INTERVAL anyway.
 
         The paths the commits since the last announcement touched go first,
-        as one ``invalidation`` message (client caches).
+        as one ``invalidation`` message, when a client cache subscribes to them.
         """
+        now = time.monotonic()
+        wanted = self.feed.wants(invalidation.TOPIC, now)   # every step: the socket's subscription reports never pile up
         if self.touched:
-            first, last, prefixes = self.touched
+            first, last, batches = self.touched
             self.touched = []
-            self.feed.send(invalidation.message(first, last, self.db.journal.identity, prefixes))
-        seq, now = self.db.journal.seq, time.monotonic()
+            if wanted:   # else nobody hears it: it would be built to be dropped
+                prefixes = invalidation.prefixes_of(entry for batch in batches for entries in batch for entry in entries)
+                if len(prefixes) > invalidation.MAX_PREFIXES:
+                    prefixes = {invalidation.EVERYTHING}
+                self.feed.send(invalidation.message(first, last, self.db.journal.identity, prefixes))
+        seq = self.db.journal.seq
         if seq != self.published or now >= self._next_announce:
             self.published, self._next_announce = seq, now + feed.ANNOUNCE_INTERVAL
             self.feed.send(feed.announcement(seq, self.db.journal.identity))   # one frame: a third of a multipart's cost

@@ -1,6 +1,7 @@
 """The change feed's invalidation message: which path prefixes the writes of one commit touched.
 
-The read-write server publishes one per commit on the feed, beside its
+The read-write server publishes one per commit on the feed while some
+subscriber takes ``inv`` (server/feed.py ``Publisher``), beside its
 ``seq`` announcement (topic ``inv``, so replicas, which subscribe to
 ``seq``, never receive it): ``inv`` + msgpack ``[first seq, last seq,
 database id, prefixes]``, where each prefix is the first ``PREFIX_STEPS``

@@ -7,6 +7,7 @@ strings stay strings; nothing is ever unpickled or evaluated.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, BinaryIO, Callable, Iterator
 
 import msgpack
@@ -19,6 +20,17 @@ DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 # query.check_value refuses stored values nested deeper than query.MAX_VALUE_DEPTH.
 ExtHook = Callable[[int, bytes], Any]
 ExtType = msgpack.ExtType      # a msgpack extension value (the tree's File references are one)
+PACKER_KEEP = 1 << 20   # a thread's packer grown past this many bytes is replaced (it would hold them for good)
+
+
+class _Packers(threading.local):
+    """One msgpack ``Packer`` per thread: ``packb`` builds one (and its buffer) per call, a write packs ~10 values."""
+
+    def __init__(self) -> None:
+        self.plain = msgpack.Packer(use_bin_type=True, datetime=False)
+
+
+_packers = _Packers()
 
 
 def pack(obj: Any, default: Callable[[Any], Any] | None = None) -> bytes:
@@ -31,9 +43,14 @@ def pack(obj: Any, default: Callable[[Any], Any] | None = None) -> bytes:
     {'a': [1, b'x']}
     """
     try:
-        return msgpack.packb(obj, use_bin_type=True, datetime=False, default=default)
+        if default is not None:
+            return msgpack.packb(obj, use_bin_type=True, datetime=False, default=default)
+        data = _packers.plain.pack(obj)   # resets itself after a failure too
     except (TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError(f"cannot encode value: {exc}") from exc
+    if len(data) > PACKER_KEEP:
+        _packers.plain = msgpack.Packer(use_bin_type=True, datetime=False)
+    return data
 
 
 def unpack(data: bytes, max_size: int | None = DEFAULT_MAX_MESSAGE, ext_hook: ExtHook | None = None) -> Any:
