@@ -31,7 +31,10 @@ def test_a_replica_holds_at_most_max_held_watchers_and_answers_the_rest_at_once(
             answered, deadline = 0, time.monotonic() + 4
             while answered < WATCHERS - MAX_HELD and sock.poll(max(1, int((deadline - time.monotonic()) * 1000))):
                 reply = wire.unpack(sock.recv_multipart()[-1])
-                assert reply["ok"]["changes"] == [], reply
+                if "err" in reply:     # the broker's read-only queue was full and refused it: answered at once too
+                    assert reply["err"][0] == "NoAnswer", reply
+                else:
+                    assert reply["ok"]["changes"] == [], reply
                 answered += 1
             assert answered >= WATCHERS - MAX_HELD, f"only {answered} of the watchers over the bound were answered"
             growth = (memory_kib(replica) - before) / 1024
