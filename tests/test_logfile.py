@@ -73,6 +73,26 @@ def test_records_come_back_across_segments_and_dropped_segments_go(tmp_path, mon
     again.close()
 
 
+def test_a_reader_skips_a_segment_the_writer_removed_after_the_reader_listed_it(tmp_path, monkeypatch):
+    # a replica (or `pyzdb check`) lists the directory, then opens each segment: a checkpoint may remove one between
+    monkeypatch.setattr("pyzdb.storage.logfile.SEGMENT_BYTES", 200)
+    directory = str(tmp_path / "log")
+    log = LogFile(directory, TOKEN, durability="none")
+    for seq in range(1, 41):
+        log.append([(seq, b"record %d" % seq)])
+    listed = sorted(os.listdir(directory))
+    log.drop_through(30)
+    log.append([(41, b"one")])
+    assert set(listed) - set(os.listdir(directory)), "the test needs a segment removed after the listing"
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: sorted(set(listed) | set(real_listdir(path))))
+    reader = LogFile(directory, TOKEN)
+    monkeypatch.setattr(os, "listdir", real_listdir)
+    assert reader.get(range(31, 42)) == {**{seq: b"record %d" % seq for seq in range(31, 41)}, 41: b"one"}
+    reader.close()
+    log.close()
+
+
 def test_under_batch_the_database_is_fsynced_before_a_checkpoint_removes_log_segments(tmp_path, monkeypatch):
     # under batch a checkpoint's meta is not yet fsync'd when it is written; a segment unlinked before it is
     # could leave neither the records nor the checkpoint covering them after a power loss

@@ -109,7 +109,10 @@ class LogFile:
             first = int(os.path.basename(path)[:-len(SUFFIX)])
         except ValueError:
             raise CorruptStore(f"{path} is not a pyzdb log segment name") from None
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return   # the writer removed it since the listing (a checkpoint covered it): nothing to read there
         head = os.pread(fd, HEADER_SIZE, 0)
         if len(head) < HEADER_SIZE or head == b"\0" * HEADER_SIZE:
             if not is_last:
