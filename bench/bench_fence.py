@@ -2,7 +2,7 @@
 
 ``fenced``: broker and server with ``--health`` (the read-write queue is
 ``pyzdb.broker.routed``'s relay loop, requests to the holder alone);
-``proxy``: both with ``--health ''`` (zmq's C proxy, unfenced). Rounds
+``proxy``: both with ``--health ''`` (unfenced: ``relay.relay``; zmq's C proxy until it was dropped for spinning). Rounds
 alternate the two in one run; the report is each case's median and the
 median of the per-round ratios.
 

@@ -143,3 +143,35 @@ def test_a_write_sent_while_the_rw_server_restarts_behind_a_curve_broker_lands_o
         db._conn.close()
         stop_process(server)
         stop_process(broker)
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("health", [True, False], ids=["health", "no-health"])
+def test_a_broker_holding_requests_for_an_absent_rw_server_stays_idle(health, tmp_path):
+    # zmq.proxy_steerable, which served the plain read-write queue before, spun a core at 100 % here
+    ports = free_ports(5)
+    uri = [f"tcp://127.0.0.1:{port}" for port in ports]
+    proc = start_process(["broker", "--rw-front", uri[0], "--rw-back", uri[1], "--ro-front", uri[2],
+                          "--ro-back", uri[3], "--health", uri[4] if health else ""], str(tmp_path / "broker.log"),
+                         env={"PYTHONPATH": os.pathsep.join(sys.path)})
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        time.sleep(2.0)     # started and bound (a fenced broker's first 1.5 s grant nothing anyway)
+        sock.connect(uri[0])
+        for rid in range(1, 6):
+            sock.send_multipart([b"", wire.encode_request(b"c" * 16, rid, {"op": "ping"})])
+        time.sleep(0.5)
+        before = _cpu_seconds(proc.pid)
+        time.sleep(3.0)
+        used = _cpu_seconds(proc.pid) - before
+        assert used < 1.0, f"the broker used {used:.2f} s of CPU in 3 s with requests held and no RW server"
+        assert proc.poll() is None
+    finally:
+        sock.close()
+        stop_process(proc)

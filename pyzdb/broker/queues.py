@@ -41,20 +41,20 @@ class BrokerConfig:
 
 
 class Queue:
-    """One request queue: a ROUTER front, a DEALER back, and zmq's proxy between them on a thread.
+    """One request queue: a ROUTER front, a DEALER back, and ``relay.relay`` between them on a thread.
 
     Sockets are bound in ``start()`` on the caller's thread, so a taken
-    address raises there; ``stop()`` ends the proxy through its control socket.
-    With CURVE (``curve`` holds the front's server options) ``relay.relay``
-    replaces zmq's proxy: it puts the client's role and key, from the ZAP
-    User-Id, in a frame just before the payload, where the server reads it,
-    and holds a request no server can take until one can (``HOLD``: the
-    read-write server is restarting). ``back_curve`` (server options in the
+    address raises there; ``stop()`` ends the relay through its control socket.
+    The relay holds a request no server can take until one can (``HOLD``:
+    the read-write server is restarting); zmq's own proxy, used here before,
+    spun a core at 100 % while requests waited and no server was attached.
+    With CURVE (``curve`` holds the front's server options) it also puts the
+    client's role and key, from the ZAP User-Id, in a frame just before the
+    payload, where the server reads it. ``back_curve`` (server options in the
     servers' ZAP domain) makes the back end admit only servers holding a
-    server-role key. With ``high_water`` (the read-only queue) the same relay
-    replaces the proxy (stamping under CURVE too) but refuses instead
-    (``REFUSE``): what no server can take now is answered NoAnswer (a
-    ServiceUnavailable). With ``route`` (the read-write queue of a broker
+    server-role key. With ``high_water`` (the read-only queue) the relay
+    refuses instead (``REFUSE``): what no server can take now is answered
+    NoAnswer (a ServiceUnavailable). With ``route`` (the read-write queue of a broker
     with a health socket) the back end is a ROUTER and ``routed.routed_relay``
     sends every request to the one server ``route()`` names (the holder of
     ``fence.WriterFence``) and drops replies from any other.
@@ -105,25 +105,13 @@ class Queue:
         if self.route is not None:
             target, args = routed_relay, (front, back, control, self.name, self.route)
             kwargs = {"stamp": self._stamped if self.curve else None}
-        elif self.high_water is not None or self.curve:
+        else:   # not zmq.proxy_steerable: it spins a core while requests wait and no server is attached
             when_full = REFUSE if self.high_water is not None else HOLD
             target, args = relay, (front, back, control, self.name)
             kwargs = {"when_full": when_full, "stamp": self._stamped if self.curve else None, "alive": self.alive}
-        else:
-            target, args, kwargs = self._run, (front, back, control), {}
         self.thread = threading.Thread(target=target, args=args, kwargs=kwargs, name=f"pyzdb-broker-{self.name}",
                                        daemon=True)
         self.thread.start()
-
-    @staticmethod
-    def _run(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket) -> None:
-        try:
-            zmq.proxy_steerable(front, back, None, control)
-        except zmq.ContextTerminated:
-            pass
-        finally:
-            for sock in (front, back, control):
-                sock.close()
 
     @staticmethod
     def _stamped(frames: list) -> list:
@@ -131,14 +119,12 @@ class Queue:
         return [frames[0], b"", auth.role_frame(frames[-1].get("User-Id")), frames[-1]]
 
     def stop(self) -> None:
-        """End the proxy and close its sockets."""
+        """End the relay and close its sockets."""
         if self.thread is None:
             return
         with self.context.socket(zmq.PAIR) as command:
             command.connect(self.control_addr)
             command.send(b"TERMINATE")
-        # a proxy blocked sending into a queue with no server attached (zmq blocks there) never reads
-        # its control socket; its thread is a daemon and ends with the process
         self.thread.join(1)
         self.thread = None
 
