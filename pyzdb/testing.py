@@ -312,3 +312,13 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def wait_cache_seen(db: Proxy, seq: int, timeout: float = 10.0) -> None:
+    """Until the client cache of ``db`` (a ``client(..., cache=True)`` proxy) has applied the feed up to ``seq``."""
+    cache = db._conn.cache
+    deadline = time.monotonic() + timeout
+    while (cache.seen or 0) < seq:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"the feed did not reach seq {seq} (seen {cache.seen})")
+        time.sleep(0.01)

@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from pyzdb.client.cache import DEFAULT_BYTES, FEED_SILENCE, LARGEST_SHARE, MISS, ReadCache
-from pyzdb.testing import EmbeddedService, free_ports, stop_process
+from pyzdb.testing import EmbeddedService, free_ports, stop_process, wait_cache_seen
 from pyzdb.transport import invalidation
 from pyzdb.transport.wire import pack
 
@@ -21,15 +21,6 @@ from pyzdb.transport.wire import pack
 def service():
     with EmbeddedService("--lock-lease", "5", "--lock-wait", "10") as running:
         yield running
-
-
-def wait_seen(db, seq: int, timeout: float = 10.0) -> None:
-    """Until the cache of ``db``'s client has applied the feed up to ``seq``."""
-    cache = db._conn.cache
-    deadline = time.monotonic() + timeout
-    while (cache.seen or 0) < seq:
-        assert time.monotonic() < deadline, f"the feed did not reach seq {seq} (seen {cache.seen})"
-        time.sleep(0.01)
 
 
 def test_a_read_run_before_another_clients_write_of_its_group_is_not_cached_stale(service):
@@ -53,7 +44,7 @@ def test_a_read_run_before_another_clients_write_of_its_group_is_not_cached_stal
         locker.unlock()
         read.join(10)
         write.join(10)
-        wait_seen(reader, writer._conn.last_seq)
+        wait_cache_seen(reader, writer._conn.last_seq)
         if reader[key]._run()["v"] != 1:
             stale.append(key)
     assert stale == [], f"reads cached stale after the feed delivered the write: {stale}"
@@ -78,7 +69,7 @@ def test_a_silent_feed_stops_the_cache_answering_within_its_silence_bound(servic
     proxy, feed = stoppable_feed
     reader, writer = service.client(cache=True, feed=feed), service.client()
     writer["quiet"] = {"v": 0}
-    wait_seen(reader, writer._conn.last_seq)
+    wait_cache_seen(reader, writer._conn.last_seq)
     assert reader["quiet"]._run() == {"v": 0} and reader["quiet"]._run() == {"v": 0}
     hits = reader._conn.cache.hits
     assert hits >= 1
@@ -87,7 +78,7 @@ def test_a_silent_feed_stops_the_cache_answering_within_its_silence_bound(servic
     time.sleep(FEED_SILENCE + 0.5)
     assert reader["quiet"]._run() == {"v": 1}      # asked of the server: the cache was silent too long
     os.kill(proxy.pid, signal.SIGCONT)             # the held messages arrive in order: no gap, the cache serves again
-    wait_seen(reader, writer._conn.last_seq)
+    wait_cache_seen(reader, writer._conn.last_seq)
     deadline = time.monotonic() + 10
     while reader._conn.cache.hits == hits:
         assert time.monotonic() < deadline, "the cache did not serve again once the feed was heard"
@@ -127,7 +118,7 @@ def test_the_cache_holds_a_bounded_number_of_bytes_whatever_the_values(service):
     big = "b" * (2 << 20)
     for i in range(48):                            # 96 MiB of distinct values read once each
         writer[f"big{i}"] = big
-    wait_seen(reader, writer._conn.last_seq)
+    wait_cache_seen(reader, writer._conn.last_seq)
     for i in range(48):
         assert reader[f"big{i}"]._run() == big
     cache = reader._conn.cache
@@ -136,7 +127,7 @@ def test_the_cache_holds_a_bounded_number_of_bytes_whatever_the_values(service):
     assert held <= DEFAULT_BYTES
     huge = b"h" * (DEFAULT_BYTES // LARGEST_SHARE + 1)
     writer["huge"] = huge
-    wait_seen(reader, writer._conn.last_seq)
+    wait_cache_seen(reader, writer._conn.last_seq)
     assert reader["huge"]._run() == huge and ("huge",) not in cache.entries
 
 
@@ -181,14 +172,14 @@ def test_a_broker_restart_between_cached_reads_keeps_them_fresh_and_read_your_wr
         me = cluster.client(cache=True, feed=cluster.feed, timeout=30)
         other = cluster.client(timeout=30)
         me["mine"], other["theirs"] = {"v": 0}, {"v": 0}
-        wait_seen(me, other._conn.last_seq)
+        wait_cache_seen(me, other._conn.last_seq)
         assert me["theirs"]._run() == {"v": 0} and me["theirs"]._run() == {"v": 0}
         cluster.kill_member("broker")
         cluster.start_member("broker")
         other["theirs"] = {"v": 1}                  # the client retries through the new broker
         me["mine"] = {"v": 1}
         assert me["mine"]._run() == {"v": 1}        # its own write, at once
-        wait_seen(me, other._conn.last_seq)
+        wait_cache_seen(me, other._conn.last_seq)
         assert me["theirs"]._run() == {"v": 1}      # the other's, once the feed delivered it
         hits = me._conn.cache.hits
         assert me["theirs"]._run() == {"v": 1} and me._conn.cache.hits == hits + 1

@@ -10,7 +10,7 @@ import zmq
 from pyzdb.client import client
 from pyzdb.client.cache import MISS, ReadCache
 from pyzdb.errors import AuthError
-from pyzdb.testing import EmbeddedService, free_ports
+from pyzdb.testing import EmbeddedService, free_ports, wait_cache_seen
 from pyzdb.transport import invalidation
 
 
@@ -18,15 +18,6 @@ from pyzdb.transport import invalidation
 def service():
     with EmbeddedService() as running:
         yield running
-
-
-def wait_seen(db, seq: int, timeout: float = 10.0) -> None:
-    """Until the cache of ``db``'s client has applied the feed up to ``seq``."""
-    cache = db._conn.cache
-    deadline = time.monotonic() + timeout
-    while (cache.seen or 0) < seq:
-        assert time.monotonic() < deadline, f"the feed did not reach seq {seq} (seen {cache.seen})"
-        time.sleep(0.01)
 
 
 def test_own_writes_are_never_read_stale(service):
@@ -66,7 +57,7 @@ def test_another_clients_acknowledged_write_is_seen_once_the_feed_delivered_it(s
             writer["shared"].update({"x": {"y": i}})
         else:
             writer["shared"] = {"x": {"y": i}, "n": i}
-        wait_seen(reader, writer._conn.last_seq)
+        wait_cache_seen(reader, writer._conn.last_seq)
         assert reader["shared"]["x"]["y"]._run() == i
         assert reader["shared"]._run()["x"] == {"y": i}
     assert reader._conn.cache.hits >= 50   # the second read of each round (the first rounds may come before the feed)
@@ -76,10 +67,10 @@ def test_a_root_write_drops_everything(service):
     reader = service.client(cache=True, feed=service.feed)
     writer = service.client()
     writer["r1"], writer["r2"] = 1, 2
-    wait_seen(reader, writer._conn.last_seq)
+    wait_cache_seen(reader, writer._conn.last_seq)
     assert (reader["r1"]._run(), reader["r2"]._run()) == (1, 2)
     writer.update({"r1": 10, "r2": 20})
-    wait_seen(reader, writer._conn.last_seq)
+    wait_cache_seen(reader, writer._conn.last_seq)
     assert (reader["r1"]._run(), reader["r2"]._run()) == (10, 20)
 
 

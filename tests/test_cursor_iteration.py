@@ -149,8 +149,8 @@ def test_a_first_page_refused_as_too_large_leaves_no_cursor_and_the_last_page_re
 
 
 # --- a running service ---------------------------------------------------------------------------
-def test_proxy_iteration_while_another_client_deletes_and_inserts_has_every_stable_key_once(service):
-    reader, writer = service.empty_client(), service.client()
+def _iterate_under_churn(reader, writer, every: int) -> tuple[collections.Counter, dict]:
+    """How often ``reader`` saw each key of ``d`` while ``writer`` churned it every ``every`` keys; the churn's state."""
     writer._conn.write({"op": "call", "path": [], "method": "update", "args": [{"d": _tree()}], "kwargs": {}})
     seed = random.randrange(1 << 30)
     print("seed", seed)
@@ -158,9 +158,13 @@ def test_proxy_iteration_while_another_client_deletes_and_inserts_has_every_stab
     seen = []
     for key in reader["d"]:
         seen.append(key)
-        if len(seen) % 50 == 0:
+        if len(seen) % every == 0:
             _churn(writer["d"], rng, state, 5)
-    counts = collections.Counter(seen)
+    return collections.Counter(seen), state
+
+
+def test_proxy_iteration_while_another_client_deletes_and_inserts_has_every_stable_key_once(service):
+    counts, state = _iterate_under_churn(service.empty_client(), service.client(), 50)
     assert state["new"] > 500 and max(counts.values()) == 1
     assert _stable() <= set(counts)
 
@@ -256,16 +260,7 @@ def test_iteration_by_a_client_with_replicas_is_exactly_once_and_a_replica_refus
     # two replicas take turns on the read-only queue: pages sent there would reach one that never saw the cursor
     with Cluster(replicas=2) as cluster:
         writer, reader = cluster.client(), cluster.client(ro=True)
-        writer._conn.write({"op": "call", "path": [], "method": "update", "args": [{"d": _tree()}], "kwargs": {}})
-        seed = random.randrange(1 << 30)
-        print("seed", seed)
-        rng, state = random.Random(seed), {"alive": [f"v{i}" for i in range(KEYS)], "new": 0}
-        seen = []
-        for key in reader["d"]:
-            seen.append(key)
-            if len(seen) % 100 == 0:
-                _churn(writer["d"], rng, state, 5)
-        counts = collections.Counter(seen)
+        counts, _ = _iterate_under_churn(reader, writer, 100)
         assert max(counts.values()) == 1 and _stable() <= set(counts)
         cursor = writer._conn.read({"op": "iter", "path": ["d"], "cursor": None, "limit": 10})["cursor"]
         on_replica = {"op": "iter", "path": ["d"], "cursor": cursor, "limit": 10}
