@@ -14,7 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from pyzdb.client import Proxy, client
 from pyzdb.errors import Error
@@ -322,3 +323,21 @@ def wait_cache_seen(db: Proxy, seq: int, timeout: float = 10.0) -> None:
         if time.monotonic() >= deadline:
             raise AssertionError(f"the feed did not reach seq {seq} (seen {cache.seen})")
         time.sleep(0.01)
+
+
+@contextmanager
+def feed_and_cache() -> Iterator[tuple[Any, Any]]:
+    """A PUB socket bound on a free loopback port and a ``ReadCache`` following it (tests feed it frames by hand)."""
+    import zmq
+
+    from pyzdb.client.cache import ReadCache
+    context = zmq.Context.instance()
+    address = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    pub = context.socket(zmq.PUB)
+    pub.bind(address)
+    cache = ReadCache(context, address)
+    try:
+        yield pub, cache
+    finally:
+        cache.close()
+        pub.close()

@@ -9,10 +9,9 @@ import threading
 import time
 
 import pytest
-import zmq
 
-from pyzdb.client.cache import DEFAULT_BYTES, FEED_SILENCE, LARGEST_SHARE, MISS, ReadCache
-from pyzdb.testing import EmbeddedService, free_ports, stop_process, wait_cache_seen
+from pyzdb.client.cache import DEFAULT_BYTES, FEED_SILENCE, LARGEST_SHARE, MISS
+from pyzdb.testing import EmbeddedService, feed_and_cache, free_ports, stop_process, wait_cache_seen
 from pyzdb.transport import invalidation
 from pyzdb.transport.wire import pack
 
@@ -87,12 +86,7 @@ def test_a_silent_feed_stops_the_cache_answering_within_its_silence_bound(servic
 
 
 def test_a_feed_frame_that_cannot_be_applied_clears_the_cache_and_it_keeps_following():
-    context = zmq.Context.instance()
-    port = free_ports(1)[0]
-    pub = context.socket(zmq.PUB)
-    pub.bind(f"tcp://127.0.0.1:{port}")
-    cache = ReadCache(context, f"tcp://127.0.0.1:{port}")
-    try:
+    with feed_and_cache() as (pub, cache):
         def send_until(frame: bytes, done) -> None:
             deadline = time.monotonic() + 10
             while not done():
@@ -108,9 +102,6 @@ def test_a_feed_frame_that_cannot_be_applied_clears_the_cache_and_it_keeps_follo
         send_until(invalidation.message(3, 3, "db1", {("b",)}), lambda: cache.seen == 3)   # still following
         cache.put(("a",), "new", 3)
         assert cache.get(("a",), 3) == "new"
-    finally:
-        cache.close()
-        pub.close()
 
 
 def test_the_cache_holds_a_bounded_number_of_bytes_whatever_the_values(service):
@@ -132,12 +123,7 @@ def test_the_cache_holds_a_bounded_number_of_bytes_whatever_the_values(service):
 
 
 def test_an_invalidation_drops_what_is_on_above_or_below_its_prefix_and_nothing_beside_it():
-    context = zmq.Context.instance()
-    port = free_ports(1)[0]
-    pub = context.socket(zmq.PUB)
-    pub.bind(f"tcp://127.0.0.1:{port}")
-    cache = ReadCache(context, f"tcp://127.0.0.1:{port}")
-    try:
+    with feed_and_cache() as (pub, cache):
         def deliver(seq: int, prefixes: set) -> None:
             deadline = time.monotonic() + 10
             while cache.seen != seq:
@@ -161,9 +147,6 @@ def test_an_invalidation_drops_what_is_on_above_or_below_its_prefix_and_nothing_
         deliver(4, {("users",)})
         assert [key for key in cache.entries] == [("other", "u1")]
         assert set(cache.by_top) == {"other"} and set(cache.by_two) == {("other", "u1")}
-    finally:
-        cache.close()
-        pub.close()
 
 
 def test_a_broker_restart_between_cached_reads_keeps_them_fresh_and_read_your_writes():

@@ -8,9 +8,9 @@ import pytest
 import zmq
 
 from pyzdb.client import client
-from pyzdb.client.cache import MISS, ReadCache
+from pyzdb.client.cache import MISS
 from pyzdb.errors import AuthError
-from pyzdb.testing import EmbeddedService, free_ports, wait_cache_seen
+from pyzdb.testing import EmbeddedService, feed_and_cache, wait_cache_seen
 from pyzdb.transport import invalidation
 
 
@@ -75,12 +75,7 @@ def test_a_root_write_drops_everything(service):
 
 
 def test_a_gap_a_heartbeat_ahead_or_another_database_clears_the_cache():
-    context = zmq.Context.instance()
-    port = free_ports(1)[0]
-    pub = context.socket(zmq.PUB)
-    pub.bind(f"tcp://127.0.0.1:{port}")
-    cache = ReadCache(context, f"tcp://127.0.0.1:{port}")
-    try:
+    with feed_and_cache() as (pub, cache):
         def send_until(frame: bytes, seen: int, identity: str = "db1") -> None:
             deadline = time.monotonic() + 10
             while cache.seen != seen or cache.identity != identity:
@@ -107,9 +102,6 @@ def test_a_gap_a_heartbeat_ahead_or_another_database_clears_the_cache():
         assert cache.get(("b",), 3) is MISS
         cache.put(("b",), 2, 2)                                               # older than seen: not kept
         assert cache.get(("b",), 0) is MISS
-    finally:
-        cache.close()
-        pub.close()
 
 
 def test_cache_is_refused_under_curve():
