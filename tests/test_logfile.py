@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 import zlib
 
@@ -109,6 +110,42 @@ def test_under_batch_the_database_is_fsynced_before_a_checkpoint_removes_log_seg
         assert min(int(os.path.basename(path)[:20]) for path in segments(tmp_path)) > 1
     finally:
         store.close()
+
+
+CRASHED_AFTER_ROTATION = textwrap.dedent("""
+    import os, sys
+    from pyzdb.storage.logfile import LogFile
+    log = LogFile(sys.argv[1], b"t" * 16, durability="batch")
+    for seq in range(1, 11):
+        log.append([(seq, b"record %d" % seq)])
+    log.drop_through(5)                  # a checkpoint covers 1-5: the next append starts a segment
+    if sys.argv[2] == "killed after the new segment":
+        os.pwrite = lambda *args: os._exit(9)   # the server dies once the segment for 11 exists, before its frame
+    log.append([(11, b"lost 11")])
+    log.append([(12, b"lost 12")])
+    os._exit(9)
+""")
+
+
+@pytest.mark.parametrize("how", ["killed after the new segment", "records past the recovered end"])
+def test_records_appended_to_an_empty_last_segment_after_a_drop_survive_a_restart(tmp_path, how):
+    # The next writer's clean-up drops what the checkpoint covers again (the killed one had not noted it), which
+    # asks for a new segment; the last one was empty and named for the same record (made just before the kill,
+    # or emptied by truncate_after): making it again and removing "the empty one" unlinked the file the
+    # records then went to, so every write acknowledged until the next kill was gone at the restart after it.
+    directory = str(tmp_path / "log")
+    crashed = subprocess.run([sys.executable, "-c", CRASHED_AFTER_ROTATION, directory, how],
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert crashed.returncode == 9
+    writer = LogFile(directory, TOKEN, durability="batch")
+    writer.drop_through(5)
+    writer.truncate_after(10)            # what recovery found: records 11-12 were never acknowledged
+    writer.append([(11, b"record 11")])
+    writer.append([(12, b"record 12")])
+    os.close(writer._lock_fd)            # as a kill -9 leaves it
+    restarted = LogFile(directory, TOKEN, durability="batch")
+    assert restarted.get(range(6, 13)) == {seq: b"record %d" % seq for seq in range(6, 13)}
+    restarted.close()
 
 
 @pytest.mark.parametrize("tail", ["partial frame", "bad crc32", "zeros", "half a header"])

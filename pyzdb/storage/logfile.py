@@ -256,7 +256,27 @@ class LogFile:
             raise StoreError(f"log file {segment.path}: cannot cut a failed write back: {exc}") from None
 
     def _new_segment(self, first: int) -> Segment:
+        """The segment record ``first`` starts; then the segments a checkpoint covers, and an empty last one, go."""
         old = self.segments[-1] if self.segments else None
+        if old is not None and old.first == first and old.last < first:
+            # empty and named for ``first`` (a crash right after making it, or truncate_after): it is the new
+            # segment already; making it again would open the same path, and removing the empty one would unlink it
+            segment = old
+            self._sync(segment.fd)
+            if self.durability != "none":
+                self._sync_directory()
+        else:
+            segment = self._make_segment(first, old)
+        for gone in [s for s in self.segments if s is not segment and (s.last < self.low or s.last < s.first)]:
+            self.segments.remove(gone)
+            os.close(gone.fd)
+            os.unlink(gone.path)
+        if segment is not old:
+            self.segments.append(segment)
+        self._rotate = False
+        return segment
+
+    def _make_segment(self, first: int, old: Segment | None) -> Segment:
         if old is not None and old.end > HEADER_SIZE and self.durability != "none":
             os.fsync(old.fd)   # a finished segment is whole on disk before records go to the next
         path = os.path.join(self.directory, segment_name(first))
@@ -271,14 +291,7 @@ class LogFile:
             os.close(fd)
             os.unlink(path)
             raise StoreError(f"cannot start log file {path}: {exc}") from None
-        segment = Segment(path, first, fd)
-        while self.segments and (self.segments[0].last < self.low or self.segments[-1].last < self.segments[-1].first):
-            gone = self.segments.pop(0 if self.segments[0].last < self.low else -1)
-            os.close(gone.fd)
-            os.unlink(gone.path)
-        self.segments.append(segment)
-        self._rotate = False
-        return segment
+        return Segment(path, first, fd)
 
     def _sync(self, fd: int) -> None:
         if self.durability != "none":
