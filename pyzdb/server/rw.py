@@ -178,6 +178,7 @@ class ReadWriteServer(ServerLoop):
     def _beat_info(self) -> dict:
         return {"role": "rw", "back": self.config.front or self.config.back, "seq": self.db.journal.seq,
                 "database": self.db.journal.identity, "term": self.db.journal.meta.get("term", 0),
+                "writer": self.db.journal.meta.get("writer"),
                 **({} if self.config.front else {"back_id": self.back_id.decode()}),
                 "locked": self.db.lock is not None, "waiting": len(self.waiting)}
 
