@@ -9,10 +9,13 @@ import os
 import signal
 import time
 
+import pytest
 from test_writer_fence import Deployment, append_acknowledged, stored_list
 
 from pyzdb.broker.fence import GRACE, WriterFence
+from pyzdb.broker.routed import NO_HOLDER_WARN
 from pyzdb.client import client
+from pyzdb.errors import NoAnswer
 from pyzdb.server.local_copy import CopyFollower, LocalCopy
 from pyzdb.storage import open_store
 from pyzdb.storage.journal import Journal
@@ -171,3 +174,23 @@ def test_a_copy_keeps_the_highest_term_it_was_told_through_its_checkpoints(tmp_p
         assert meta["term"] == 3 and meta["gen"] == 1 and meta["replica"], meta
     finally:
         store.close()
+
+
+def test_a_rw_server_without_health_at_a_fenced_broker_is_told_and_the_broker_says_why_requests_wait(tmp_path):
+    """``server --health ''`` never beats, so the broker never lets it hold: both logs name the cause."""
+    dep = Deployment(tmp_path)
+    try:
+        dep.start_broker()
+        args = dep.rw_args("silent")
+        args[args.index("--health") + 1] = ""
+        dep.start("silent", args)
+        dep.wait_log("silent", "warning: no --health, so no beats")
+        db, _ = client(dep.rw_uri, timeout=NO_HOLDER_WARN + 2)
+        try:
+            with pytest.raises(NoAnswer):
+                db["k"] = 1
+        finally:
+            db._conn.close()
+        dep.wait_log("broker", "no RW server holds this broker: none beats on its health socket")
+    finally:
+        dep.close()
