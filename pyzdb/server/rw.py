@@ -295,7 +295,7 @@ class ReadWriteServer(ServerLoop):
         """Answer a watch from the stored log at once (replicas hold it as a long poll; this loop does not)."""
         seq = self.db.journal.seq
         try:
-            return wire.ok_reply(rid, watch.answer(query, self.db.journal, seq), seq)
+            return wire.ok_reply(rid, watch.answer(query, self.db.journal, seq, None, self.db.engine.expiries), seq)
         except Error as exc:
             return wire.error_reply(rid, exc, seq)
 
