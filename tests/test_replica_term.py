@@ -32,15 +32,17 @@ def copy_meta(data_dir):
         store.close()
 
 
-def follow(dep, name, replication, seq):
-    """Start a streaming replica ``name`` of the RW server on ``replication``; stop it once it holds ``seq``."""
+def follow(dep, name, replication, seq, stop=True):
+    """Start a streaming replica ``name`` of the RW server on ``replication``; once it holds ``seq``, stop it
+    (unless not ``stop``)."""
     dep.start(name, ["server", "--ro", "--data", str(dep.dir / name), "--back", dep.ro_back, "--follow", replication,
                      "--health", dep.health, "--status-feed", dep.status_feed, "--name", name])
     deadline = time.monotonic() + 30
     while not any(s.get("name") == name and s.get("seq", 0) >= seq for s in dep.table().get("servers", [])):
         assert time.monotonic() < deadline, dep.log(name)
         time.sleep(0.2)
-    dep.stop(name)
+    if stop:
+        dep.stop(name)
 
 
 def promote_alone(dep, name):
@@ -65,7 +67,8 @@ def start_rw(dep, name, data=None, replication=""):
 
 def test_a_promoted_stream_replica_takes_a_term_above_the_rw_server_it_followed(tmp_path):
     """RW server at term 1 (itself a promoted copy), its replica promoted without the broker: term 2; the old RW
-    server restarted is fenced, by the broker that saw both and by a restarted one."""
+    server restarted is fenced, by the broker that saw both and by a restarted one that hears only the old
+    server and a replica of the promoted one."""
     dep = Deployment(tmp_path)
     try:
         dep.start_broker()
@@ -85,19 +88,25 @@ def test_a_promoted_stream_replica_takes_a_term_above_the_rw_server_it_followed(
         dep.stop("b")
         meta = promote_alone(dep, "c")
         assert meta["term"] == 2, meta                       # on main: 1, the old RW server's own term
-        c = start_rw(dep, "c")
+        c = start_rw(dep, "c", replication=dep.replication)
         dep.wait_holder(c.pid)
         b_again = start_rw(dep, "b-again", "b")
         dep.wait_log("b-again", "promoted to term 2 on this broker; this server's term is 1; refusing to serve")
         append_acknowledged(dep.rw_uri, range(20, 30), acknowledged)
-        dep.stop("broker", signal.SIGKILL)                   # a broker that forgot: it learns both terms again
-        dep.start_broker()
-        time.sleep(GRACE)
-        table = dep.wait_holder(c.pid)
-        assert [s["holds"] for s in table["servers"] if s.get("pid") == b_again.pid] == [False], table
-        append_acknowledged(dep.rw_uri, range(30, 40), acknowledged)
-        dep.stop("b-again")
+        follow(dep, "d", dep.replication, 31, stop=False)   # a replica of c: its copy holds term 2
         dep.stop("c")
+        dep.stop("broker", signal.SIGKILL)                   # a broker that forgot, with only the old RW server
+        dep.start_broker()                                   # and c's replica beating
+        time.sleep(GRACE + INTERVAL * LIVENESS)
+        table = dep.table()
+        assert table["terms"] == {meta["id"]: 2}, table     # learnt from the replica's beats (on main: 1)
+        assert [s["holds"] for s in table["servers"] if s.get("pid") == b_again.pid] == [False], table
+        c_again = start_rw(dep, "c-again", "c")
+        dep.wait_holder(c_again.pid)
+        append_acknowledged(dep.rw_uri, range(30, 40), acknowledged)
+        dep.stop("d")
+        dep.stop("b-again")
+        dep.stop("c-again")
         assert stored_list(tmp_path / "c") == acknowledged == list(range(40))
         assert stored_list(tmp_path / "b") == list(range(20))   # nothing after the promotion reached it
     finally:

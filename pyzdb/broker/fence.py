@@ -23,7 +23,9 @@ requests to the holder alone and drops replies from any other server.
 The terms live in memory. A restarted broker grants nothing for its first
 ``GRACE`` seconds: it only notes the terms of the servers that beat, so that
 an old server cannot take it before the promoted one's first beat; then the
-rules above apply. It cannot know a term whose server does not beat then.
+rules above apply. Replicas beat the term their copy (or the store they
+follow) holds, which is noted too (``note_replica``). It cannot know a term
+no beating server or replica holds.
 """
 from __future__ import annotations
 
@@ -102,6 +104,12 @@ class WriterFence:
         self.holder, self.holder_beat = info, now
         self.route_id = back_id.encode()
         return {"holds": True, "term": term}
+
+    def note_replica(self, info: dict) -> None:
+        """A replica's beat: the term its copy (or the store it follows) holds for its database is a term some
+        RW server of it had, so no RW server below it may hold (a restarted broker learns it from replicas too)."""
+        if isinstance(info.get("database"), str):
+            self._note_term(info["database"], {"term": _term(info)})
 
     def _note_term(self, database: str, info: dict) -> None:
         if database in self.terms or len(self.terms) < MAX_DATABASES:

@@ -131,7 +131,9 @@ class ReplicaServer(ServerLoop):
         return self.follower.seq
 
     def _beat_info(self) -> dict:
-        return {"role": "ro", "name": self.config.name, "back": self.config.back, "seq": self.follower.seq}
+        journal = self.follower.journal     # the database and the highest promotion term its log or copy knows
+        return {"role": "ro", "name": self.config.name, "back": self.config.back, "seq": self.follower.seq,
+                "database": journal.identity, "term": journal.meta.get("term", 0)}
 
     def _timeout_ms(self) -> int:
         wake = min(self._next_poll, self._next_status, *(h.deadline for h in self.held))
