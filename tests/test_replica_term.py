@@ -173,6 +173,7 @@ def test_a_copy_keeps_the_highest_term_it_was_told_through_its_checkpoints(tmp_p
         copy.observe_term(3)
         copy.observe_term(2)
         copy.observe_term(True)
+        copy.observe_term(1 << 64)                        # does not pack: never kept
         assert copy.term == 3
         assert copy.checkpoint_tree(follower := CopyFollower(copy)) is False   # nothing newer than the meta yet
         follower.seq = 1

@@ -25,6 +25,7 @@ from pyzdb.tree.history import History
 
 REPLICA_MARK = {"replica": True}
 LOCAL_CHECKPOINT_RECORDS = 20_000   # the copy checkpoints its own tree after this many records
+MAX_TERM = 1 << 62   # a term at or above it is not kept: a promotion's term + 1 must still pack as a msgpack int
 
 
 class LocalCopy:
@@ -74,7 +75,8 @@ class LocalCopy:
     def observe_term(self, term: object) -> None:
         """Keep ``term`` (the RW server's, from the stream) in the copy's meta if it is above the copy's, before
         the records that follow it are stored; a promotion then goes above it."""
-        if not isinstance(term, int) or isinstance(term, bool) or term <= self.term or not self.journal.meta:
+        if not isinstance(term, int) or isinstance(term, bool) or not self.term < term < MAX_TERM \
+                or not self.journal.meta:
             return
         with self.lock:
             meta = {**self.journal.meta, "term": term}
