@@ -14,11 +14,18 @@ requests to the holder alone and drops replies from any other server.
 - A server whose term is below the highest this broker saw for its database
   is refused even when no one holds the broker (an old RW server that comes
   back after a promotion, restarted or not).
+- Terms compare with the store's ``writer`` id after them (``rank``): of two
+  stores of one database with one term (two copies promoted at once), the
+  larger writer id wins as a higher term would, and the other is refused for
+  the broker's life, silent holder or not. A restarted server beats its
+  store's writer id again, so it takes over from its own dead predecessor.
 
 The terms live in memory. A restarted broker grants nothing for its first
 ``GRACE`` seconds: it only notes the terms of the servers that beat, so that
 an old server cannot take it before the promoted one's first beat; then the
-rules above apply. It cannot know a term whose server does not beat then.
+rules above apply. Replicas beat the term their copy (or the store they
+follow) holds, which is noted too (``note_replica``). It cannot know a term
+no beating server or replica holds.
 """
 from __future__ import annotations
 
@@ -37,6 +44,12 @@ def _term(info: dict) -> int:
     return term if isinstance(term, int) and not isinstance(term, bool) and term >= 0 else 0
 
 
+def rank(info: dict) -> tuple[int, str]:
+    """How two RW servers of one database compare: their term, then their store's writer id ("" for none)."""
+    writer = info.get("writer")
+    return _term(info), writer if isinstance(writer, str) else ""
+
+
 def describe(info: dict) -> str:
     """How a log line names a read-write server: its pid, back-end id, database id and term."""
     return (f"pid {info.get('pid')}, back id {info.get('back_id')}, database {info.get('database')}, "
@@ -52,6 +65,7 @@ class WriterFence:
         self.holder_beat = 0.0                # time.monotonic() of its last beat
         self.route_id: bytes | None = None    # the holder's back-end routing id: read by the queue's thread
         self.terms: dict[str, int] = {}       # database id -> highest term seen
+        self.writers: dict[str, str] = {}     # database id -> the writer id of the highest rank seen
         self._last_refused: str | None = None
 
     def beat(self, info: dict, now: float | None = None) -> dict:
@@ -65,20 +79,23 @@ class WriterFence:
         now = time.monotonic() if now is None else now
         database, term = str(info.get("database")), _term(info)
         if now - self.started < GRACE:       # just started: learn the terms of every live server first
-            self._note_term(database, term)
+            self._note_term(database, info)
             return {}
         holder = self.holder
         if holder is not None and holder.get("back_id") == back_id:
             self.holder, self.holder_beat = info, now
             return {"holds": True, "term": term}
-        highest = self.terms.get(database, 0)
-        if term < highest:
-            return self._refuse(info, f"database {database} was promoted to term {highest} on this broker; "
-                                      f"this server's term is {term}")
+        highest = self.terms.get(database, 0), self.writers.get(database, "")
+        if rank(info) < highest:
+            return self._refuse(info, f"database {database} was promoted to term {highest[0]} on this broker; "
+                                      f"this server's term is {term}" if term < highest[0] else
+                                      f"a store of database {database} with the same term {term} and a larger "
+                                      f"writer id ({highest[1]}, this one's is {rank(info)[1] or 'none'}) "
+                                      f"holds this broker's term: two promoted copies tie, the larger id wins")
         alive = holder is not None and now - self.holder_beat <= INTERVAL * LIVENESS
-        if alive and not (str(holder.get("database")) == database and term > _term(holder)):
+        if alive and not (str(holder.get("database")) == database and rank(info) > rank(holder)):
             return self._refuse(info, f"another RW server ({describe(holder)}) holds this broker")
-        self._note_term(database, term)
+        self._note_term(database, info)
         if holder is not None:
             log.warning("RW server (%s) now holds this broker; %s RW server (%s) is fenced: its replies are dropped",
                         describe(info), "the live" if alive else "the silent", describe(holder))
@@ -88,9 +105,17 @@ class WriterFence:
         self.route_id = back_id.encode()
         return {"holds": True, "term": term}
 
-    def _note_term(self, database: str, term: int) -> None:
+    def note_replica(self, info: dict) -> None:
+        """A replica's beat: the term its copy (or the store it follows) holds for its database is a term some
+        RW server of it had, so no RW server below it may hold (a restarted broker learns it from replicas too)."""
+        if isinstance(info.get("database"), str):
+            self._note_term(info["database"], {"term": _term(info)})
+
+    def _note_term(self, database: str, info: dict) -> None:
         if database in self.terms or len(self.terms) < MAX_DATABASES:
-            self.terms[database] = max(term, self.terms.get(database, 0))
+            if rank(info) > (self.terms.get(database, 0), self.writers.get(database, "")):
+                self.terms[database], self.writers[database] = rank(info)
+            self.terms.setdefault(database, 0)
 
     def _refuse(self, info: dict, reason: str) -> dict:
         if info.get("back_id") != self._last_refused:      # once per server, not once per beat

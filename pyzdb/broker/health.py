@@ -96,6 +96,8 @@ class HealthMonitor:
             self.servers[peer] = {"info": info, "last": time.monotonic()}
         if self.fence is not None and info.get("role") == "rw":
             return self.fence.beat(info)
+        if self.fence is not None and info.get("role") == "ro":
+            self.fence.note_replica(info)
         return {}
 
     def any_alive(self, role: str) -> bool:

@@ -5,13 +5,16 @@ socket has the routing id it reports in its beats, and
 ``pyzdb.broker.fence.WriterFence.route_id`` names the holder. A request is
 sent to the holder only; while there is none, or it cannot take the request
 (not connected, pipe full), the request is held (as ``relay.HOLD``) and
-tried again every ``RETRY_MS``. A reply from any other server (one fenced
+tried again every ``RETRY_MS``; held ``NO_HOLDER_WARN`` seconds with no holder
+at all, it is logged (a RW server started with ``--health ''`` never beats, so
+it never holds). A reply from any other server (one fenced
 by a promotion, with requests it took before) is dropped: its client asks
 again and the holder answers.
 """
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
 
 import zmq
@@ -20,6 +23,7 @@ from pyzdb.broker.relay import drain
 
 log = logging.getLogger("pyzdb.broker")
 RETRY_MS = 20      # how often a held request is offered to the holder again
+NO_HOLDER_WARN = 5.0   # seconds a request waits with no holder before the broker says why
 
 
 def routed_relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket, name: str,
@@ -30,11 +34,13 @@ def routed_relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket, name:
         poller.register(sock, zmq.POLLIN)
     held: list | None = None
     dropped = 0
+    no_holder = _NoHolder(name)
     try:
         while True:
             ready = dict(poller.poll(RETRY_MS if held is not None else None))
             if control in ready:
                 return
+            no_holder.check(held is not None and route() is None)
             try:
                 if held is not None and _send(back, route(), held):
                     held = None
@@ -52,6 +58,28 @@ def routed_relay(front: zmq.Socket, back: zmq.Socket, control: zmq.Socket, name:
     finally:
         for sock in (front, back, control):
             sock.close()
+
+
+class _NoHolder:
+    """Logs once when requests have waited ``NO_HOLDER_WARN`` s while no RW server holds the broker, and once
+    when one holds it again."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.since, self.said = name, None, False
+
+    def check(self, waiting: bool) -> None:
+        now = time.monotonic()
+        if not waiting:
+            if self.said:
+                log.warning("%s queue: an RW server holds this broker again: the waiting requests go to it", self.name)
+            self.since, self.said = None, False
+        elif self.since is None:
+            self.since = now
+        elif not self.said and now - self.since >= NO_HOLDER_WARN:
+            self.said = True
+            log.warning("%s queue: requests have waited %.0f s and no RW server holds this broker: none beats on "
+                        "its health socket (an RW server started with --health '' gets no requests from a broker "
+                        "with one)", self.name, NO_HOLDER_WARN)
 
 
 def _forward(front: zmq.Socket, back: zmq.Socket, route: Callable[[], bytes | None],

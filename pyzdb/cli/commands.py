@@ -201,6 +201,10 @@ def cmd_server(args: argparse.Namespace) -> int:
         auth.shared_authenticator(zmq.Context.instance(), args.curve)
     server = ReadWriteServer(db, config)
     print(f"pyzdb server (read-write) on {back}, store {db.journal.store.url}", file=sys.stderr, flush=True)
+    if not args.health:
+        print("pyzdb server: warning: no --health, so no beats: a broker with a health socket (its default) sends "
+              "requests only to the RW server that beats to it and holds it, and this one gets none; only a broker "
+              "started with --health '' serves through it", file=sys.stderr, flush=True)
     return _serve_claimed(server, db, "server")
 
 

@@ -5,8 +5,10 @@ A copy (``meta`` marked ``replica``) is refused by ``pyzdb serve`` and
 promotions of one store, or a writer already on it, cannot both go on); it
 refuses while the old read-write server still answers on its replication
 address (``--follow``) or the broker's health table lists a live RW server,
-then removes the mark and raises the store's ``term`` (above the copy's and
-above every term the broker's health table reports for the database), which
+then removes the mark and raises the store's ``term`` (above the copy's, which
+is the highest term of the RW servers it streamed from, and above every term
+the broker's health table reports for the database) and gives the store a new
+``writer`` id (which orders two stores of one term), which
 the server carries in its beats: the broker then routes to it alone and
 refuses any RW server of that database with a lower term
 (``pyzdb.broker.fence``). Replicas on other hosts then follow the new RW
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 
 from pyzdb.broker.health import query_status
 from pyzdb.cli.arguments import store_url
@@ -43,7 +46,7 @@ def refuse_or_promote(args: argparse.Namespace, journal: Journal) -> None:
                              f"the old read-write server is gone")
     table = _check_old_writer_gone(args)
     meta.pop("replica")
-    meta["term"] = next_term(meta, table)
+    meta["term"], meta["writer"] = next_term(meta, table), uuid.uuid4().hex   # a new writer of the database
     journal.claim.check()
     journal.store.set_bulk({META_KEY: wire.pack(meta)})
     journal.meta_extra = {"term": meta["term"]}
@@ -52,7 +55,8 @@ def refuse_or_promote(args: argparse.Namespace, journal: Journal) -> None:
 
 
 def next_term(meta: dict, table: dict | None) -> int:
-    """One above the copy's term and every term the broker's table (None: not asked) knows for the database."""
+    """One above the copy's term (the highest its stream told of) and every term the broker's table (None: not
+    asked) knows for the database."""
     database = meta.get("id")
     known = [meta.get("term", 0), (table or {}).get("terms", {}).get(str(database), 0)]
     known += [s.get("term", 0) for s in (table or {}).get("servers", []) if s.get("database") == database]

@@ -281,7 +281,7 @@ class Database:
         if op in ("undo", "redo"):
             return self._undo_redo(cid, rid, op[0])
         if op == "file_read":
-            value = self.engine.resolve(q.check_path(query.get("path", [])))
+            value = lazy_expiry.resolve(self.engine, q.check_path(query.get("path", [])))   # a due key: deleted
             return files.read_chunk(value, self.file_roots, query.get("offset", 0), query.get("size", 0))
         return self._lock_op(cid, rid, op, now)
 

@@ -5,7 +5,9 @@ the RW server streams into it; the replica's ``Follower`` reads them back
 like any journal, so a restart loads the copy and only catches up. Its
 ``meta`` carries ``replica: True``: it is not a writer's store, and
 ``pyzdb serve`` / ``pyzdb server`` refuse it until ``pyzdb promote`` clears
-the mark. It keeps the RW server's database id and refuses records of another.
+the mark. It keeps the RW server's database id and refuses records of another,
+and the highest promotion ``term`` the stream told of (``observe_term``), so
+a promoted copy takes a term above every writer it followed (cli/promote.py).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from pyzdb.tree.history import History
 
 REPLICA_MARK = {"replica": True}
 LOCAL_CHECKPOINT_RECORDS = 20_000   # the copy checkpoints its own tree after this many records
+MAX_TERM = 1 << 62   # a term at or above it is not kept: a promotion's term + 1 must still pack as a msgpack int
 
 
 class LocalCopy:
@@ -36,6 +39,8 @@ class LocalCopy:
         self.journal.meta_extra = dict(REPLICA_MARK)
         self.lock = threading.Lock()
         meta = self.journal.read_meta()
+        if meta.get("term"):
+            self.journal.meta_extra["term"] = meta["term"]
         if meta and not meta.get("replica"):
             raise NotReplicaCopy(f"{store.url} holds a read-write server's database ({meta.get('id')}), not a "
                                  f"replica's copy: a replica streaming from --follow needs its own --data")
@@ -61,6 +66,23 @@ class LocalCopy:
         with self.lock:
             self.journal.store.set_bulk({META_KEY: wire.pack(meta)})
             self.journal.meta = meta
+
+    @property
+    def term(self) -> int:
+        """The highest promotion term of the RW servers this copy followed (0: none told of one)."""
+        return self.journal.meta.get("term", 0)
+
+    def observe_term(self, term: object) -> None:
+        """Keep ``term`` (the RW server's, from the stream) in the copy's meta if it is above the copy's, before
+        the records that follow it are stored; a promotion then goes above it."""
+        if not isinstance(term, int) or isinstance(term, bool) or not self.term < term < MAX_TERM \
+                or not self.journal.meta:
+            return
+        with self.lock:
+            meta = {**self.journal.meta, "term": term}
+            self.journal.store.set_bulk({META_KEY: wire.pack(meta)})
+            self.journal.meta = meta
+            self.journal.meta_extra["term"] = term   # every checkpoint of the copy keeps it
 
     def append_raw(self, first: int, records: list[bytes]) -> list[tuple[int, int, list]] | None:
         """Store records ``first``, ``first + 1``, … as received; their (seq, crc, entries), or None if they do not

@@ -131,7 +131,9 @@ class ReplicaServer(ServerLoop):
         return self.follower.seq
 
     def _beat_info(self) -> dict:
-        return {"role": "ro", "name": self.config.name, "back": self.config.back, "seq": self.follower.seq}
+        journal = self.follower.journal     # the database and the highest promotion term its log or copy knows
+        return {"role": "ro", "name": self.config.name, "back": self.config.back, "seq": self.follower.seq,
+                "database": journal.identity, "term": journal.meta.get("term", 0)}
 
     def _timeout_ms(self) -> int:
         wake = min(self._next_poll, self._next_status, *(h.deadline for h in self.held))
@@ -221,8 +223,10 @@ class ReplicaServer(ServerLoop):
         if not isinstance(op, str):
             q.validate(query)      # names what is wrong
         if op == "watch":
-            answer = watch.answer(query, self.follower.journal, self.follower.seq, self.follower)
-            if not answer["changes"] and query.get("since") is not None and answer["seq"] >= self.follower.seq:
+            answer = watch.answer(query, self.follower.journal, self.follower.seq, self.follower,
+                                  self.follower.engine.expiries)
+            if not answer["changes"] and not answer.get("expired") and query.get("since") is not None \
+                    and answer["seq"] >= self.follower.seq:
                 raise _NotYet(answer["seq"])   # nothing new under the path yet: a long poll
             return answer
         min_seq = query.get("min_seq", 0)
@@ -248,7 +252,7 @@ class ReplicaServer(ServerLoop):
             return self.follower.seq
         if op == "status":
             return self.status()
-        value = self.follower.engine.resolve(q.check_path(query.get("path", [])))
+        value = lazy_expiry.resolve(self.follower.engine, q.check_path(query.get("path", [])))
         return files.read_chunk(value, self.config.file_roots, query.get("offset", 0), query.get("size", 0))
 
     def _too_late(self, rid: int, query: dict, scanned: int, full: bool = False) -> dict:

@@ -3,7 +3,7 @@
 A ROUTER bound at ``--replication`` (default tcp://127.0.0.1:5566), served
 on its own thread. A replica (server/stream_follower.py) says ``from`` with
 the seq and crc it holds; the server answers ``hello`` (database id, newest
-seq), then the log records after that seq read from the store in batches, or,
+seq, its promotion ``term``, also in every beat: the copy keeps the highest), then the log records after that seq read from the store in batches, or,
 when they are gone (a checkpoint removed them) or do not chain, the current
 checkpoint's chunks followed by the log after it. New records are pushed as
 the serving loop commits them (``committed()``), so a replica never polls.
@@ -194,7 +194,7 @@ class ReplicationServer:
                         info={**(message.get("info") or {}), "address": address})
             self.peers[route] = peer
             self._send(peer, {"t": "hello", "id": self.journal.identity, "created": self.journal.meta.get("created"),
-                              "seq": self.journal.seq})
+                              "seq": self.journal.seq, "term": self.journal.meta.get("term", 0)})
             if not self._chains(peer.seq, peer.crc):
                 self._start_checkpoint(peer)
         elif op == "ack":
@@ -236,7 +236,8 @@ class ReplicationServer:
                 continue
             self._pump(peer)
             if now - peer.beat >= BEAT_INTERVAL:
-                self._send(peer, {"t": "beat", "seq": self.journal.seq, "time": time.time()})
+                self._send(peer, {"t": "beat", "seq": self.journal.seq, "time": time.time(),
+                                  "term": self.journal.meta.get("term", 0)})
 
     def _pump(self, peer: Peer) -> None:
         """Send what the window allows: checkpoint chunks first, then log records."""

@@ -178,6 +178,7 @@ class ReadWriteServer(ServerLoop):
     def _beat_info(self) -> dict:
         return {"role": "rw", "back": self.config.front or self.config.back, "seq": self.db.journal.seq,
                 "database": self.db.journal.identity, "term": self.db.journal.meta.get("term", 0),
+                "writer": self.db.journal.meta.get("writer"),
                 **({} if self.config.front else {"back_id": self.back_id.decode()}),
                 "locked": self.db.lock is not None, "waiting": len(self.waiting)}
 
@@ -294,7 +295,7 @@ class ReadWriteServer(ServerLoop):
         """Answer a watch from the stored log at once (replicas hold it as a long poll; this loop does not)."""
         seq = self.db.journal.seq
         try:
-            return wire.ok_reply(rid, watch.answer(query, self.db.journal, seq), seq)
+            return wire.ok_reply(rid, watch.answer(query, self.db.journal, seq, None, self.db.engine.expiries), seq)
         except Error as exc:
             return wire.error_reply(rid, exc, seq)
 

@@ -141,7 +141,9 @@ class StreamFollower:
                 return False
             self.hello = message
             self.rw_seq = max(self.rw_seq, message["seq"])
+            self._observe_term(message)
         elif kind == "beat" or (kind == "log" and self._retry_at is not None):   # not stored: the copy refused
+            self._observe_term(message)
             newest = message["seq"] if kind == "beat" else message["first"] + len(message["records"]) - 1
             self.rw_seq = max(self.rw_seq, newest)
         elif self._retry_at is not None:
@@ -155,6 +157,12 @@ class StreamFollower:
         elif kind == "log":
             return self._take_log(message["first"], message["records"])
         return False
+
+    def _observe_term(self, message: dict) -> None:
+        try:
+            self.copy.observe_term(message.get("term"))
+        except StoreError as exc:   # a full disk: the next hello or beat tries again
+            log.error("cannot keep the RW server's term %s in this replica's copy: %s", message.get("term"), exc)
 
     def _take_log(self, first: int, records: list[bytes]) -> bool:
         try:

@@ -5,6 +5,11 @@ answer ``{"seq": last seq looked at, "changes": [{"seq", "kind", "ops"}]}``.
 Changes come from the journal's records (a replica's in-memory tail first),
 so a subscriber that falls behind resumes where it left off; only changes a
 checkpoint has already removed from the log are lost, and that is an error.
+An answer that reaches the server's newest seq also names, in ``expired``,
+the keys on, above or below the path whose deadline has passed but whose
+delete is not in the log yet (tree/lazy_expiry.py): they read as deleted
+already, and the client's watch yields each as a delete of kind
+``expired`` (client/remote.py) before the server's own delete arrives.
 """
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from typing import Any, Iterable
 
 from pyzdb.errors import QueryError, WatchGap
 from pyzdb.storage.journal import READ_BATCH, Journal, decode_record, log_key
+from pyzdb.tree import lazy_expiry
 from pyzdb.tree import query as q
+from pyzdb.tree.expiry import Expiries
 
 MAX_CHANGES = 1000
 MAX_WAIT = 5.0
@@ -92,16 +99,28 @@ def read_log(journal: Journal, since: int, upto: int) -> list[tuple[int, list]]:
     return records
 
 
-def answer(query: dict, journal: Journal, applied: int, recent: Any = None) -> dict:
-    """The answer to a watch query against a tree at seq ``applied`` (``recent``: a Follower's tail).
+def answer(query: dict, journal: Journal, applied: int, recent: Any = None, expiries: Expiries | None = None) -> dict:
+    """The answer to a watch query against a tree at seq ``applied`` (``recent``: a Follower's tail), with
+    ``expired`` from ``expiries`` (the tree's deadlines) when it reaches ``applied`` and some key is due.
 
     ``since`` None asks where the log is now: ``{"seq": applied, "changes": []}``.
     """
     path, since, _ = parse(query)
     if since is None or since >= applied:
-        return {"seq": applied if since is None else since, "changes": []}
+        return _with_expired({"seq": applied if since is None else since, "changes": []}, path, expiries,
+                             since is not None)
     records = recent.recent_after(since) if recent is not None else None
     if records is None:
         records = read_log(journal, since, applied)
     last, found = changes(records, path)
-    return {"seq": last if last is not None else since, "changes": found}
+    page = {"seq": last if last is not None else since, "changes": found}
+    return _with_expired(page, path, expiries, page["seq"] >= applied)
+
+
+def _with_expired(page: dict, path: list, expiries: Expiries | None, present: bool) -> dict:
+    """``page`` with ``expired`` when it reaches the present and due keys touch ``path``."""
+    if present and expiries is not None and expiries.deadlines:
+        expired = lazy_expiry.expired_under(expiries, path, MAX_CHANGES)
+        if expired:
+            page["expired"] = expired
+    return page

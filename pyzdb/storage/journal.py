@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 FORMAT = "pyzdb-journal"
 META_FIELDS = {"gen": int, "seq": int, "crc": int, "chunks": int, "crcs": list}
+WRITER_FIELDS = ("term", "writer")   # meta fields every checkpoint keeps: the promotion term and this store's writer id
 DEFAULT_CHUNK_SIZE = 1 << 18   # a 1 MiB chunk held the sqlite store's lock (and appends) for 4-10 ms
 __all__ = ["LOG_PREFIX", "META_KEY", "PENDING_KEY", "READ_BATCH", "Journal", "chunk_key", "log_key", "log_seq"]
 
@@ -177,13 +178,14 @@ class Journal(JournalCleanup):
         """In the writer, after ``recover``: give the database an identity if it has none; return its id.
 
         A new database gets a ``meta`` of generation 0; one an older pyzdb
-        wrote keeps its ``meta`` and gains ``id`` and ``created``. An older
+        wrote keeps its ``meta`` and gains ``id`` and ``created``; a store without a ``writer`` id (made
+        here, or by a promotion) gains one. An older
         ``meta`` on a store with a log file becomes ``LOG_FILE_VERSION`` here, before the
         first record goes to that file, so an older pyzdb refuses the store
         instead of missing those records.
         """
         upgrade = self.version == LOG_FILE_VERSION and self.meta.get("version", 1) < LOG_FILE_VERSION
-        if self.meta.get("id") and not upgrade:
+        if self.meta.get("id") and self.meta.get("writer") and not upgrade:
             return self.meta["id"]
         meta = dict(self.meta) or {"format": FORMAT, "version": self.version, "gen": 0, "seq": 0, "crc": 0,
                                    "chunks": 0, "crcs": [], "size": 0, "removed_to": 0}
@@ -191,6 +193,8 @@ class Journal(JournalCleanup):
             meta["version"] = LOG_FILE_VERSION   # before the first record goes to the log file
         if not meta.get("id"):
             meta.update(id=uuid.uuid4().hex, created=time.time())
+        if not meta.get("writer"):   # this store's own id among the writers of the database (broker/fence.py)
+            meta["writer"] = uuid.uuid4().hex
         self._check_claim()
         self.store.set_bulk({META_KEY: wire.pack(meta)})
         self.meta = meta
@@ -254,7 +258,7 @@ class Journal(JournalCleanup):
                 "chunks": len(crcs), "crcs": crcs, "size": total,
                 "time": time.time(), "prev_gen": old["gen"], "prev_chunks": old["chunks"],
                 "prev_seq": old.get("removed_to", old["seq"]), "id": old.get("id"), "created": old.get("created"),
-                **self.meta_extra}
+                **{name: old[name] for name in WRITER_FIELDS if name in old}, **self.meta_extra}
         self._check_claim()
         self.store.set_bulk({META_KEY: wire.pack(meta)})
         self.meta = meta

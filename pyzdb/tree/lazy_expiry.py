@@ -6,7 +6,10 @@ below it raises the PathKeyError a read after the delete would raise,
 ``in`` on its dict answers False, ``d.get(key, default)`` the default, and a
 get of a dict above it answers a copy without it. Other reads of a
 container above a due key (``len``, ``keys()``, iteration and dump pages)
-count it until the delete's record arrives. Deadlines are compared with
+count it until the delete's record arrives; so does ``watch``, which names
+the due keys on, above or below its path whose delete is not in the log yet
+(``expired_under``), and ``file_read`` of a due File reads as deleted
+(``resolve``). Deadlines are compared with
 this server's own clock. The read-write server deletes a due key a request
 touches before it runs (``Database._execute``) and uses ``reply_of`` for
 the keys below a get's path, as a replica does.
@@ -38,9 +41,7 @@ def read(expiries: Expiries, query: dict, run: Callable[[dict], Any], now: float
         return results
     paths = list(touched_paths(query))
     if paths:
-        prefix = expiries.due_prefix(paths[0], now)
-        if prefix is not None:
-            raise PathKeyError(f"{q.format_path(list(prefix))}: key {prefix[-1]!r} not found")
+        _refuse_due(expiries, paths[0], now)
     if len(paths) > 1 and expiries.due_prefix(paths[1], now) is not None:   # the key ``in`` or ``get`` names
         if query["op"] == "contains":
             return False
@@ -48,6 +49,30 @@ def read(expiries: Expiries, query: dict, run: Callable[[dict], Any], now: float
             args = query.get("args") or []
             return args[1] if len(args) > 1 else None
     return run(query)
+
+
+def _refuse_due(expiries: Expiries, path: list, now: float) -> None:
+    """PathKeyError, as after its delete, when a key on or above ``path`` is due."""
+    prefix = expiries.due_prefix(path, now)
+    if prefix is not None:
+        raise PathKeyError(f"{q.format_path(list(prefix))}: key {prefix[-1]!r} not found")
+
+
+def resolve(engine: Any, path: list) -> Any:
+    """``engine.resolve(path)`` (``file_read``'s value), or PathKeyError when a key on or above it is due."""
+    if engine.expiries.deadlines:
+        _refuse_due(engine.expiries, path, time.time())
+    return engine.resolve(path)
+
+
+def expired_under(expiries: Expiries, path: list, limit: int) -> list[list]:
+    """For ``watch``: the due keys on, above (the highest) or below ``path``, at most ``limit``; each reads
+    as deleted although the record of its delete may not be in the log yet."""
+    now = time.time()
+    if (soonest := expiries.next_due()) is None or soonest > now:   # none due at all: one look at the heap
+        return []
+    due = expiries.due_under(path, now) if path else [k for k, at in expiries.deadlines.items() if at <= now]
+    return [list(key) for key in due[:limit]]
 
 
 def reply_of(expiries: Expiries, query: dict, reply: dict) -> dict:
