@@ -114,6 +114,21 @@ def test_cursors_are_bounded_by_count_and_entries_and_expire_when_idle():
     assert cursors.facts() == {"cursors": 1, "cursor_entries": 100}
 
 
+def test_at_a_bound_the_owner_holding_the_most_cursors_or_entries_gives_one_up():
+    cursors, walked = Cursors(max_cursors=4, max_held=1000), dict.fromkeys(range(300))
+    first = {"path": [], "cursor": None, "limit": 1}
+    walk = cursors.page(walked, first, owner=b"walker")["cursor"]
+    for _ in range(10):                                     # the count bound: the looper's own go
+        cursors.page(dict.fromkeys(range(10)), first, owner=b"looper")
+    for _ in range(5):                                      # the entries bound: 300 + 3 x 200 + 200 > 1000
+        cursors.page(dict.fromkeys(range(200)), first, owner=b"looper")
+    assert len(cursors.open) <= 4 and cursors.held <= 1000
+    assert cursors.page(walked, {**first, "cursor": walk})["page"] == [1]
+    cursors.page(dict.fromkeys(range(800)), first, owner=b"looper")    # no room beside it: the walk goes too
+    with pytest.raises(CursorExpired):
+        cursors.page(walked, {**first, "cursor": walk})
+
+
 def test_cursors_opened_in_a_loop_hold_at_most_their_bound_live_and_as_much_again_waiting_to_be_freed():
     cursors, node = Cursors(max_held=200_000), dict.fromkeys(range(150_000))     # 3 chunks a snapshot
     for _ in range(20):
@@ -224,7 +239,7 @@ def test_hostile_cursors_get_clear_errors_and_the_server_keeps_serving(service):
     for _ in range(300):        # cursors opened in a loop, never read on
         read({"op": "iter", "path": ["d"], "cursor": None, "limit": 1})
     facts = db.status()
-    assert facts["cursors"] <= 64 and facts["cursor_entries"] <= 64 * 3000
+    assert facts["cursors"] <= 64 and facts["cursor_entries"] <= 64 * 2 * KEYS   # other tests' walks may stay
     with pytest.raises(CursorExpired):
         read({"op": "iter", "path": ["d"], "cursor": good, "limit": 10})
     before = read({"op": "iter", "path": ["d"], "cursor": None, "limit": 1})["cursor"]
@@ -233,6 +248,25 @@ def test_hostile_cursors_get_clear_errors_and_the_server_keeps_serving(service):
         read({"op": "iter", "path": ["d"], "cursor": before, "limit": 10})
     fresh = read({"op": "iter", "path": ["d"], "cursor": None, "limit": 10})
     assert fresh == {"page": ["replaced"], "cursor": None} and db["other"][2999]._run() == 0
+
+
+def test_a_client_opening_cursors_in_a_loop_evicts_its_own_not_another_clients_walk(service):
+    walker, looper = service.client(), service.client()
+    walker["walked"], looper["small"] = dict.fromkeys(range(500), 0), {"a": 0, "b": 0}
+    reply = walker._conn.read({"op": "iter", "path": ["walked"], "cursor": None, "limit": 100})
+    seen = list(reply["page"])
+    first_own = looper._conn.read({"op": "iter", "path": ["small"], "cursor": None, "limit": 1})["cursor"]
+    opens = [{"op": "iter", "path": ["small"], "cursor": None, "limit": 1}] * 100
+    looper._conn.read({"op": "batch", "ops": opens})          # 100 abandoned iterations in one request
+    for _ in range(100):                                        # and one per request
+        looper._conn.read({"op": "iter", "path": ["small"], "cursor": None, "limit": 1})
+    while reply["cursor"] is not None:
+        reply = walker._conn.read({"op": "iter", "path": ["walked"], "cursor": reply["cursor"], "limit": 100})
+        seen += reply["page"]
+    assert seen == list(range(500))
+    with pytest.raises(CursorExpired):
+        looper._conn.read({"op": "iter", "path": ["small"], "cursor": first_own, "limit": 1})
+    assert walker.status()["cursors"] <= 64
 
 
 def test_a_cursor_from_before_a_restart_is_refused(fresh_service):

@@ -4,9 +4,12 @@ The mass of keys is due first and the probes a moment later, so the
 server's active deletion (earliest deadline first, EXPIRE_BATCH per step)
 reaches the probes last: the reads below run while it is still stepping.
 """
+import os
+import signal
 import time
 
 import pytest
+from hostile import ask, error_name, peak_growth_mib, reset_peak
 
 from pyzdb.errors import PathKeyError
 from pyzdb.server.database import Database
@@ -201,3 +204,30 @@ def test_the_deadline_index_answers_as_a_scan_of_every_deadline_would():
         above = [p for p in model if tuple(probe)[:len(p)] == p and model[p] <= now]
         assert table.due_prefix(probe, now) == min(above, key=len, default=None)
         assert set(table.tops) == {p[0] for p in model}
+
+
+def test_a_batch_with_a_due_key_on_a_replica_is_refused_by_its_whole_reply_size_before_it_is_encoded():
+    """300 gets of 512 KiB with one due key's d.get() in a batch, against a 1 MiB --max-message: before, each part
+    passed the budgets alone and the replica encoded the 150 MB reply (peak +300 MiB) before refusing it."""
+    with Cluster(1, "--max-message", str(1 << 20)) as cluster:
+        db = cluster.client(timeout=30)
+        db["value"], db["d"] = b"v" * (512 << 10), {"k": 1, "j": 2}
+        seq = ask(cluster.rw_uri, {"op": "expire", "path": ["d", "k"], "seconds": 1.0})["seq"]
+        while ask(cluster.ro_uri, {"op": "sync"})["ok"] < seq:
+            time.sleep(0.05)
+        os.kill(cluster.rw.pid, signal.SIGSTOP)     # its delete of the due key never reaches the replica
+        try:
+            wait_past(time.time() + 1.0)
+            due_get = {"op": "call", "path": ["d"], "method": "get", "args": ["k", "gone"], "kwargs": {}}
+            pid = cluster.replicas[0].pid
+            before = reset_peak(pid)
+            reply = ask(cluster.ro_uri, {"op": "batch", "ops": [due_get] + [{"op": "get", "path": ["value"]}] * 300})
+            assert error_name(reply) == "MessageTooLarge" and "at least" in reply["err"][1], reply
+            assert peak_growth_mib(pid, before) < 40
+            small = ask(cluster.ro_uri, {"op": "batch", "ops": [{"op": "get", "path": ["d", "j"]}, due_get,
+                                                                  {"op": "contains", "path": ["d"], "value": "k"}]})
+            assert small["ok"] == [2, "gone", False], small
+            missing = ask(cluster.ro_uri, {"op": "batch", "ops": [due_get, {"op": "get", "path": ["nothing"]}]})
+            assert error_name(missing) == "PathKeyError" and "batch operation 1" in missing["err"][1], missing
+        finally:
+            os.kill(cluster.rw.pid, signal.SIGCONT)

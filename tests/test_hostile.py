@@ -14,6 +14,7 @@ from hostile import ask, ask_many, error_name, peak_growth_mib, reset_peak
 from pyzdb.broker.health import query_status
 from pyzdb.testing import Cluster, EmbeddedService
 from pyzdb.transport import wire
+from pyzdb.transport.heartbeat import BEAT
 from pyzdb.tree.files import File
 
 MAX_MESSAGE = 1 << 20
@@ -205,6 +206,30 @@ def test_the_health_socket_survives_garbage(cluster):
     status = query_status(cluster.health, timeout=5)
     assert status is not None and any(s.get("role") == "rw" for s in status["servers"])
     assert cluster.broker.poll() is None
+
+
+def test_beats_that_decode_far_larger_than_they_are_do_not_grow_the_broker(cluster):
+    """A beat of 64 KiB (the socket's limit) of nested empty lists from each of 100 peers: before, the broker kept
+    each decoded (about 4.5 MB each, 450 MiB in all) in its table for a minute."""
+    fat = wire.pack({"role": "ro", "pad": [[]] * 64_000})
+    before = reset_peak(cluster.broker.pid)
+    socks = []
+    try:
+        for _ in range(100):
+            sock = zmq.Context.instance().socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(cluster.health)
+            sock.send_multipart([BEAT, fat])
+            socks.append(sock)
+        for sock in socks:
+            assert sock.poll(5000), "the health socket did not answer a beat"
+        status = query_status(cluster.health, timeout=5)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert status is not None and not any("pad" in server for server in status["servers"])
+    assert any(server.get("role") == "rw" and server.get("alive") for server in status["servers"])
+    assert peak_growth_mib(cluster.broker.pid, before) < 40
 
 
 def test_a_write_batched_with_reads_over_the_reply_limit_is_undone(service):

@@ -389,3 +389,45 @@ def test_a_reader_opened_before_the_writer_made_the_log_file_finds_it(tmp_path):
     assert reader.get_bulk([log_key(1), log_key(2), log_key(3)]).keys() == {log_key(1), log_key(2), log_key(3)}
     writer.close()
     reader.close()
+
+
+def test_a_missing_first_segment_refuses_to_start_and_check_names_it_rather_than_drop_the_later_records(
+        tmp_path, monkeypatch):
+    from pyzdb.server.database import Database
+    from pyzdb.storage import open_store
+    monkeypatch.setattr("pyzdb.storage.logfile.SEGMENT_BYTES", 300)     # a segment every few records
+    data = tmp_path / "data"
+    store = open_store(f"sqlite:///{data}/pyzdb.db", durability="none")
+    db = Database(Journal(store))
+    db.open()
+    for i in range(40):
+        db.handle(b"c" * 16, i + 1, {"op": "set", "path": [f"k{i}"], "value": i})
+        db.commit()
+    store.close()
+    first, *later = segments(str(data))
+    assert len(later) >= 3
+    os.unlink(first)                                 # an operator "cleaning old logs"; no checkpoint covers it
+    before = {path: open(path, "rb").read() for path in later}
+    check = subprocess.run([sys.executable, "-m", "pyzdb", "check", "--data", str(data)],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode != 0 and "missing" in check.stderr + check.stdout, check.stdout + check.stderr
+    service = EmbeddedService(data_dir=str(data))
+    try:
+        log = start_fails(service)
+        assert "missing" in log, log[-2000:]
+        assert {path: open(path, "rb").read() for path in later} == before   # nothing of them dropped
+    finally:
+        service.close()
+
+
+def test_records_past_the_recovered_end_are_cut_across_segments_and_the_log_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setattr("pyzdb.storage.logfile.SEGMENT_BYTES", 200)
+    log = LogFile(str(tmp_path / "log"), TOKEN, durability="none")
+    for seq in range(1, 41):
+        log.append([(seq, b"record %d" % seq)])
+    log.close()
+    writer = LogFile(str(tmp_path / "log"), TOKEN, durability="none")
+    writer.truncate_after(5)                  # several later segments go, the one holding 5 is cut after it
+    writer.append([(6, b"six")])
+    assert writer.get(range(1, 41)) == {**{seq: b"record %d" % seq for seq in range(1, 6)}, 6: b"six"}
+    writer.close()

@@ -102,3 +102,34 @@ def test_a_setdefault_is_journaled_with_the_value_it_answered():
     db.commit()
     *_, setdefault, append = db.journal.records_after(0, 0)     # (seq, crc, entries) of every record
     assert setdefault[2][0]["res"] == [0] and append[2][0]["res"] is None
+
+
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+
+
+def test_many_reads_of_one_big_value_before_a_write_in_their_group_share_one_copy():
+    """300 clients' gets of one 10,000-key dict, then a write into it, in one group: each reply answers the dict
+    as it was, from one copy; before, each get's result was copied on its own (about 300 x 0.6 MiB here)."""
+    big = {f"k{i}": i for i in range(10_000)}
+    with EmbeddedService() as service:
+        assert ask(service.rw_uri, {"op": "set", "path": ["big"], "value": big})["ok"] is None
+        in_one_group(service, [(b"warm".ljust(16, b"r"), 1, {"op": "get", "path": ["big"]})])
+        before = _peak_rss_mib(service.proc.pid)
+        requests = [(b"r%015d" % i, 1, {"op": "get", "path": ["big"]}) for i in range(300)]
+        replies = in_one_group(service, requests + [(b"w" * 16, 2, {"op": "set", "path": ["big", "new"], "value": 1})])
+        grown = _peak_rss_mib(service.proc.pid) - before
+        assert all(reply["ok"] == big for reply in replies[:-1]) and replies[-1]["ok"] is None
+        assert grown < 40, f"the server's peak RSS grew {grown:.0f} MiB for one value's copies"
+
+
+def test_results_that_are_one_object_are_copied_once_when_a_write_changes_it():
+    db = Database(Journal(MemoryStore()))
+    db.open()
+    db.handle(b"w", 1, {"op": "set", "path": ["d"], "value": {"a": [1]}})
+    db.commit()
+    reads = [db.handle(b"r%d" % i, 1, {"op": "get", "path": ["d"]}) for i in range(3)]
+    db.handle(b"w", 2, call(["d", "a"], "append", 2))
+    assert reads[0]["ok"] == {"a": [1]} and reads[0]["ok"] is reads[1]["ok"] is reads[2]["ok"]
+    db.commit()

@@ -212,3 +212,54 @@ def test_a_restarted_broker_learns_the_terms_before_it_lets_a_server_hold():
     assert fence.beat(old, 0.1) == {} and fence.beat(promoted, 0.4) == {} and fence.route_id is None
     assert not fence.beat(old, GRACE + 0.1)["holds"]
     assert fence.beat(promoted, GRACE + 0.4)["holds"] and fence.route_id == b"rw-new"
+
+
+def test_an_old_rw_server_once_fenced_never_takes_a_restarted_broker_while_the_promoted_one_is_silent(tmp_path):
+    """Promote a copy, let the old server be refused once, freeze the promoted one and restart the broker:
+    past its grace the broker knows no higher term. Before, the old server then took the read-write queue and
+    acknowledged writes on its stale store that the promoted one never got."""
+    dep = Deployment(tmp_path)
+    try:
+        dep.start_broker()
+        old = dep.start("old", dep.rw_args("old", dep.replication))
+        wait_answering(dep.rw_uri, 20, "the old RW server", lambda: dep.log("old"), old)
+        acknowledged = []
+        db, _ = client(dep.rw_uri, timeout=20)
+        db["log"] = []
+        db._conn.close()
+        append_acknowledged(dep.rw_uri, range(5), acknowledged)
+        dep.start("replica", ["server", "--ro", "--data", str(tmp_path / "copy"), "--back", dep.ro_back,
+                              "--follow", dep.replication, "--health", dep.health, "--name", "copy"])
+        deadline = time.monotonic() + 30
+        while not any(s.get("role") == "ro" and s.get("seq", 0) >= 6 for s in dep.table().get("servers", [])):
+            assert time.monotonic() < deadline, dep.log("replica")
+            time.sleep(0.2)
+        dep.stop("replica")
+        os.kill(old.pid, signal.SIGSTOP)
+        time.sleep(INTERVAL * LIVENESS + 1)         # its beats run out in the broker's table
+        promoted = start_process(["promote", "--data", str(tmp_path / "copy"), "--health", dep.health],
+                                 str(tmp_path / "promote.log"))
+        assert promoted.wait(60) == 0, (tmp_path / "promote.log").read_text()
+        new = dep.start("new", dep.rw_args("copy"))
+        dep.wait_holder(new.pid)
+        os.kill(old.pid, signal.SIGCONT)
+        dep.wait_log("old", "refusing to serve")
+        os.kill(new.pid, signal.SIGSTOP)            # the promoted server silent through the broker's restart
+        dep.stop("broker")
+        dep.start_broker()
+        time.sleep(GRACE + INTERVAL * LIVENESS + 1)
+        table = dep.table()
+        assert not any(s.get("holds") for s in table.get("servers", [])), table
+        late = []
+        writer = threading.Thread(target=append_acknowledged, args=(dep.rw_uri, [5], late, 60))
+        writer.start()
+        time.sleep(2)
+        assert late == []                           # held in the broker: no server holds it
+        os.kill(new.pid, signal.SIGCONT)
+        dep.wait_holder(new.pid)
+        writer.join(60)
+        assert late == [5]
+        dep.stop("new")
+        assert stored_list(tmp_path / "copy") == acknowledged + late == list(range(6))
+    finally:
+        dep.close()

@@ -19,6 +19,10 @@ requests to the holder alone and drops replies from any other server.
   larger writer id wins as a higher term would, and the other is refused for
   the broker's life, silent holder or not. A restarted server beats its
   store's writer id again, so it takes over from its own dead predecessor.
+- A refusal for a lower rank says ``"superseded": True``, and the server stops
+  offering itself for good (``ReadWriteServer``: its beats carry no
+  ``back_id``), so a broker restarted while the promoted server is silent
+  cannot hand it the queue.
 
 The terms live in memory. A restarted broker grants nothing for its first
 ``GRACE`` seconds: it only notes the terms of the servers that beat, so that
@@ -87,11 +91,12 @@ class WriterFence:
             return {"holds": True, "term": term}
         highest = self.terms.get(database, 0), self.writers.get(database, "")
         if rank(info) < highest:
-            return self._refuse(info, f"database {database} was promoted to term {highest[0]} on this broker; "
-                                      f"this server's term is {term}" if term < highest[0] else
-                                      f"a store of database {database} with the same term {term} and a larger "
-                                      f"writer id ({highest[1]}, this one's is {rank(info)[1] or 'none'}) "
-                                      f"holds this broker's term: two promoted copies tie, the larger id wins")
+            return {**self._refuse(info, f"database {database} was promoted to term {highest[0]} on this broker; "
+                                         f"this server's term is {term}" if term < highest[0] else
+                                         f"a store of database {database} with the same term {term} and a larger "
+                                         f"writer id ({highest[1]}, this one's is {rank(info)[1] or 'none'}) "
+                                         f"holds this broker's term: two promoted copies tie, the larger id wins"),
+                    "superseded": True}
         alive = holder is not None and now - self.holder_beat <= INTERVAL * LIVENESS
         if alive and not (str(holder.get("database")) == database and rank(info) > rank(holder)):
             return self._refuse(info, f"another RW server ({describe(holder)}) holds this broker")

@@ -23,6 +23,8 @@ from pyzdb.transport.heartbeat import BEAT, INTERVAL, LIVENESS, STATUS
 log = logging.getLogger("pyzdb.broker")
 FORGET_AFTER = 60.0            # dead servers stay listed this long
 MAX_SERVERS = 1000             # beats from more peers than this are not listed (a flood cannot grow the table)
+MAX_BEAT_FIELDS = 32           # a beat is a few scalar facts (loop.py's ``_beat_info``)
+_SCALARS = (str, int, float, bool, type(None))
 
 
 class HealthMonitor:
@@ -90,8 +92,9 @@ class HealthMonitor:
             info = wire.unpack(payload)
         except Exception:   # a beat that does not decode is ignored, never trusted
             return {}
-        if not isinstance(info, dict):
-            return {}
+        if not isinstance(info, dict) or len(info) > MAX_BEAT_FIELDS or not all(
+                type(key) is str and isinstance(value, _SCALARS) for key, value in info.items()):
+            return {}       # not a beat: 64 KiB of nested empty lists decode to about 4.5 MB, kept per peer
         if peer in self.servers or len(self.servers) < MAX_SERVERS:
             self.servers[peer] = {"info": info, "last": time.monotonic()}
         if self.fence is not None and info.get("role") == "rw":

@@ -337,8 +337,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     db = _open_offline(args, "check: FAILED")
     if db is None:
         return 1
-    db.journal.store.close()
     store, meta, seq = db.journal.store, db.journal.meta, db.journal.seq
+    try:
+        getattr(store, "check_log_follows", lambda seq: None)(seq)   # records after a gap the recovery stopped at
+    except Error as exc:
+        print(f"pyzdb check: FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
     print(f"pyzdb check: OK: {store.url}: database {meta.get('id') or '(no id yet)'}, checkpoint generation {meta.get('gen', 0)} at seq {meta.get('seq', 0)} "
           f"({meta.get('chunks', 0)} chunks, {meta.get('size', 0)} bytes), log up to seq {seq}, "
           f"{len(db.engine.tree)} top-level keys")

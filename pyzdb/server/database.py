@@ -195,7 +195,7 @@ class Database:
         self._delete_expired(expiry.due_touched(expiries, query) if expiries.deadlines else ())   # lazy expiry
         if live.buckets:            # earlier replies' results it would change in place are copied first
             live.before(query)
-        outcome = self.engine.run(query, self.max_work, self.max_reply, packed=True)
+        outcome = self.engine.run(query, self.max_work, self.max_reply, packed=True, owner=cid)
         container = outcome.result.__class__ is list or outcome.result.__class__ is dict   # it may be the tree's own
         if not outcome.is_write:
             reply = lazy_expiry.reply_of(expiries, query, ok_reply(rid, outcome.result, self.journal.seq))

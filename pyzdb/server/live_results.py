@@ -28,12 +28,16 @@ class _Held:
     def __init__(self, holder: Any, key: Any, entry: dict | None, path: list, result: Any) -> None:
         self.holder, self.key, self.entry, self.path, self.result = holder, key, entry, path, result
 
-    def freeze(self) -> None:
-        """Put a copy of the result in its place (unless its reply was rewritten since)."""
+    def freeze(self, copies: dict[int, Any]) -> None:
+        """Put a copy of the result in its place (unless its reply was rewritten since); ``copies`` (by ``id`` of
+        the result) are the copies this pass made: results that are one object share one copy."""
         holder, key, result = self.holder, self.key, self.result
         if key in holder if type(holder) is dict else key < len(holder):
             if holder[key] is result:
-                holder[key] = copy = clone(result)
+                copy = copies.get(id(result))
+                if copy is None:
+                    copy = copies[id(result)] = clone(result)
+                holder[key] = copy
                 if self.entry is not None and self.entry.get("res") is result:
                     self.entry["res"] = copy
 
@@ -77,9 +81,10 @@ class LiveResults:
 
     def freeze_all(self) -> None:
         """Copy every result: undo, redo, a rollback or expiry is about to change the tree anywhere."""
+        copies: dict[int, Any] = {}
         for held in self.buckets.values():
             for item in held:
-                item.freeze()
+                item.freeze(copies)
         self.buckets.clear()
         self.kept = 0
 
@@ -103,6 +108,7 @@ class LiveResults:
     def _freeze_under(self, changed: list) -> None:
         """Copy the results whose path is ``changed`` or above it: a container there is about to change in place."""
         keys = _leading_keys(changed)
+        copies: dict[int, Any] = {}     # 1000 gets of one big value in a group: one copy, not 1000
         for depth in range(len(keys) + 1):
             held = self.buckets.get(keys[:depth])
             if not held:
@@ -110,7 +116,7 @@ class LiveResults:
             stay = []
             for item in held:
                 if _at_or_above(item.path, changed):
-                    item.freeze()
+                    item.freeze(copies)
                     self.kept -= item.entry is not None
                 else:
                     stay.append(item)
@@ -123,7 +129,7 @@ class LiveResults:
         for key, held in self.buckets.items():
             for index, item in enumerate(held):
                 if item.entry is not None:
-                    held.pop(index).freeze()
+                    held.pop(index).freeze({})
                     self.kept -= 1
                     if not held:
                         del self.buckets[key]

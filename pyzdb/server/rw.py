@@ -95,6 +95,7 @@ class ReadWriteServer(ServerLoop):
         self.config = config
         self.back_id = b"rw-" + uuid.uuid4().hex.encode()   # its back-end routing id, named in its beats (broker/fence.py)
         self.refused: str | None = None     # why the broker's fence gives this server no requests, while it does
+        self.superseded = False    # a promotion's higher term fenced this server: it never offers itself again
         super().__init__(context, config.health, config.curve, config.max_message)
         self.front = self._open_front(config)
         self.feed = None
@@ -179,12 +180,15 @@ class ReadWriteServer(ServerLoop):
         return {"role": "rw", "back": self.config.front or self.config.back, "seq": self.db.journal.seq,
                 "database": self.db.journal.identity, "term": self.db.journal.meta.get("term", 0),
                 "writer": self.db.journal.meta.get("writer"),
-                **({} if self.config.front else {"back_id": self.back_id.decode()}),
+                **({} if self.config.front or self.superseded else {"back_id": self.back_id.decode()}),
                 "locked": self.db.lock is not None, "waiting": len(self.waiting)}
 
     def _beat_answer(self, answer: dict) -> None:
         """The broker's fence refused this server (it gets no requests: it waits, beating) or let it hold."""
         holds = answer.get("holds")
+        if answer.get("superseded") is True and not self.superseded:
+            self.superseded = True
+            log.error("a promotion superseded this RW server (%s): it will not serve again; stop it", answer.get("reason"))
         if holds is False and self.refused is None:
             self.refused = str(answer.get("reason"))
             log.error("%s; refusing to serve (waiting: this server gets no requests unless the broker lets it hold)",

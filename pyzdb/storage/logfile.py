@@ -331,8 +331,19 @@ class LogFile:
             if self.segments and self.segments[0].first <= seq:
                 self._rotate = True   # the next append starts a segment, so this one can go at the next drop
 
+    def check_follows(self, seq: int) -> None:
+        """CorruptStore if the log holds records after ``seq`` but not ``seq + 1``: the segments between are gone
+        (removed by hand), and a recovery that ends at ``seq`` would drop the acknowledged records after them."""
+        with self._lock:
+            if self.segments and self.last >= self.segments[0].first > seq + 1:
+                raise CorruptStore(f"log file {self.directory}: the database's checkpoint ends at record {seq} but "
+                                   f"its first segment starts at record {self.segments[0].first}: records {seq + 1}-"
+                                   f"{self.segments[0].first - 1} are missing (a segment removed?); refusing to "
+                                   f"open rather than drop records {self.segments[0].first}-{self.last} after them")
+
     def truncate_after(self, seq: int) -> None:
         """In the writer at start-up: remove the records after ``seq`` (past the end of the recovered log)."""
+        self.check_follows(seq)
         with self._lock:
             if self.last <= seq:
                 return
@@ -342,6 +353,7 @@ class LogFile:
                 segment = self.segments.pop()
                 os.close(segment.fd)
                 os.unlink(segment.path)
+                self._reopen_for_writing(self.segments[-1])     # it was opened to be read only
             segment = self.segments[-1]   # the first one stays, emptied if need be: its absence would mean damage
             keep = max(0, seq + 1 - segment.first)
             segment.end = segment.offsets[keep] if keep < len(segment.offsets) else segment.end

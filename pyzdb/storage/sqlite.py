@@ -293,6 +293,11 @@ class SqliteStore(Store):
                 self.flush()   # the checkpoint's meta (not yet fsync'd under batch) reaches the disk before its records go
             self.log_file.drop_through(seq)
 
+    def check_log_follows(self, seq: int) -> None:
+        """CorruptStore if the log file holds records after ``seq`` but not ``seq + 1`` (``LogFile.check_follows``)."""
+        if self.log_file is not None:
+            self.log_file.check_follows(seq)
+
     def truncate_log_after(self, seq: int) -> None:
         """In the writer at start-up: remove the log file's records after ``seq`` (past the recovered log's end)."""
         if self.log_file is not None:

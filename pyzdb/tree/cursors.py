@@ -16,8 +16,9 @@ The reply is ``{"page": [...], "cursor": next or None}``. A cursor is the
 text ``<number>.<position>.<mac>``: the mac (keyed by a secret this
 ``Cursors`` drew at random) makes a forged or garbled cursor, one from
 another server or from before a restart, a ``CursorError``; a cursor idle
-past ``idle_seconds`` or evicted (least recently used first) to keep at
-most ``max_cursors`` cursors and ``max_held`` entries held is
+past ``idle_seconds`` or evicted (the least recently used of the owner
+holding the most first) to keep at most ``max_cursors`` cursors and
+``max_held`` entries held is
 ``CursorExpired``. Reading one position again (a retry) answers the same
 page; after the last page the cursor stays until it expires. docs/ITERATION.md has the wire format and the reasons.
 """
@@ -120,10 +121,10 @@ class _Snapshot:
 
 
 class _Cursor:
-    __slots__ = ("path", "node", "snapshot", "used")
+    __slots__ = ("path", "node", "snapshot", "used", "owner")
 
-    def __init__(self, path: list, node: Any, used: float) -> None:
-        self.path, self.node, self.used = path, node, used
+    def __init__(self, path: list, node: Any, used: float, owner: Any) -> None:
+        self.path, self.node, self.used, self.owner = path, node, used, owner
         self.snapshot = _Snapshot(node)
 
 
@@ -145,8 +146,10 @@ class Cursors:
         self._numbers = itertools.count(1)
         self._secret = os.urandom(16)
 
-    def page(self, node: Any, query: dict) -> dict:
-        """The next page of ``node`` (the container at ``query['path']``) and the cursor of the one after it."""
+    def page(self, node: Any, query: dict, owner: Any = None) -> dict:
+        """The next page of ``node`` (the container at ``query['path']``) and the cursor of the one after it.
+
+        ``owner`` (the client id) opens a new cursor: at a bound, the owner holding the most gives one up."""
         path, text, limit, items = query["path"], query["cursor"], query.get("limit"), query.get("items") is True
         if type(limit) is not int or limit < 0:
             raise QueryError("iter with a cursor needs a non-negative int 'limit' (the page size)")
@@ -155,7 +158,7 @@ class Cursors:
         if text is None:
             if len(node) <= limit:
                 return {"page": _entries(node, node if isinstance(node, dict) else list(node), items), "cursor": None}
-            number, position = self._open(path, node, now), 0
+            number, position = self._open(path, node, now, owner), 0
             cursor = self.open[number]
         else:
             number, position = self._parse(text)
@@ -185,17 +188,29 @@ class Cursors:
         return {"cursors": len(self.open), "cursor_entries": self.held + self._dropped_held}
 
     # --- the table -------------------------------------------------------------------------------
-    def _open(self, path: list, node: Any, now: float) -> int:
+    def _open(self, path: list, node: Any, now: float, owner: Any) -> int:
         size = len(node)
         if size > self.max_held:
             raise RequestTooCostly(f"iterating {format_path(path)} by cursor would hold {size:,} entries, over the "
                                    f"limit of {self.max_held:,}; read it by slices or keys of your own")
         while self.open and (len(self.open) >= self.max_cursors or self.held + size > self.max_held):
-            self._drop(next(iter(self.open)))
+            self._drop(self._victim(owner, size, by_count=len(self.open) >= self.max_cursors))
         number = next(self._numbers)
-        self.open[number] = _Cursor(list(path), node, now)
+        self.open[number] = _Cursor(list(path), node, now, owner)
         self.held += size
         return number
+
+    def _victim(self, owner: Any, size: int, by_count: bool) -> int:
+        """The cursor to drop for ``owner``'s new one of ``size`` entries: the least recently used of the owner
+        that holds the most cursors (``by_count``) or entries, the new one counted, so that a client opening
+        cursors in a loop evicts its own and not another client's walk in progress."""
+        shares: dict[Any, int] = {}
+        for cursor in self.open.values():
+            shares[cursor.owner] = shares.get(cursor.owner, 0) + (1 if by_count else cursor.snapshot.held)
+        if owner in shares:
+            shares[owner] += 1 if by_count else size
+        most = max(shares.values())
+        return next(number for number, cursor in self.open.items() if shares[cursor.owner] == most)
 
     def _drop(self, number: int) -> None:
         cursor = self.open.pop(number, None)

@@ -54,6 +54,7 @@ class Engine:
         self.cursors = cursors.Cursors()
         self._packing = False   # inside run(..., packed=True)
         self._max_reply: int | None = None   # inside run(): a batch's copies of its results stop at this many bytes
+        self._owner: Any = None     # inside run(): the client whose iter opens a cursor (tree/cursors.py)
 
     # --- entry points ----------------------------------------------------------
     def execute(self, query: dict) -> Outcome:
@@ -69,7 +70,7 @@ class Engine:
         return outcome
 
     def run(self, query: dict, max_work: int | None = None, max_reply: int | None = None, *,
-            packed: bool = False) -> Outcome:
+            packed: bool = False, owner: Any = None) -> Outcome:
         """``execute`` a client's query within budgets: refused before it runs if its estimated work is over
         ``max_work``, and undone if its result surely encodes to more than ``max_reply`` bytes.
 
@@ -77,7 +78,7 @@ class Engine:
         uncopied, and ``outcome.packed`` holds the bytes of such calls, taken
         before they ran: the caller must encode the forward queries from those
         bytes (``wire.Packed``) before any later query runs, as a later write
-        may change those values in place."""
+        may change those values in place. ``owner`` (the client id) owns the cursors an ``iter`` opens."""
         if max_work is not None:
             units = budget.cost(self.resolve, query, max_work)
             if units > max_work:
@@ -85,11 +86,11 @@ class Engine:
                 raise RequestTooCostly(f"{what} needs over {max_work:,} work units (--max-work; estimated {units:,} "
                                        "from the sizes of the values it touches); ask for smaller parts "
                                        "(a slice, a page, len())")
-        self._packing, self._max_reply = packed, max_reply
+        self._packing, self._max_reply, self._owner = packed, max_reply, owner
         try:
             outcome = self.execute(query)
         finally:
-            self._packing, self._max_reply = False, None
+            self._packing, self._max_reply, self._owner = False, None, None
         if max_reply is not None and type(outcome.result) in (list, dict, str, bytes):   # others: a few bytes
             floor = budget.size_floor(outcome.result, max_reply)
             if floor > max_reply:
@@ -243,7 +244,9 @@ class Engine:
         by ``start`` and ``limit``, or by ``cursor`` (tree/cursors.py: never a key skipped or repeated)."""
         node = self.resolve(query["path"])
         cursors.check_iterable(node, query["path"])
-        return Outcome(self.cursors.page(node, query) if "cursor" in query else cursors.positional_page(node, query))
+        if "cursor" in query:
+            return Outcome(self.cursors.page(node, query, self._owner))
+        return Outcome(cursors.positional_page(node, query))
 
     def _op_ttl(self, query: dict) -> Outcome:
         return Outcome(expiry.ttl_op(self.resolve, self.expiries, query))
