@@ -68,16 +68,21 @@ def start_rw(dep, name, data=None, replication=""):
     return dep.start(name, dep.rw_args(data or name, replication))
 
 
+def start_first_rw(dep):
+    """The broker and RW server ``a`` (streaming to replicas), answering, with an empty list at ``log``."""
+    dep.start_broker()
+    a = start_rw(dep, "a", replication=dep.replication)
+    wait_answering(dep.rw_uri, 20, "a", lambda: dep.log("a"), a)
+    new_log(dep)
+
+
 def test_a_promoted_stream_replica_takes_a_term_above_the_rw_server_it_followed(tmp_path):
     """RW server at term 1 (itself a promoted copy), its replica promoted without the broker: term 2; the old RW
     server restarted is fenced, by the broker that saw both and by a restarted one that hears only the old
     server and a replica of the promoted one."""
     dep = Deployment(tmp_path)
     try:
-        dep.start_broker()
-        a = start_rw(dep, "a", replication=dep.replication)
-        wait_answering(dep.rw_uri, 20, "a", lambda: dep.log("a"), a)
-        new_log(dep)
+        start_first_rw(dep)
         acknowledged = []
         append_acknowledged(dep.rw_uri, range(10), acknowledged)
         follow(dep, "b", dep.replication, 11)
@@ -121,10 +126,7 @@ def test_two_copies_promoted_to_one_term_never_both_hold_the_larger_writer_id_do
     the store with the larger writer id holds, and the other is refused even while the holder is silent."""
     dep = Deployment(tmp_path)
     try:
-        dep.start_broker()
-        a = start_rw(dep, "a", replication=dep.replication)
-        wait_answering(dep.rw_uri, 20, "a", lambda: dep.log("a"), a)
-        new_log(dep)
+        start_first_rw(dep)
         follow(dep, ["x", "y"], dep.replication, 1)
         dep.stop("a")
         metas = {name: promote_alone(dep, name) for name in ("x", "y")}
