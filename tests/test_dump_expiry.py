@@ -93,3 +93,16 @@ def test_records_of_due_keys_are_dropped_and_deadlines_kept_relative_to_the_key(
     page = [["a", {"b": 1, "c": {"d": 2}}], ["due", 1], ["plain", 2]]
     deadlines = [[["a", "c"], 5.0], [["a", "c", "d"], 50.0], [["a", "b"], 100.0], [["due"], 9.0]]
     assert with_deadlines(page, deadlines, 10.0) == [["a", {"b": 1}, [[["b"], 100.0]]], ["plain", 2]]
+
+
+def test_a_malformed_deadlines_query_is_refused_and_the_service_goes_on():
+    from pyzdb.errors import QueryError
+    with EmbeddedService() as service:
+        db = service.client()
+        db["k"] = {"a": 1}
+        db["k"]["a"].expire(60)
+        for keys in ("k", None, list(range(100_001))):
+            with pytest.raises(QueryError, match="deadlines takes a list 'keys'"):
+                db._conn.read({"op": "deadlines", "path": [], "keys": keys}, "strong")
+        answer = db._conn.read({"op": "deadlines", "path": [], "keys": ["k", "missing", [1], None]}, "strong")
+        assert [path for path, _ in answer["deadlines"]] == [["k", "a"]] and db["k"]._run() == {"a": 1}
