@@ -315,3 +315,26 @@ def test_a_root_whose_snapshot_is_over_max_work_is_refused_naming_the_flag(tmp_p
             list(db)
         db["small"] = dict.fromkeys(range(2000), 0)         # under the budget: read by cursor as usual
         assert list(db["small"]) == list(range(2000))
+
+
+def test_on_a_replica_a_client_opening_cursors_in_a_loop_evicts_its_own_not_another_clients_walk():
+    # Before, the replica's engine was not told the client id: the looper's 201 opens at the 64-cursor bound
+    # evicted the walker's cursor (CursorExpired mid-walk) as readily as the looper's own.
+    with Cluster(replicas=1) as cluster:
+        walker, looper = cluster.client(ro=True), cluster.client(ro=True)
+        walker["walked"], looper["small"] = dict.fromkeys(range(500), 0), {"a": 0, "b": 0}
+        read_walked = walker._conn.read      # read-your-writes: on the replica once it holds the write
+        reply = read_walked({"op": "iter", "path": ["walked"], "cursor": None, "limit": 100})
+        seen = list(reply["page"])
+        first_own = looper._conn.read({"op": "iter", "path": ["small"], "cursor": None, "limit": 1})["cursor"]
+        looper._conn.read({"op": "batch", "ops": [{"op": "iter", "path": ["small"], "cursor": None, "limit": 1}] * 100})
+        for _ in range(100):
+            looper._conn.read({"op": "iter", "path": ["small"], "cursor": None, "limit": 1})
+        while reply["cursor"] is not None:     # a replica's cursor sent to the RW server would be refused
+            reply = read_walked({"op": "iter", "path": ["walked"], "cursor": reply["cursor"], "limit": 100})
+            seen += reply["page"]
+        assert seen == list(range(500))
+        with pytest.raises(CursorExpired):
+            looper._conn.read({"op": "iter", "path": ["small"], "cursor": first_own, "limit": 1})
+        replica = walker._conn.read({"op": "status"}, "eventual")
+        assert replica["role"] == "ro" and replica["cursors"] == 64, replica

@@ -106,7 +106,7 @@ def test_the_json_dump_is_readable_json_lines(db, service, tmp_path):
     path = tmp_path / "t.jsonl"
     assert pyzdb("dump", str(path), "--uri", service.rw_uri).returncode == 0
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert lines[0] == {"format": "pyzdb-dump", "version": 1, "keys": 2}
+    assert lines[0] == {"format": "pyzdb-dump", "version": 2, "keys": 2}
     assert sorted(map(json.dumps, lines[1:])) == sorted(map(json.dumps, [
         ["raw", {"$bytes": "aGk="}], ["d", {"$dict": [[1, 2]]}]]))
 

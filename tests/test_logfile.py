@@ -431,3 +431,40 @@ def test_records_past_the_recovered_end_are_cut_across_segments_and_the_log_goes
     writer.append([(6, b"six")])
     assert writer.get(range(1, 41)) == {**{seq: b"record %d" % seq for seq in range(1, 6)}, 6: b"six"}
     writer.close()
+
+
+def rewrite_record(path, seq, change):
+    """Rewrite record ``seq`` of the segment at ``path`` as ``change(record)``, with a valid frame (length, crc32)."""
+    data = open(path, "rb").read()
+    position, out = HEADER_SIZE, [data[:HEADER_SIZE]]
+    while position + FRAME.size <= len(data):
+        length, _, number = FRAME.unpack_from(data, position)
+        if length == 0:
+            break
+        payload = data[position + FRAME.size:position + FRAME.size + length]
+        if number == seq:
+            payload = wire.pack(change(wire.unpack(payload, max_size=None)))
+        out.append(FRAME.pack(len(payload), zlib.crc32(payload), number) + payload)
+        position += FRAME.size + length
+    with open(path, "wb") as handle:
+        handle.write(b"".join(out))
+
+
+def test_a_record_that_does_not_chain_in_the_middle_refuses_to_start_and_check_names_it(tmp_path):
+    # Before, recovery stopped at the record whose crc32 of its predecessor was wrong, and the writer's start-up
+    # cut it and every record after it off the log file ("left over past the end"): 20 acknowledged writes gone.
+    service = written_service(tmp_path, 30)
+    try:
+        path = segments(service.data_dir)[-1]
+        rewrite_record(path, 10, lambda record: [record[0], record[1] ^ 1, record[2]])
+        before = {name: open(name, "rb").read() for name in segments(service.data_dir)}
+        check = subprocess.run([sys.executable, "-m", "pyzdb", "check", "--data", service.data_dir],
+                               capture_output=True, text=True, timeout=60)
+        assert check.returncode != 0, check.stdout + check.stderr
+        assert "record 10 is a whole frame" in check.stderr and "does not chain to record 9" in check.stderr, \
+            check.stderr
+        log = start_fails(service)
+        assert "does not chain to record 9" in log and "records 10-" in log, log[-2000:]
+        assert {name: open(name, "rb").read() for name in segments(service.data_dir)} == before   # nothing cut
+    finally:
+        service.close()

@@ -319,7 +319,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
         if db is None:
             return 1
         db.journal.store.close()
-        return dump_tree(db.engine.tree, args.file, args.format)
+        return dump_tree(db.engine.tree, args.file, args.format, db.engine.expiries)
     return _as_client("dump", args, dump, args.uri, args.file, args.format)
 
 

@@ -10,7 +10,9 @@ is not a snapshot of one instant unless writers are paused (``db.lock()``).
 records (decoded on a thread while the page before it is sent): each page
 is applied atomically as one write (one log record, one undo step) and
 exactly once under retries; keys not in the file are left alone. ``-`` as
-the file is standard output / standard input (give ``--format``).
+the file is standard output / standard input (give ``--format``). A key
+whose deadline has passed is not dumped; the others' deadlines go with them
+and ``load`` sets them again in the same write (cli/dump_expiry.py).
 """
 from __future__ import annotations
 
@@ -19,14 +21,17 @@ import gc
 import itertools
 import os
 import sys
+import time
 from typing import Any, BinaryIO, Iterator
 
+from pyzdb.cli.dump_expiry import expire_queries, is_deadline_list, with_deadlines, write_batches
 from pyzdb.cli.dumpfile import DumpFileError, choose_format, encode_page, encode_record, header, read_dump
 from pyzdb.cli.prefetch import prefetched
 from pyzdb.cli.progress import Progress
 from pyzdb.client import client
 from pyzdb.client.pages import CONSISTENCY, PageWalk
-from pyzdb.errors import Error, MessageTooLarge, ProtocolError, RequestTooCostly
+from pyzdb.errors import Error, MessageTooLarge, ProtocolError, QueryError, RequestTooCostly
+from pyzdb.tree.expiry import Expiries, deadlines_op
 from pyzdb.tree.values import to_storable
 
 READ_PAGE = 20_000          # pairs read per request (a quarter as many while a page is over a budget)
@@ -61,9 +66,24 @@ def read_pages_of_items(db: Any) -> Iterator[list]:
                                       "message or work limit (--max-message, --max-work)") from None
             continue
         if page:
-            yield page
+            yield _page_deadlines(db, page)
         count += len(page)
         walk.size = min(READ_PAGE, walk.size * 2)
+
+
+def _page_deadlines(db: Any, page: list) -> list:
+    """The dump records of a page: its keys' deadlines read from the service (none from a pyzdb without them)."""
+    if getattr(db, "_no_deadlines", False):
+        return page
+    query = {"op": "deadlines", "path": [], "keys": [pair[0] for pair in page]}
+    try:
+        found = db._conn.read(query, CONSISTENCY)
+    except QueryError:      # a server from before the deadlines op: the dump has none, as before
+        print("pyzdb dump: the service does not tell expiry deadlines (an older pyzdb): keys are dumped "
+              "without them", file=sys.stderr)
+        db._no_deadlines = True
+        return page
+    return with_deadlines(page, found["deadlines"], found["now"])
 
 
 @contextlib.contextmanager
@@ -101,12 +121,15 @@ def dump(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
         return 1
 
 
-def dump_tree(tree: dict, path: str, fmt: str | None = None) -> int:
+def dump_tree(tree: dict, path: str, fmt: str | None = None, expiries: Expiries | None = None) -> int:
     """Write a tree read offline from a store (``pyzdb dump --data/--store``) to ``path``; return an exit code."""
     try:
         fmt = choose_format(path, fmt)
         items = iter(tree.items())
         pages = iter(lambda: list(map(list, itertools.islice(items, READ_PAGE))), [])
+        if expiries is not None and len(expiries):
+            pages = (with_deadlines(page, **deadlines_op(expiries, {"path": [], "keys": [pair[0] for pair in page]}))
+                     for page in pages)
         return _write_dump(path, fmt, len(tree), pages)
     except (Error, DumpFileError, OSError, TypeError, ValueError) as exc:
         print(f"pyzdb dump: {exc}", file=sys.stderr)
@@ -129,21 +152,30 @@ def _write_dump(path: str, fmt: str, total: int, pages: Iterator[list]) -> int:
 
 
 # --- load ----------------------------------------------------------------------------
-def _groups(pages: Iterator[tuple[list, bool]], path: str) -> Iterator[tuple[dict, int]]:
-    """Each page of records as the map it sets, with its record count (a repeated key keeps its last value)."""
+def _groups(pages: Iterator[tuple[list, bool]], path: str) -> Iterator[tuple[dict, int, list]]:
+    """Each page of records as the map it sets, its record count and the ``expire`` queries of its deadlines
+    (a repeated key keeps its last value and deadlines; a key due already is not set)."""
     before = 0
     for records, may_hold_files in pages:
         try:
             if all(type(record) is list and len(record) == 2 for record in records):
                 group = dict(records)
-                yield (to_storable(group) if may_hold_files else group), len(records)
+                yield (to_storable(group) if may_hold_files else group), len(records), []
+                before += len(records)
+                continue
+            if all(type(r) is list and (len(r) == 2 or len(r) == 3 and is_deadline_list(r[2])) for r in records):
+                kept, queries = expire_queries(records, time.time())
+                group = {record[0]: record[1] for record in kept}
+                yield (to_storable(group) if may_hold_files else group), len(records), queries
                 before += len(records)
                 continue
         except TypeError:       # an unhashable key
             pass
-        number = next(i for i, r in enumerate(records, 1) if not (type(r) is list and len(r) == 2
-                                                                   and not isinstance(r[0], (list, dict))))
-        raise DumpFileError(f"record {before + number} of {path} is not a [key, value] pair of a str or int key")
+        number = next(i for i, r in enumerate(records, 1) if not (
+            type(r) is list and (len(r) == 2 or len(r) == 3 and is_deadline_list(r[2]))
+            and not isinstance(r[0], (list, dict))))
+        raise DumpFileError(f"record {before + number} of {path} is not a [key, value] pair of a str or int key "
+                            f"(or [key, value, deadlines])")
 
 
 def load(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
@@ -156,9 +188,10 @@ def load(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
         with _no_cyclic_gc(), (open(path, "rb") if path != "-" else contextlib.nullcontext(sys.stdin.buffer)) as handle:
             total, pages = read_dump(handle, fmt, path, WRITE_KEYS, WRITE_BYTES)
             progress = Progress("load", total, unit="keys")
-            for group, taken in prefetched(_groups(pages, path)):
+            for group, taken, deadlines in prefetched(_groups(pages, path)):
                 try:
-                    db._conn.write({"op": "call", "path": [], "method": "update", "args": [group], "kwargs": {}})
+                    for query in write_batches(group, deadlines):
+                        db._conn.write(query)
                 except ProtocolError:   # the page does not encode: name the value (an int over 64 bits)
                     to_storable(group)
                     raise

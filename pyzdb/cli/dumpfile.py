@@ -1,5 +1,7 @@
 """The dump file format: a header record, then one ``[key, value]`` record per top-level key, as JSON lines or msgpack.
 
+A key with expiry deadlines has a third item, its deadlines (cli/dump_expiry.py).
+
 JSON has no bytes, no non-finite floats and only string keys, so bytes are
 written as ``{"$bytes": base64}``, a File reference as ``{"$file": path}``, a
 NaN or infinity as ``{"$float": "nan" | "inf" | "-inf"}``, and a dict with a
@@ -24,7 +26,8 @@ from pyzdb.transport import wire
 from pyzdb.tree.files import File, ext_hook
 
 FORMAT = "pyzdb-dump"
-VERSION = 1
+VERSION = 2        # 2: a record may carry its key's expiry deadlines (cli/dump_expiry.py); 1 is read as well
+READS = (1, 2)
 EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".msgpack": "msgpack", ".mpk": "msgpack"}
 _STRICT_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)   # TypeError/ValueError on what JSON lacks
 _STARTS_WITH_DOLLAR = operator.methodcaller("startswith", "$")
@@ -47,8 +50,9 @@ def check_header(record: Any, path: str) -> int:
     """The key count a header record announces; DumpFileError if it is not a pyzdb dump header this reads."""
     if not (isinstance(record, dict) and record.get("format") == FORMAT):
         raise DumpFileError(f"{path} is not a pyzdb dump (its first record is not a pyzdb-dump header)")
-    if record.get("version") != VERSION:
-        raise DumpFileError(f"{path} is a pyzdb dump of version {record.get('version')!r}; this pyzdb reads {VERSION}")
+    if record.get("version") not in READS:
+        raise DumpFileError(f"{path} is a pyzdb dump of version {record.get('version')!r}; this pyzdb reads "
+                            f"{' and '.join(map(str, READS))}")
     return int(record.get("keys") or 0)
 
 

@@ -64,6 +64,7 @@ class Held:
     rid: int
     query: dict
     deadline: float
+    cid: bytes = b""   # the client's id: owns the cursors its iter opens
 
 
 class ReplicaServer(ServerLoop):
@@ -204,21 +205,21 @@ class ReplicaServer(ServerLoop):
             self.reads += 1
         try:
             reply = lazy_expiry.reply_of(self.follower.engine.expiries, query,
-                                         wire.ok_reply(rid, self._run(query), self.follower.seq))
+                                         wire.ok_reply(rid, self._run(query, cid), self.follower.seq))
         except _NotYet as not_yet:
             now = time.monotonic()
             if deadline is None:
                 deadline = now + (watch.parse(query)[2] if query.get("op") == "watch" else self.config.max_wait)
             full = len(self.held) >= MAX_HELD and not request_held
             if now < deadline and not full:
-                self.held.append(Held(route, rid, query, deadline))
+                self.held.append(Held(route, rid, query, deadline, cid))
                 return
             reply = self._too_late(rid, query, not_yet.args[0], full)
         except Error as exc:
             reply = wire.error_reply(rid, exc, self.follower.seq)
         replies.append((route, reply))
 
-    def _run(self, query: dict):
+    def _run(self, query: dict, cid: bytes):
         op = query.get("op")
         if not isinstance(op, str):
             q.validate(query)      # names what is wrong
@@ -241,7 +242,8 @@ class ReplicaServer(ServerLoop):
             raise ReadOnlyError(f"{what} on {q.format_path(query.get('path', []))} is a write; this is a "
                                 f"read-only replica (send writes to the read-write server)")
         budgets = self.config.max_work, self.config.max_message
-        return lazy_expiry.read(engine.expiries, query, lambda part: engine.run(part, *budgets).result)
+        # the client owns the cursors its iter opens: at a bound, the one holding most gives up its own (tree/cursors.py)
+        return lazy_expiry.read(engine.expiries, query, lambda part: engine.run(part, *budgets, owner=cid).result)
 
     def _control(self, op: str, query: dict):
         if op not in READ_CONTROL:
@@ -274,7 +276,7 @@ class ReplicaServer(ServerLoop):
         held, self.held, replies = self.held, [], []
         for request in held:
             try:
-                self._answer(request.route, b"", request.rid, request.query, replies, request.deadline)
+                self._answer(request.route, request.cid, request.rid, request.query, replies, request.deadline)
             except Exception as exc:
                 self._failed(request.route, request.rid, exc, replies)
         self._send(replies)

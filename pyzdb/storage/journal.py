@@ -144,7 +144,15 @@ class Journal(JournalCleanup):
         return decode_state(buffer, f"checkpoint of generation {gen}", progress)
 
     def records_after(self, seq: int, prev_crc: int) -> Iterator[tuple[int, int, list]]:
-        """Yield (seq, crc, entries) of each record after ``seq`` that chains to ``prev_crc``."""
+        """Yield (seq, crc, entries) of each record after ``seq`` that chains to ``prev_crc``.
+
+        It stops at a record that does not chain. Where records are keys (KT/TT,
+        the sqlite ``log`` table of older stores) that is a leftover a partly
+        failed bulk write left past the end, and the writer's ``clean_up``
+        removes it. In the sqlite store's append-only log file nothing is left
+        past the end, so there it is damage: the writer's start-up and ``pyzdb
+        check`` refuse it (``check_log_follows``); a follower only stops there.
+        """
         while True:
             keys = [log_key(s) for s in range(seq + 1, seq + 1 + READ_BATCH)]
             found = self.store.get_bulk(keys)
@@ -156,7 +164,7 @@ class Journal(JournalCleanup):
                 if not (isinstance(record, list) and len(record) == 3 and record[0] == seq + 1):
                     raise CorruptStore(f"log record {key.decode()} is not a pyzdb log record")
                 if record[1] != prev_crc:
-                    return  # left over from an earlier run past the end of this log
+                    return  # past the end of this log (see the docstring)
                 seq, prev_crc = seq + 1, zlib.crc32(raw)
                 yield seq, prev_crc, record[2]
 

@@ -33,8 +33,13 @@ class JournalCleanup:
         That is the chunks and log records a committed checkpoint made
         obsolete, the chunks of a checkpoint a crash interrupted, and log
         records past the end of the recovered log. A read-only follower must
-        never call this: the writer may be appending right past its end.
+        never call this: the writer may be appending right past its end. A
+        log file's records past that end are damage and refused first
+        (``check_log_follows``), before anything is removed.
         """
+        check = getattr(self.store, "check_log_follows", None)
+        if check is not None:
+            check(self.seq)
         self._remove_leftovers()
         self._remove_crashed_generation()
         truncate = getattr(self.store, "truncate_log_after", None)

@@ -341,6 +341,25 @@ class LogFile:
                                    f"{self.segments[0].first - 1} are missing (a segment removed?); refusing to "
                                    f"open rather than drop records {self.segments[0].first}-{self.last} after them")
 
+    def check_ends_at(self, seq: int) -> None:
+        """CorruptStore if the log holds record ``seq + 1``, a whole frame, where a recovery stopped at ``seq``.
+
+        The journal stops at a record that does not chain (its crc32 of the
+        record before is not record ``seq``'s). In a store whose records are
+        keys that is a leftover of a partly failed bulk write; here nothing is
+        left past the end (a failed append is cut back, a torn tail cut at
+        start-up), so such a record is damage (rewritten), and cutting it would
+        drop it and every acknowledged record after it.
+        """
+        with self._lock:
+            if not self.segments or not self.segments[0].first <= seq + 1 <= self.last:
+                return
+            path = next(segment.path for segment in self.segments if segment.first <= seq + 1 <= segment.last)
+            raise CorruptStore(f"log file {path}: record {seq + 1} is a whole frame (its crc32 checks) but does not "
+                               f"chain to record {seq} (the crc32 it holds of record {seq} is not that record's): "
+                               f"a record rewritten or damaged, not a leftover; refusing to open rather than drop "
+                               f"records {seq + 1}-{self.last}")
+
     def truncate_after(self, seq: int) -> None:
         """In the writer at start-up: remove the records after ``seq`` (past the end of the recovered log)."""
         self.check_follows(seq)

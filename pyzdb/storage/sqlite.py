@@ -294,13 +294,16 @@ class SqliteStore(Store):
             self.log_file.drop_through(seq)
 
     def check_log_follows(self, seq: int) -> None:
-        """CorruptStore if the log file holds records after ``seq`` but not ``seq + 1`` (``LogFile.check_follows``)."""
+        """CorruptStore if a recovery ending at ``seq`` left log file records after it: ``seq + 1`` missing
+        (``LogFile.check_follows``) or not chaining (``LogFile.check_ends_at``)."""
         if self.log_file is not None:
             self.log_file.check_follows(seq)
+            self.log_file.check_ends_at(seq)
 
     def truncate_log_after(self, seq: int) -> None:
-        """In the writer at start-up: remove the log file's records after ``seq`` (past the recovered log's end)."""
+        """In the writer at start-up, after ``check_log_follows``: the log file holds nothing after ``seq``."""
         if self.log_file is not None:
+            self.check_log_follows(seq)
             self.log_file.truncate_after(seq)
 
     def remove_bulk(self, keys: Iterable[bytes]) -> None:

@@ -86,6 +86,9 @@ def _one(resolve: Callable[[list], Any], query: dict) -> int:
         return base + math.ceil(size * TEXT_SCAN)
     if op == "call":
         return base + _method_cost(node, query)
+    if op == "deadlines":                                       # one lookup per key named
+        keys = query.get("keys")
+        return base + (len(keys) if isinstance(keys, list) else 0)
     if op == "truncate":                                        # the cut part is copied (str, bytes: the rest too)
         length = query.get("length")
         cut = size - length if isinstance(length, int) and 0 <= length <= size else 0

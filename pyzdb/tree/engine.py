@@ -251,6 +251,9 @@ class Engine:
     def _op_ttl(self, query: dict) -> Outcome:
         return Outcome(expiry.ttl_op(self.resolve, self.expiries, query))
 
+    def _op_deadlines(self, query: dict) -> Outcome:
+        return Outcome(expiry.deadlines_op(self.expiries, query))
+
     def _op_expire(self, query: dict) -> Outcome:
         forward, inverse = expiry.expire_op(self.resolve, self.expiries, query)
         return Outcome(True, forward, inverse)

@@ -236,6 +236,22 @@ def ttl_op(resolve: Callable[[list], Any], expiries: Expiries, query: dict) -> f
     return None if at is None else max(0.0, at - time.time())
 
 
+def deadlines_op(expiries: Expiries, query: dict) -> dict:
+    """``{"op": "deadlines", "path": p, "keys": [k, ...]}``: the server's clock (``now``) and, in ``deadlines``,
+    ``[[path, at], ...]`` of every deadline at or under ``p + [k]`` of each key (``pyzdb dump`` reads them)."""
+    found: list[list] = []
+    base = list(query["path"])
+    for key in query["keys"]:
+        path = expiries._keys([*base, key]) if type(key) in (str, int) else None
+        if path is None:
+            continue
+        at = expiries.deadlines.get(path)
+        if at is not None:
+            found.append([list(path), at])
+        found.extend([list(below), expiries.deadlines[below]] for below in expiries._under.get(path, ()))
+    return {"now": time.time(), "deadlines": found}
+
+
 def after_write(resolve: Callable[[list], Any], expiries: Expiries, query: dict, result: Any,
                 inverse: list) -> None:
     """Drop the deadlines a write replaced or deleted; append to ``inverse`` the ops that put them back."""

@@ -19,6 +19,7 @@ MAX_PATH_DEPTH = 64
 MAX_BATCH = 10_000
 MAX_KEY_LENGTH = 64 * 1024
 MAX_VALUE_DEPTH = 100
+MAX_DEADLINE_KEYS = 100_000
 
 # op name -> (writes the tree?, required fields beyond "op" and "path")
 OPS: dict[str, tuple[bool, tuple[str, ...]]] = {
@@ -34,6 +35,7 @@ OPS: dict[str, tuple[bool, tuple[str, ...]]] = {
     "truncate": (True, ("length",)),  # the inverse of += on a str, bytes or list
     "expire": (True, ()),             # "seconds" from now, or "at" a unix time (None: persist)
     "ttl": (False, ()),
+    "deadlines": (False, ("keys",)),  # the deadlines at or under path + [key] of each key (dump reads them)
     "call": (None, ("method",)),  # read or write depends on the method
     "batch": (None, ("ops",)),
 }
@@ -199,6 +201,8 @@ def validate(query: Any, depth: int = 0) -> dict:
         raise QueryError(f"{op} needs a key: the root of the tree itself cannot be replaced or deleted")
     if op == "expire":
         _check_expire(query)
+    if op == "deadlines" and not (isinstance(query["keys"], list) and len(query["keys"]) <= MAX_DEADLINE_KEYS):
+        raise QueryError(f"deadlines takes a list 'keys' of at most {MAX_DEADLINE_KEYS} keys")
     if op == "truncate" and (type(query["length"]) is not int or query["length"] < 0):
         raise QueryError(f"truncate needs a non-negative int 'length', not {query['length']!r}")
     return query
