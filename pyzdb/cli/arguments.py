@@ -5,6 +5,7 @@ import argparse
 import os
 
 from pyzdb import __version__
+from pyzdb.broker.fence import GRACE
 from pyzdb.broker.relay import DEFAULT_HIGH_WATER
 from pyzdb.storage import DURABILITIES
 from pyzdb.storage.claim import DEFAULT_LEASE
@@ -25,6 +26,17 @@ def _count(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative; use 0 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):      # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds of 0 or more")
     return value
 
 
@@ -145,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     _front_options(serve)
     broker = sub.add_parser("broker", help="the two request queues alone")
     _broker_options(broker)
+    broker.add_argument("--fence-grace", type=_seconds, default=GRACE, metavar="SECONDS",
+                        help="with --health: seconds after the start in which the writer fence lets no RW server "
+                             "hold the broker, only learns the terms of those that beat (default %(default)s)")
     server = sub.add_parser("server", help="a read-write server (or --ro: a read-only one) behind a broker")
     server.add_argument("--ro", action="store_true", help="serve reads only, following the read-write server's log")
     server.add_argument("--back", help="broker back end to connect to (default: RW 5560, or RO 5562 with --ro)")
