@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from pyzdb import __version__
 from pyzdb.broker.fence import GRACE
 from pyzdb.broker.relay import DEFAULT_HIGH_WATER
 from pyzdb.storage import DURABILITIES
@@ -97,6 +96,19 @@ def _server_key_option(parser: argparse.ArgumentParser) -> None:
                              "(default %(default)s)")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: print ``pyzdb VERSION`` and exit; the version is looked up only then (pyzdb.__getattr__)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str = "show the version") -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        import pyzdb
+        print(f"pyzdb {pyzdb.__version__}")
+        parser.exit()
+
+
 class _SubParser(argparse.ArgumentParser):
     """Every subcommand's parser shows defaults in ``--help``."""
 
@@ -149,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="pyzdb", description="A shared nested document tree for Python programs.",
                                      formatter_class=DefaultsFormatter)
-    parser.add_argument("--version", action="version", version=f"pyzdb {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubParser)
     serve = sub.add_parser("serve", help="broker and read-write server in one process (the quick start)")
     _broker_options(serve)
