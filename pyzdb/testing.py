@@ -251,7 +251,9 @@ class Cluster:
         """Start every process; return once the RW server and every replica answer."""
         self.start_member("broker")
         self.start_member("rw")
-        wait_answering(self.rw_uri, timeout, "the RW server", lambda: self.log("rw"), self.rw)
+        wait_answering(self.rw_uri, timeout, "the RW server",   # it answers through the broker: show both logs
+                       lambda: f"rw:\n{self.log('rw')}broker (exit code {self.broker.poll()}):\n{self.log('broker')}",
+                       self.rw)
         for index in range(len(self.replicas)):
             self.start_replica(index, wait=False)
         if self.replicas:
