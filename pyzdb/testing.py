@@ -167,11 +167,17 @@ class EmbeddedService:
         self.close()
 
 
+CLUSTER_FENCE_GRACE = 0.0   # seconds: a Cluster's broker lets its one RW server hold it at its first beat
+
+
 class Cluster:
     """A broker, a read-write server and ``replicas`` read-only servers, each its own process, on free ports.
 
     They share one sqlite store in the cluster's data directory; ``server_args`` go to
-    every server, ``replica_args`` to the replicas only, ``broker_args`` to the broker. ``kill_replica(i)``
+    every server, ``replica_args`` to the replicas only, ``broker_args`` to the broker. The broker's
+    writer fence waits ``fence_grace`` seconds after each start before a server may hold it
+    (``pyzdb broker --fence-grace``): ``CLUSTER_FENCE_GRACE`` by default, since a cluster runs one RW
+    server and the grace guards nothing; a test of the fence passes ``fence.GRACE``. ``kill_replica(i)``
     is a ``kill -9``; ``start_replica(i)`` starts it again. Each process is a
     member by name (``'broker'``, ``'rw'``, ``'ro0'``, ...): ``kill_member(name)``
     and ``start_member(name)`` crash and restart any of them, as chaos tests do.
@@ -182,7 +188,8 @@ class Cluster:
     """
 
     def __init__(self, replicas: int = 2, *server_args: str, replica_args: tuple = (),
-                 data_dir: str | None = None, broker_args: tuple = ()) -> None:
+                 data_dir: str | None = None, broker_args: tuple = (),
+                 fence_grace: float = CLUSTER_FENCE_GRACE) -> None:
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="pyzdb-cluster-")
         os.makedirs(self.data_dir, exist_ok=True)
@@ -190,7 +197,7 @@ class Cluster:
         (self.rw_uri, self.rw_back, self.ro_uri, self.ro_back,
          self.feed, self.status_feed, self.health, self.replication) = (f"tcp://127.0.0.1:{p}" for p in ports)
         self.server_args, self.replica_args = list(server_args), list(replica_args)
-        self.broker_args = list(broker_args)
+        self.broker_args = ["--fence-grace", str(fence_grace), *broker_args]
         self.broker: subprocess.Popen | None = None
         self.rw: subprocess.Popen | None = None
         self.replicas: list[subprocess.Popen | None] = [None] * replicas
@@ -244,7 +251,9 @@ class Cluster:
         """Start every process; return once the RW server and every replica answer."""
         self.start_member("broker")
         self.start_member("rw")
-        wait_answering(self.rw_uri, timeout, "the RW server", lambda: self.log("rw"), self.rw)
+        wait_answering(self.rw_uri, timeout, "the RW server",   # it answers through the broker: show both logs
+                       lambda: f"rw:\n{self.log('rw')}broker (exit code {self.broker.poll()}):\n{self.log('broker')}",
+                       self.rw)
         for index in range(len(self.replicas)):
             self.start_replica(index, wait=False)
         if self.replicas:

@@ -162,7 +162,10 @@ def test_a_broker_holding_requests_for_an_absent_rw_server_stays_idle(health, tm
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
-        time.sleep(2.0)     # started and bound (a fenced broker's first 1.5 s grant nothing anyway)
+        deadline = time.monotonic() + 30
+        while "pyzdb broker: clients" not in (tmp_path / "broker.log").read_text():     # started and bound
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "broker.log").read_text()
+            time.sleep(0.05)
         sock.connect(uri[0])
         for rid in range(1, 6):
             sock.send_multipart([b"", wire.encode_request(b"c" * 16, rid, {"op": "ping"})])

@@ -269,37 +269,49 @@ def containers(node, path=()):
 
 
 def random_query(data, tree):
-    path, node = data.draw(st.sampled_from(list(containers(tree))))
+    """A random write at a random container of ``tree``: only the chosen operation's arguments are drawn."""
+    draw = data.draw
+    path, node = draw(st.sampled_from(list(containers(tree))))
     index = st.integers(-len(node) - 2, len(node) + 2) if isinstance(node, list) else None
-    key = data.draw(st.sampled_from(list(node)) if node and data.draw(st.booleans()) else
-                    (index if index is not None else st.text(max_size=2)))
-    value = data.draw(values)
+    key = draw(st.sampled_from(list(node)) if node and draw(st.booleans()) else
+               (index if index is not None else st.text(max_size=2)))
+
+    def value():
+        return draw(values)
+
     if isinstance(node, list):
         bound = st.one_of(st.none(), st.integers(-6, 6))
-        piece = [data.draw(bound), data.draw(bound), data.draw(st.sampled_from([None, 1, 2, -1, -2]))]
+
+        def piece():
+            return [draw(bound), draw(bound), draw(st.sampled_from([None, 1, 2, -1, -2]))]
+
         choices = [
-            {"op": "set", "path": path + [key], "value": value}, {"op": "del", "path": path + [key]},
-            {"op": "set", "path": path + [piece], "value": data.draw(st.lists(values, max_size=3))},
-            {"op": "del", "path": path + [piece]},
-            call(path, "append", value), call(path, "extend", data.draw(st.lists(values, max_size=3))),
-            call(path, "insert", data.draw(index), value), call(path, "pop"), call(path, "pop", data.draw(index)),
-            call(path, "remove", value if not node else data.draw(st.sampled_from(node))),
-            call(path, "sort", reverse=data.draw(st.booleans())), call(path, "reverse"), call(path, "clear"),
-            {"op": "iadd", "path": path + [key], "value": data.draw(st.one_of(st.integers(-5, 5), st.lists(scalars, max_size=2)))},
-            {"op": "truncate", "path": path, "length": data.draw(st.integers(0, 6))},
+            lambda: {"op": "set", "path": path + [key], "value": value()}, lambda: {"op": "del", "path": path + [key]},
+            lambda: {"op": "set", "path": path + [piece()], "value": draw(st.lists(values, max_size=3))},
+            lambda: {"op": "del", "path": path + [piece()]},
+            lambda: call(path, "append", value()), lambda: call(path, "extend", draw(st.lists(values, max_size=3))),
+            lambda: call(path, "insert", draw(index), value()), lambda: call(path, "pop"),
+            lambda: call(path, "pop", draw(index)),
+            lambda: call(path, "remove", value() if not node else draw(st.sampled_from(node))),
+            lambda: call(path, "sort", reverse=draw(st.booleans())), lambda: call(path, "reverse"),
+            lambda: call(path, "clear"),
+            lambda: {"op": "iadd", "path": path + [key],
+                     "value": draw(st.one_of(st.integers(-5, 5), st.lists(scalars, max_size=2)))},
+            lambda: {"op": "truncate", "path": path, "length": draw(st.integers(0, 6))},
         ]
     else:
         choices = [
-            {"op": "set", "path": path + [key], "value": value}, {"op": "del", "path": path + [key]},
-            call(path, "pop", key), call(path, "popitem"), call(path, "setdefault", key, value),
-            call(path, "update", data.draw(st.dictionaries(st.text(max_size=2), values, max_size=3))),
-            call(path, "clear"), {"op": "cas", "path": path + [key], "expected": value, "value": 1},
+            lambda: {"op": "set", "path": path + [key], "value": value()}, lambda: {"op": "del", "path": path + [key]},
+            lambda: call(path, "pop", key), lambda: call(path, "popitem"),
+            lambda: call(path, "setdefault", key, value()),
+            lambda: call(path, "update", draw(st.dictionaries(st.text(max_size=2), values, max_size=3))),
+            lambda: call(path, "clear"), lambda: {"op": "cas", "path": path + [key], "expected": value(), "value": 1},
         ]
     choices += [   # str, bytes and list values: += appends, its inverse truncates; truncate's appends back
-        {"op": "iadd", "path": path + [key], "value": data.draw(st.one_of(st.text(max_size=3), st.binary(max_size=3)))},
-        {"op": "truncate", "path": path + [key], "length": data.draw(st.integers(0, 4))},
+        lambda: {"op": "iadd", "path": path + [key], "value": draw(st.one_of(st.text(max_size=3), st.binary(max_size=3)))},
+        lambda: {"op": "truncate", "path": path + [key], "length": draw(st.integers(0, 4))},
     ]
-    return data.draw(st.sampled_from(choices))
+    return draw(st.sampled_from(choices))()
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,13 +4,16 @@ import os
 import socket
 import stat
 import threading
+from typing import Iterator
 
 import pytest
+import zmq
 from hostile import ask, error_name, memory_kib
 
 from pyzdb.errors import StoreProtocolError
 from pyzdb.kt import KyotoTycoon
 from pyzdb.testing import EmbeddedService
+from pyzdb.transport import wire
 from pyzdb.tree.files import File
 from pyzdb.tt import TokyoTyrant
 
@@ -32,6 +35,24 @@ def read_file(svc, key: str) -> dict:
     return ask(svc.rw_uri, {"op": "file_read", "path": [key], "offset": 0, "size": 100})
 
 
+def read_file_repeatedly(svc, key: str, count: int) -> Iterator[dict]:
+    """``count`` replies to reads of ``key``, one after another on one connection (a new one per read cost more
+    than the read: 3000 of them took 20 s)."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(svc.rw_uri)
+    try:
+        for rid in range(1, count + 1):
+            query = {"op": "file_read", "path": [key], "offset": 0, "size": 100}
+            sock.send_multipart([b"", wire.encode_request(b"file-reader", rid, query)])
+            assert sock.poll(20_000), f"no reply to read {rid}"
+            reply = wire.unpack(sock.recv_multipart()[-1])
+            assert reply.get("rid") == rid, reply
+            yield reply
+    finally:
+        sock.close()
+
+
 def test_a_directory_swapped_for_a_link_during_reads_never_leads_outside_the_root(files_service):
     """The review's race: a directory on the path swapped for a symbolic link to outside, while the server reads."""
     svc, root, outside = files_service
@@ -51,8 +72,7 @@ def test_a_directory_swapped_for_a_link_during_reads_never_leads_outside_the_roo
     swapper.start()
     outcomes = {"inside": 0, "refused": 0, "outside": 0}
     try:
-        for _ in range(3000):
-            reply = read_file(svc, "f")
+        for reply in read_file_repeatedly(svc, "f", 3000):
             if "ok" in reply:
                 outcomes["outside" if reply["ok"]["data"] == OUTSIDE else "inside"] += 1
             else:

@@ -38,9 +38,9 @@ class Deployment:
         self.procs[name] = start_process(args, str(self.dir / f"{name}.log"))
         return self.procs[name]
 
-    def start_broker(self):
+    def start_broker(self, *extra):
         self.start("broker", ["broker", "--rw-front", self.rw_uri, "--rw-back", self.rw_back,
-                              "--ro-front", self.ro_uri, "--ro-back", self.ro_back, "--health", self.health])
+                              "--ro-front", self.ro_uri, "--ro-back", self.ro_back, "--health", self.health, *extra])
 
     def rw_args(self, data, replication=""):
         return ["server", "--data", str(self.dir / data), "--back", self.rw_back, "--health", self.health,

@@ -25,7 +25,8 @@ requests to the holder alone and drops replies from any other server.
   cannot hand it the queue.
 
 The terms live in memory. A restarted broker grants nothing for its first
-``GRACE`` seconds: it only notes the terms of the servers that beat, so that
+``grace`` seconds (``GRACE`` unless ``pyzdb broker --fence-grace`` says
+otherwise): it only notes the terms of the servers that beat, so that
 an old server cannot take it before the promoted one's first beat; then the
 rules above apply. Replicas beat the term their copy (or the store they
 follow) holds, which is noted too (``note_replica``). It cannot know a term
@@ -63,8 +64,9 @@ def describe(info: dict) -> str:
 class WriterFence:
     """The holder of the read-write back end, and the highest term seen per database id."""
 
-    def __init__(self, started: float | None = None) -> None:
+    def __init__(self, started: float | None = None, grace: float = GRACE) -> None:
         self.started = time.monotonic() if started is None else started
+        self.grace = grace                    # seconds from the start in which it grants nothing
         self.holder: dict | None = None       # the holder's beat facts
         self.holder_beat = 0.0                # time.monotonic() of its last beat
         self.route_id: bytes | None = None    # the holder's back-end routing id: read by the queue's thread
@@ -82,7 +84,7 @@ class WriterFence:
             return {}
         now = time.monotonic() if now is None else now
         database, term = str(info.get("database")), _term(info)
-        if now - self.started < GRACE:       # just started: learn the terms of every live server first
+        if now - self.started < self.grace:       # just started: learn the terms of every live server first
             self._note_term(database, info)
             return {}
         holder = self.holder

@@ -13,7 +13,7 @@ from typing import Callable
 
 import zmq
 
-from pyzdb.broker.fence import WriterFence
+from pyzdb.broker.fence import GRACE, WriterFence
 from pyzdb.broker.health import HealthMonitor
 from pyzdb.broker.relay import DEFAULT_HIGH_WATER, HOLD, REFUSE, bounded_sockets, relay
 from pyzdb.broker.routed import routed_relay
@@ -38,6 +38,7 @@ class BrokerConfig:
     health: str | None = None        # heartbeat/status socket (``pyzdb status --health``)
     curve_dir: str | None = None     # key directory: CURVE on the fronts, roles from clients/rw and clients/ro
     ro_high_water: int = DEFAULT_HIGH_WATER   # read-only requests waiting per replica; the excess is refused
+    fence_grace: float = GRACE       # seconds after the start in which the writer fence grants nothing
 
 
 class Queue:
@@ -145,7 +146,7 @@ class Broker:
         rw_backs = [a for a in (config.rw_back, config.rw_back_inproc) if a]
         self.queues = []
         # with a health socket one RW server at a time holds the read-write back end (fence.py)
-        self.fence = WriterFence() if config.health and config.rw_front else None
+        self.fence = WriterFence(grace=config.fence_grace) if config.health and config.rw_front else None
         fence = self.fence
         if config.rw_front:   # None: the read-write server binds the front itself (`pyzdb serve`)
             route = (lambda: fence.route_id) if fence is not None else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from pyzdb import __version__
+from pyzdb.broker.fence import GRACE
 from pyzdb.broker.relay import DEFAULT_HIGH_WATER
 from pyzdb.storage import DURABILITIES
 from pyzdb.storage.claim import DEFAULT_LEASE
@@ -25,6 +25,17 @@ def _count(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative; use 0 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):      # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds of 0 or more")
     return value
 
 
@@ -85,6 +96,19 @@ def _server_key_option(parser: argparse.ArgumentParser) -> None:
                              "(default %(default)s)")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: print ``pyzdb VERSION`` and exit; the version is looked up only then (pyzdb.__getattr__)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str = "show the version") -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        import pyzdb
+        print(f"pyzdb {pyzdb.__version__}")
+        parser.exit()
+
+
 class _SubParser(argparse.ArgumentParser):
     """Every subcommand's parser shows defaults in ``--help``."""
 
@@ -137,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="pyzdb", description="A shared nested document tree for Python programs.",
                                      formatter_class=DefaultsFormatter)
-    parser.add_argument("--version", action="version", version=f"pyzdb {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubParser)
     serve = sub.add_parser("serve", help="broker and read-write server in one process (the quick start)")
     _broker_options(serve)
@@ -145,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     _front_options(serve)
     broker = sub.add_parser("broker", help="the two request queues alone")
     _broker_options(broker)
+    broker.add_argument("--fence-grace", type=_seconds, default=GRACE, metavar="SECONDS",
+                        help="with --health: seconds after the start in which the writer fence lets no RW server "
+                             "hold the broker, only learns the terms of those that beat (default %(default)s)")
     server = sub.add_parser("server", help="a read-write server (or --ro: a read-only one) behind a broker")
     server.add_argument("--ro", action="store_true", help="serve reads only, following the read-write server's log")
     server.add_argument("--back", help="broker back end to connect to (default: RW 5560, or RO 5562 with --ro)")

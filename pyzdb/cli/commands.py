@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import zmq
 
+from pyzdb.broker.fence import GRACE
 from pyzdb.broker.queues import Broker, BrokerConfig
 from pyzdb.broker.relay import DEFAULT_HIGH_WATER
 from pyzdb.cli.arguments import store_url
@@ -120,7 +121,8 @@ def _broker_config(args: argparse.Namespace, inproc: str | None = None) -> Broke
     return BrokerConfig(args.rw_front, rw_back, args.ro_front, args.ro_back, inproc,
                         getattr(args, "max_message", wire.DEFAULT_MAX_MESSAGE),
                         health=args.health or None, curve_dir=args.curve,
-                        ro_high_water=getattr(args, "ro_high_water", DEFAULT_HIGH_WATER))
+                        ro_high_water=getattr(args, "ro_high_water", DEFAULT_HIGH_WATER),
+                        fence_grace=getattr(args, "fence_grace", GRACE))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
