@@ -133,3 +133,33 @@ def test_stop_ends_the_loop_and_closes_its_socket(loop_and_client):
     server.stop()
     thread.join(10)
     assert not thread.is_alive() and server.socket.closed
+
+
+@pytest.mark.parametrize("front", ["zmtp router", "zmq socket"])
+def test_a_stop_ends_a_long_wait_of_the_server_front_at_once(front):
+    # SIGTERM's handler calls stop() while the loop waits 250-500 ms; Python resumes that wait after the handler,
+    # so without the waker the server stopped only when the wait was over
+    from pyzdb.transport.poll import Waker
+    from pyzdb.transport.queue_socket import QueueSocket
+    from pyzdb.transport.router import ZmtpRouter
+    address = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    if front == "zmtp router":
+        waiting = ZmtpRouter(address, 4096)
+    else:
+        sock = zmq.Context.instance().socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(address)
+        waiting = QueueSocket(sock)
+    waker = Waker()
+    waiting.watch(waker)
+    try:
+        threading.Timer(0.2, waker.wake).start()
+        started = time.monotonic()
+        assert waiting.wait(60_000) is False
+        assert time.monotonic() - started < 30, "the wait ran its course: the wake did not end it"
+        threading.Timer(0.2, waker.wake).start()
+        assert waiting.wait(60_000) is False      # woken again after the first wake was read
+    finally:
+        waiting.close()
+        waker.close()
+    waker.wake()                                  # after close: nothing, and no descriptor reused by another file

@@ -16,6 +16,7 @@ import zmq
 from pyzdb.errors import Error, ProtocolError
 from pyzdb.transport import wire
 from pyzdb.transport.heartbeat import Beacon
+from pyzdb.transport.poll import Waker
 
 MAX_DRAIN = 1000   # requests taken from a socket in one step
 
@@ -48,6 +49,7 @@ class ServerLoop:
         self.max_message = max_message
         self.beacon = Beacon(self.context, health, self._beat_info, curve, self._beat_answer) if health else None
         self.stopping = threading.Event()
+        self.waker = Waker()   # each subclass's wait watches it, so a stop ends the wait at once
 
     def serve_forever(self) -> None:
         """Run until ``stop()``; a fault in a step costs that step (clients resend), never the server. Closes at the end."""
@@ -66,13 +68,15 @@ class ServerLoop:
             self.close()
 
     def stop(self) -> None:
-        """Ask the loop to end after its current step."""
+        """Ask the loop to end after its current step (its wait ends at once)."""
         self.stopping.set()
+        self.waker.wake()
 
     def close(self) -> None:
-        """Close the heartbeat beacon; subclasses close their own sockets too."""
+        """Close the heartbeat beacon and the waker; subclasses close their own sockets too."""
         if self.beacon is not None:
             self.beacon.close()
+        self.waker.close()
 
     def _start(self) -> None:
         """What ``serve_forever`` does before its first step (nothing here)."""

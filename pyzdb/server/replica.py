@@ -107,12 +107,16 @@ class ReplicaServer(ServerLoop):
 
     def _start(self) -> None:
         self.poller.register(self.socket, zmq.POLLIN)
+        self.poller.register(self.waker.fd, zmq.POLLIN)
         if self.sub is not None:   # a StreamReplicaServer's stream socket takes the feed's place
             self.poller.register(self.sub, zmq.POLLIN)
 
     def _step(self) -> None:
         """Requests, feed notifications, log polls, held requests, status reports."""
         events = dict(self.poller.poll(self._timeout_ms()))
+        if self.waker.fd in events:
+            self.waker.clear()
+            return           # asked to stop
         if self.sub in events:
             self._read_feed()
         self._follow()

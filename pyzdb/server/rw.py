@@ -98,6 +98,7 @@ class ReadWriteServer(ServerLoop):
         self.superseded = False    # a promotion's higher term fenced this server: it never offers itself again
         super().__init__(context, config.health, config.curve, config.max_message)
         self.front = self._open_front(config)
+        self.front.watch(self.waker)
         self.feed = None
         if config.feed:
             self.feed = feed.Publisher(self.context, config.feed, config.feed_curve)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import zmq
 
+from pyzdb.transport.poll import Waker
+
 
 class QueueSocket:
     """A zmq socket (ROUTER front or DEALER to a broker) behind the server's calls."""
@@ -16,6 +18,7 @@ class QueueSocket:
         self.socket = sock
         self.poller = zmq.Poller()     # kept: socket.poll() builds a new Poller every call
         self.poller.register(sock, zmq.POLLIN)
+        self.waker: Waker | None = None   # ``watch``
 
     def drain(self, limit: int) -> list[list[bytes]]:
         """Up to ``limit`` messages that have arrived, without blocking."""
@@ -33,8 +36,18 @@ class QueueSocket:
         self.socket.send_multipart(frames)
 
     def wait(self, timeout_ms: int) -> bool:
-        """True when a message arrives within ``timeout_ms``."""
-        return bool(self.poller.poll(timeout_ms))
+        """True when a message arrives within ``timeout_ms``; False at once when the waker is woken."""
+        events = self.poller.poll(timeout_ms)
+        if self.waker is None or len(events) == 1 and events[0][0] is self.socket:
+            return bool(events)
+        if any(what == self.waker.fd for what, _ in events):
+            self.waker.clear()
+        return any(what is self.socket for what, _ in events)
+
+    def watch(self, waker: Waker) -> None:
+        """End ``wait`` as soon as ``waker`` is woken (the server is asked to stop)."""
+        self.waker = waker
+        self.poller.register(waker.fd, zmq.POLLIN)
 
     def close(self) -> None:
         """Close the socket."""

@@ -41,7 +41,7 @@ from pyzdb.transport.codec import (
     pong_command,
 )
 from pyzdb.transport.listener import Listener
-from pyzdb.transport.poll import Poll
+from pyzdb.transport.poll import Poll, Waker
 
 log = logging.getLogger("pyzdb.front")
 CLIENT_TYPES = (b"DEALER", b"REQ")
@@ -103,6 +103,8 @@ class ZmtpRouter:
         self.codec_limits = Limits(max_message, limits.max_frames)
         self.connection_cap = max(limits.max_connection_bytes, max_message + (1 << 20))
         self.poll = Poll()
+        self.waker: Waker | None = None   # ``watch``
+        self.woken = False
         self.listener = Listener(uri, self.poll)
         self.peers: dict[int, Peer] = {}
         self.routes: dict[bytes, Peer] = {}
@@ -127,13 +129,19 @@ class ZmtpRouter:
         return [arrived.popleft() for _ in range(min(limit, len(arrived)))]
 
     def wait(self, timeout_ms: int) -> bool:
-        """True when a whole message has arrived within ``timeout_ms``."""
+        """True when a whole message has arrived within ``timeout_ms``; False at once when the waker is woken."""
         if not self.arrived:
             deadline = time.monotonic() + timeout_ms / 1000
+            self.woken = False
             self._pump(timeout_ms / 1000)
-            while not self.arrived and (left := deadline - time.monotonic()) > 0:
+            while not self.arrived and not self.woken and (left := deadline - time.monotonic()) > 0:
                 self._pump(left)
         return bool(self.arrived)
+
+    def watch(self, waker: Waker) -> None:
+        """End ``wait`` as soon as ``waker`` is woken (the server is asked to stop)."""
+        self.waker = waker
+        self.poll.register(waker.fd, select.POLLIN)
 
     def send(self, frames: list[bytes]) -> None:
         """Send ``frames[1:]`` to the client whose routing id is ``frames[0]``; dropped if it has gone."""
@@ -169,6 +177,10 @@ class ZmtpRouter:
         for fd, ready in events:
             if fd == self.listener.fd:
                 self._accept(now)
+                continue
+            if self.waker is not None and fd == self.waker.fd:
+                self.waker.clear()
+                self.woken = True
                 continue
             peer = self.peers.get(fd)
             if peer is None:
