@@ -134,11 +134,14 @@ class Expiries:
         return None
 
     def due_under(self, path: list, now: float | None = None) -> list[tuple]:
-        """The keys on, above or below ``path`` whose deadline has passed (on or above: the highest alone)."""
+        """The keys on, above or below ``path`` whose deadline has passed (on or above: the highest alone; under
+        the root, every due key)."""
+        now = time.time() if now is None else now
+        if not path:
+            return [key for key, at in self.deadlines.items() if at <= now]
         key = self._keys(path)
         if key is None:
             return []
-        now = time.time() if now is None else now
         prefix = self.due_prefix(path, now)
         if prefix is not None:
             return [prefix]

@@ -66,8 +66,7 @@ def expired_under(expiries: Expiries, path: list, limit: int) -> list[list]:
     now = time.time()
     if (soonest := expiries.next_due()) is None or soonest > now:   # none due at all: one look at the heap
         return []
-    due = expiries.due_under(path, now) if path else [k for k, at in expiries.deadlines.items() if at <= now]
-    return [list(key) for key in due[:limit]]
+    return [list(key) for key in expiries.due_under(path, now)[:limit]]
 
 
 def _read_batch(expiries: Expiries, ops: list, run: Callable[[dict], Any], now: float) -> list:
@@ -105,7 +104,7 @@ def reply_of(expiries: Expiries, query: dict, reply: dict) -> dict:
         return reply
     path, now = query["path"], time.time()
     if reply["ok"].__class__ is dict:       # the root's get costs O(the tree) already: so may its look
-        below = expiries.due_under(path, now) if path else [k for k, at in expiries.deadlines.items() if at <= now]
+        below = expiries.due_under(path, now)
         if below:
             reply["ok"] = _without(reply["ok"], len(path), below)
     until = expiries.earliest(path)
