@@ -368,10 +368,12 @@ class LogFile:
                 return
             if self._lock_fd is None:
                 self._take()
+            last = self.segments[-1]
             while len(self.segments) > 1 and self.segments[-1].first > seq + 1:
                 segment = self.segments.pop()
                 os.close(segment.fd)
                 os.unlink(segment.path)
+            if self.segments[-1] is not last:
                 self._reopen_for_writing(self.segments[-1])     # it was opened to be read only
             segment = self.segments[-1]   # the first one stays, emptied if need be: its absence would mean damage
             keep = max(0, seq + 1 - segment.first)

@@ -301,9 +301,9 @@ class SqliteStore(Store):
             self.log_file.check_ends_at(seq)
 
     def truncate_log_after(self, seq: int) -> None:
-        """In the writer at start-up, after ``check_log_follows``: the log file holds nothing after ``seq``."""
+        """In the writer at start-up, after ``check_log_follows`` (``JournalCleanup.clean_up`` asks it first, before
+        anything is removed): remove the log file's records after ``seq``."""
         if self.log_file is not None:
-            self.check_log_follows(seq)
             self.log_file.truncate_after(seq)
 
     def remove_bulk(self, keys: Iterable[bytes]) -> None:
