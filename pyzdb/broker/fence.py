@@ -41,6 +41,7 @@ from pyzdb.transport.heartbeat import INTERVAL, LIVENESS
 
 log = logging.getLogger("pyzdb.broker")
 GRACE = INTERVAL * LIVENESS   # seconds after the broker starts in which every live server has beaten
+NO_RANK = (0, "")   # the rank of a database no server has beaten for yet
 MAX_DATABASES = 1000   # terms remembered for this many database ids (a flood of beats cannot grow the table)
 
 
@@ -70,8 +71,7 @@ class WriterFence:
         self.holder: dict | None = None       # the holder's beat facts
         self.holder_beat = 0.0                # time.monotonic() of its last beat
         self.route_id: bytes | None = None    # the holder's back-end routing id: read by the queue's thread
-        self.terms: dict[str, int] = {}       # database id -> highest term seen
-        self.writers: dict[str, str] = {}     # database id -> the writer id of the highest rank seen
+        self.ranks: dict[str, tuple[int, str]] = {}   # database id -> the highest rank (term, writer id) seen
         self._last_refused: str | None = None
 
     def beat(self, info: dict, now: float | None = None) -> dict:
@@ -91,7 +91,7 @@ class WriterFence:
         if holder is not None and holder.get("back_id") == back_id:
             self.holder, self.holder_beat = info, now
             return {"holds": True, "term": term}
-        highest = self.terms.get(database, 0), self.writers.get(database, "")
+        highest = self.ranks.get(database, NO_RANK)
         if rank(info) < highest:
             return {**self._refuse(info, f"database {database} was promoted to term {highest[0]} on this broker; "
                                          f"this server's term is {term}" if term < highest[0] else
@@ -118,11 +118,19 @@ class WriterFence:
         if isinstance(info.get("database"), str):
             self._note_term(info["database"], {"term": _term(info)})
 
+    @property
+    def terms(self) -> dict[str, int]:
+        """Database id -> the highest term seen (``pyzdb status``)."""
+        return {database: term for database, (term, _) in self.ranks.items()}
+
+    @property
+    def writers(self) -> dict[str, str]:
+        """Database id -> the writer id of the highest rank seen."""
+        return {database: writer for database, (_, writer) in self.ranks.items()}
+
     def _note_term(self, database: str, info: dict) -> None:
-        if database in self.terms or len(self.terms) < MAX_DATABASES:
-            if rank(info) > (self.terms.get(database, 0), self.writers.get(database, "")):
-                self.terms[database], self.writers[database] = rank(info)
-            self.terms.setdefault(database, 0)
+        if database in self.ranks or len(self.ranks) < MAX_DATABASES:
+            self.ranks[database] = max(rank(info), self.ranks.get(database, NO_RANK))
 
     def _refuse(self, info: dict, reason: str) -> dict:
         if info.get("back_id") != self._last_refused:      # once per server, not once per beat
