@@ -37,12 +37,10 @@ class QueueSocket:
 
     def wait(self, timeout_ms: int) -> bool:
         """True when a message arrives within ``timeout_ms``; False at once when the waker is woken."""
-        events = self.poller.poll(timeout_ms)
-        if self.waker is None or len(events) == 1 and events[0][0] is self.socket:
-            return bool(events)
-        if any(what == self.waker.fd for what, _ in events):
+        ready = dict(self.poller.poll(timeout_ms))
+        if self.waker is not None and self.waker.fd in ready:
             self.waker.clear()
-        return any(what is self.socket for what, _ in events)
+        return self.socket in ready
 
     def watch(self, waker: Waker) -> None:
         """End ``wait`` as soon as ``waker`` is woken (the server is asked to stop)."""
