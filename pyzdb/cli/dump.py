@@ -163,7 +163,7 @@ def _groups(pages: Iterator[tuple[list, bool]], path: str) -> Iterator[tuple[dic
                 yield (to_storable(group) if may_hold_files else group), len(records), []
                 before += len(records)
                 continue
-            if all(type(r) is list and (len(r) == 2 or len(r) == 3 and is_deadline_list(r[2])) for r in records):
+            if all(_is_record(record) for record in records):
                 kept, queries = expire_queries(records, time.time())
                 group = {record[0]: record[1] for record in kept}
                 yield (to_storable(group) if may_hold_files else group), len(records), queries
@@ -171,11 +171,14 @@ def _groups(pages: Iterator[tuple[list, bool]], path: str) -> Iterator[tuple[dic
                 continue
         except TypeError:       # an unhashable key
             pass
-        number = next(i for i, r in enumerate(records, 1) if not (
-            type(r) is list and (len(r) == 2 or len(r) == 3 and is_deadline_list(r[2]))
-            and not isinstance(r[0], (list, dict))))
+        number = next(i for i, r in enumerate(records, 1) if not (_is_record(r) and not isinstance(r[0], (list, dict))))
         raise DumpFileError(f"record {before + number} of {path} is not a [key, value] pair of a str or int key "
                             f"(or [key, value, deadlines])")
+
+
+def _is_record(record: Any) -> bool:
+    """A ``[key, value]`` or ``[key, value, deadlines]`` record (its key's type is checked by the dict it goes in)."""
+    return type(record) is list and (len(record) == 2 or len(record) == 3 and is_deadline_list(record[2]))
 
 
 def load(uri: str, path: str, fmt: str | None = None, **options: Any) -> int:
